@@ -1,0 +1,119 @@
+package io.psiskv.protocol;
+
+import static io.psiskv.protocol.Protocol.*;
+
+/**
+ * Encoders for whole messages of PROTOCOL.md §6 and §7, each writing header and fixed body into a
+ * caller's buffer at offset 0 and returning the number of bytes written. A PUT request's or a GET
+ * response's value bytes are not copied here: the I/O layer writes them straight from the stored
+ * array after the encoded prefix. No I/O, no allocation.
+ */
+public final class Messages {
+  private Messages() {}
+
+  /** Bytes a buffer needs for any message of this class (header plus the largest fixed body). */
+  public static final int MAX_FIXED_BYTES = HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
+
+  /** §6.1 HELLO request. */
+  public static int hello(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.HELLO, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /** §6.1 HELLO OK response: the Data Server's IPv4 address (0 for "same host") and port. */
+  public static int helloOk(byte[] buf, long requestId, int ipv4, int port) {
+    Header.encodeResponse(buf, 0, Opcode.HELLO.code(), Status.OK, 0, requestId,
+        HELLO_RESPONSE_BODY_BYTES);
+    Header.putU32(buf, HEADER_BYTES, ipv4);
+    Header.putU16(buf, HEADER_BYTES + 4, port);
+    return HEADER_BYTES + HELLO_RESPONSE_BODY_BYTES;
+  }
+
+  /** §6.2 SESSION request; {@code sessionId} 0 asks for a new session. */
+  public static int session(byte[] buf, long requestId, long sessionId) {
+    Header.encodeRequest(buf, 0, Opcode.SESSION, 0, 0, requestId, SESSION_REQUEST_BODY_BYTES);
+    Header.putU64(buf, HEADER_BYTES, sessionId);
+    return HEADER_BYTES + SESSION_REQUEST_BODY_BYTES;
+  }
+
+  /** §6.2 SESSION OK response. */
+  public static int sessionOk(byte[] buf, long requestId, long sessionId, int maxValueBytes) {
+    Header.encodeResponse(buf, 0, Opcode.SESSION.code(), Status.OK, 0, requestId,
+        SESSION_RESPONSE_BODY_BYTES);
+    Header.putU64(buf, HEADER_BYTES, sessionId);
+    Header.putU32(buf, HEADER_BYTES + 8, maxValueBytes);
+    return HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
+  }
+
+  /** §6.3 PING request. */
+  public static int ping(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.PING, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /** §6.4 PUT request header; the {@code valueLength} value bytes follow it on the wire. */
+  public static int putHeader(byte[] buf, int key, long requestId, boolean overwrite,
+      int valueLength) {
+    Header.encodeRequest(buf, 0, Opcode.PUT, overwrite ? FLAG_OVERWRITE : 0, key, requestId,
+        valueLength);
+    return HEADER_BYTES;
+  }
+
+  /** §6.5 GET request. */
+  public static int get(byte[] buf, int key, long requestId, int capacity) {
+    Header.encodeRequest(buf, 0, Opcode.GET, 0, key, requestId, GET_REQUEST_BODY_BYTES);
+    Header.putU32(buf, HEADER_BYTES, capacity);
+    return HEADER_BYTES + GET_REQUEST_BODY_BYTES;
+  }
+
+  /**
+   * §6.5 GET OK response prefix (header and stored length); the first {@code sent} value bytes
+   * follow it on the wire, where {@code sent = min(capacity, storedLength)}.
+   */
+  public static int getOkPrefix(byte[] buf, int key, long requestId, int storedLength, int sent) {
+    Header.encodeResponse(buf, 0, Opcode.GET.code(), Status.OK, key, requestId,
+        GET_RESPONSE_PREFIX_BYTES + (long) sent);
+    Header.putU32(buf, HEADER_BYTES, storedLength);
+    return HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES;
+  }
+
+  /** §6.6 DELETE request. */
+  public static int delete(byte[] buf, int key, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.DELETE, 0, key, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /** Any response with an empty body: results without data and every error status (§5). */
+  public static int status(byte[] buf, int opcode, Status status, int key, long requestId) {
+    Header.encodeResponse(buf, 0, opcode, status, key, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /** §7.1 INIT request from the Data Server. */
+  public static int init(byte[] buf, long requestId, int clientPort, long pid) {
+    Header.encodeRequest(buf, 0, Opcode.INIT, 0, 0, requestId, INIT_REQUEST_BODY_BYTES);
+    Header.putU16(buf, HEADER_BYTES, clientPort);
+    Header.putU64(buf, HEADER_BYTES + 2, pid);
+    return HEADER_BYTES + INIT_REQUEST_BODY_BYTES;
+  }
+
+  /** §7.1 INIT OK response from the Front Server. */
+  public static int initOk(byte[] buf, long requestId, long frontPid) {
+    Header.encodeResponse(buf, 0, Opcode.INIT.code(), Status.OK, 0, requestId,
+        INIT_RESPONSE_BODY_BYTES);
+    Header.putU64(buf, HEADER_BYTES, frontPid);
+    return HEADER_BYTES + INIT_RESPONSE_BODY_BYTES;
+  }
+
+  /** §7.2 HEARTBEAT. */
+  public static int heartbeat(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.HEARTBEAT, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /** §7.3 SHUTDOWN request. */
+  public static int shutdown(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.SHUTDOWN, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+}

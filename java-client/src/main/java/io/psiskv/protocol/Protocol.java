@@ -1,0 +1,59 @@
+package io.psiskv.protocol;
+
+/**
+ * Wire constants of the psiskv protocol, written once for Java. Each constant names the section of
+ * {@code PROTOCOL.md} it implements; no other Java file may spell these numbers.
+ *
+ * <p>This package is shared by the client and the servers. It is public only so that the servers
+ * module can use it; applications use {@link io.psiskv.client.KvClient}.
+ */
+public final class Protocol {
+  private Protocol() {}
+
+  /** PROTOCOL.md §3.3: first byte of every request. */
+  public static final byte REQUEST_MAGIC = (byte) 0xA5;
+  /** PROTOCOL.md §3.3: first byte of every response. */
+  public static final byte RESPONSE_MAGIC = (byte) 0x5A;
+  /** PROTOCOL.md §3.4: the only version this code speaks. */
+  public static final byte VERSION = 0x01;
+
+  /** PROTOCOL.md §3: every message starts with a header of exactly this many bytes. */
+  public static final int HEADER_BYTES = 20;
+  /** PROTOCOL.md §3.1: header field offsets. */
+  public static final int OFF_MAGIC = 0;
+  public static final int OFF_VERSION = 1;
+  public static final int OFF_OPCODE = 2;
+  public static final int OFF_FLAGS_OR_STATUS = 3;
+  public static final int OFF_KEY = 4;
+  public static final int OFF_REQUEST_ID = 8;
+  public static final int OFF_BODY_LENGTH = 16;
+
+  /** PROTOCOL.md §6.4: PUT flag bit 0, replace an existing value. No other flag bit is defined. */
+  public static final int FLAG_OVERWRITE = 0x01;
+
+  /** PROTOCOL.md §6.1: HELLO response body, u32 IPv4 address and u16 port. */
+  public static final int HELLO_RESPONSE_BODY_BYTES = 6;
+  /** PROTOCOL.md §6.2: SESSION request body, u64 session id (0 asks for a new session). */
+  public static final int SESSION_REQUEST_BODY_BYTES = 8;
+  /** PROTOCOL.md §6.2: SESSION response body, u64 session id and u32 maximum value length. */
+  public static final int SESSION_RESPONSE_BODY_BYTES = 12;
+  /** PROTOCOL.md §6.5: GET request body, u32 capacity of the caller's buffer. */
+  public static final int GET_REQUEST_BODY_BYTES = 4;
+  /** PROTOCOL.md §6.5: GET OK response body starts with the u32 stored length. */
+  public static final int GET_RESPONSE_PREFIX_BYTES = 4;
+  /** PROTOCOL.md §7.1: INIT request body, u16 client port and u64 pid. */
+  public static final int INIT_REQUEST_BODY_BYTES = 10;
+  /** PROTOCOL.md §7.1: INIT response body, u64 pid of the Front Server. */
+  public static final int INIT_RESPONSE_BODY_BYTES = 8;
+
+  /** PROTOCOL.md §9: default server maximum for a value, 64 MiB. */
+  public static final int DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024;
+  /**
+   * PROTOCOL.md §9: the largest maximum a Java server can be configured with (the largest Java
+   * array less the GET prefix). The wire field is u32, but no psiskv server stores more than this.
+   */
+  public static final int MAX_VALUE_BYTES_LIMIT = Integer.MAX_VALUE - 16;
+
+  /** README: the Front Server's default client port. */
+  public static final int DEFAULT_FRONT_PORT = 9999;
+}
