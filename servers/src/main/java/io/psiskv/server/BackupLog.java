@@ -327,7 +327,7 @@ final class BackupLog implements AutoCloseable {
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
-      LOG.log(INFO, "{0}: deleted the temporary file of an interrupted compaction", tmp);
+      LOG.log(INFO, tmp + ": deleted the temporary file of an interrupted compaction");
     }
     if (!Files.exists(log)) {
       createEmpty(dataDir, log, tmp, opts);
@@ -348,17 +348,17 @@ final class BackupLog implements AutoCloseable {
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        LOG.log(WARNING, "{0}: torn tail at offset {1} ({2}): truncated, {3} bytes dropped",
-            log, scan.goodEnd, scan.reason, scan.badBytes());
+        LOG.log(WARNING, String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
+            + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
         truncate(ch, scan.goodEnd);
       } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
         if (!opts.salvage) {
           throw new IOException(damageMessage(log, scan));
         }
         Path copy = salvage(dataDir, log, ch, scan);
-        LOG.log(WARNING, "{0}: damaged at offset {1} ({2}); salvaged: kept {3} records, dropped "
-            + "{4} bytes, the original is in {5}",
-            log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy);
+        LOG.log(WARNING, String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
+            + "records, dropped %d bytes, the original is in %s",
+            log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
       BackupLog bl = new BackupLog(dataDir, policy, opts, ch, scan.goodEnd, scan.records);
       bl.writer.start();
@@ -772,8 +772,8 @@ final class BackupLog implements AutoCloseable {
     if (abort2 != null) {
       abort2.abort(f);
     }
-    LOG.log(ERROR, "backup log failed; refusing writes, retrying every {0} ms: {1}",
-        opts.failureRetryIntervalMillis, cause.toString());
+    LOG.log(ERROR, String.format("backup log failed; refusing writes, retrying every %d ms: %s",
+        opts.failureRetryIntervalMillis, cause));
     wakeWaiters();
   }
 
@@ -806,7 +806,7 @@ final class BackupLog implements AutoCloseable {
       } finally {
         appendLock.unlock();
       }
-      LOG.log(WARNING, "backup log still failing: {0}", e.toString());
+      LOG.log(WARNING, "backup log still failing: " + e);
       return;
     }
     long seq = writtenSeq;
@@ -829,8 +829,8 @@ final class BackupLog implements AutoCloseable {
       appendLock.unlock();
     }
     ackedSeq = seq;
-    LOG.log(INFO, "backup log recovered: rewrote {0} records ({1} batches) and accepts writes "
-        + "again", records, rewritten);
+    LOG.log(INFO, String.format("backup log recovered: rewrote %d records (%d batches) and "
+        + "accepts writes again", records, rewritten));
     wakeWaiters();
   }
 
@@ -895,7 +895,7 @@ final class BackupLog implements AutoCloseable {
       for (Batch b : retained) {
         lost += b.records;
       }
-      LOG.log(ERROR, "backup log closed while failed: {0} records never reached the disk", lost);
+      LOG.log(ERROR, "backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
     closeQuietly(channel);
@@ -930,7 +930,7 @@ final class BackupLog implements AutoCloseable {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        LOG.log(WARNING, "background compaction of {0} failed: {1}", logPath, e.toString());
+        LOG.log(WARNING, "background compaction of " + logPath + " failed: " + e);
       } finally {
         compactorBusy.set(false);
       }
@@ -1023,8 +1023,9 @@ final class BackupLog implements AutoCloseable {
       c.discard();
       throw e;
     }
-    LOG.log(INFO, "compacted {0}: {1} -> {2} bytes, {3} records, in {4} ms", logPath, before,
-        c.position(), c.records(), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+    LOG.log(INFO, String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
+        before, c.position(), c.records(),
+        TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0)));
   }
 
   // ----------------------------------------------------------------------------------------------

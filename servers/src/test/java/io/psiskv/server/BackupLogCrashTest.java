@@ -128,7 +128,8 @@ class BackupLogCrashTest {
       assertWithMessage("exit status; stderr: %s", child.stderrText()).that(status)
           .isEqualTo(BackupLogCrashChild.HALT_STATUS);
       assertThat(child.lines).contains("HALT " + point);
-      assertThat(count(child.lines, "P ")).isAtLeast(BackupLogCrashChild.ACKS_BEFORE_COMPACTING / 2);
+      assertThat(count(child.lines, "P "))
+          .isAtLeast(BackupLogCrashChild.ACKS_BEFORE_COMPACTING / 2);
       verify(dir, child.lines);
     }
   }

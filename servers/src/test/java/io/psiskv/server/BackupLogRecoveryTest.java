@@ -22,7 +22,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** The recovery rule of PROTOCOL.md §11.3 on real files damaged in every way a test can think of. */
+/** The recovery rule of PROTOCOL.md §11.3 on real files, damaged in every way the rule names. */
 class BackupLogRecoveryTest {
   @TempDir Path tmp;
   Path dir;
