@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * Prints: raw fsync latency (write 100 bytes + force), single-writer durable append latency,
  * group-commit throughput with 1, 16 and 64 writer threads (writes/s and syncs/s), and the time
- * to reload a log of 1,000,000 keys with 100-byte values into a HashMap.
+ * to reload a log of 1,000,000 keys with 100-byte values into a HashMap, and to compact it.
  */
 final class BackupLogBench {
   static final int FSYNC_ROUNDS = 1000;
@@ -51,6 +51,7 @@ final class BackupLogBench {
       throughput(root.resolve("throughput-" + threads), threads);
     }
     reload(root.resolve("reload"));
+    compaction(root.resolve("reload"));
   }
 
   private static void rawFsync(Path file, boolean metaData) throws IOException {
@@ -163,6 +164,48 @@ final class BackupLogBench {
             + "(open + replay into a HashMap)%n", run, map.size(), VALUE_BYTES, size,
             size / 1048576.0, ms);
       }
+    }
+  }
+
+  /** Compaction of the reload log (1,000,000 live keys, no garbage): the cost of a rewrite. */
+  private static void compaction(Path dir) throws IOException {
+    Map<Integer, byte[]> map = new HashMap<>(2 * RELOAD_KEYS);
+    try (BackupLog log = BackupLog.open(dir, FsyncPolicy.ALWAYS, new BackupLog.Replay() {
+      @Override
+      public void put(int key, byte[] v, long session, long requestId, int result) {
+        map.put(key, v);
+      }
+
+      @Override
+      public void delete(int key, long session, long requestId, int result) {
+        map.remove(key);
+      }
+
+      @Override
+      public void session(long session, long requestId, int result) {}
+    }, BackupLog.OpenOptions.defaults())) {
+      long t0 = System.nanoTime();
+      log.compact(new BackupLog.LiveData() {
+        @Override
+        public long keyCount() {
+          return map.size();
+        }
+
+        @Override
+        public long valueBytes() {
+          return (long) map.size() * VALUE_BYTES;
+        }
+
+        @Override
+        public void forEach(BackupLog.SnapshotSink sink) throws IOException {
+          for (Map.Entry<Integer, byte[]> e : map.entrySet()) {
+            sink.put(e.getKey(), e.getValue());
+          }
+        }
+      });
+      long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      System.out.printf("compaction of %d live keys: %d ms, new file %d bytes%n", map.size(), ms,
+          log.stats().fileBytes());
     }
   }
 
