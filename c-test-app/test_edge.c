@@ -13,11 +13,12 @@
 
 #include "psiskv.h"
 
+#include "check.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,42 +52,6 @@
 static const char *host;
 static int port;
 static uint32_t max_value_bytes = DEFAULT_MAX_VALUE_BYTES;
-
-static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-static int checks;
-static int failures;
-
-/* Records one check; prints the failure. Thread-safe. */
-static void check(int ok, int line, const char *fmt, ...) {
-  pthread_mutex_lock(&report_lock);
-  checks++;
-  if (!ok) {
-    va_list ap;
-    failures++;
-    fprintf(stderr, "test_edge: FAIL line %d: ", line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-  }
-  pthread_mutex_unlock(&report_lock);
-}
-#define CHECK(cond, ...) check((cond) != 0, __LINE__, __VA_ARGS__)
-/* A call that must return want; when want is an error, errno must be want_errno. */
-#define CHECK_RC(call, want, want_errno)                                                      \
-  do {                                                                                        \
-    int rc_;                                                                                  \
-    errno = 0;                                                                                \
-    rc_ = (call);                                                                             \
-    if ((want) < 0) {                                                                         \
-      int errno_ = errno;                                                                     \
-      CHECK(rc_ == (want) && errno_ == (want_errno), "%s returned %d errno %d (%s), expected " \
-            "%d errno %d", #call, rc_, errno_, strerror(errno_), (want), (want_errno));         \
-    } else {                                                                                  \
-      CHECK(rc_ == (want), "%s returned %d (errno %s), expected %d", #call, rc_,              \
-            strerror(errno), (want));                                                         \
-    }                                                                                         \
-  } while (0)
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -357,7 +322,8 @@ static void *worker_main(void *arg) {
   int i;
   for (i = 0; i < ITERATIONS_PER_THREAD; i++) {
     uint32_t key = KEY(10000 + w->index * 1000 + i);
-    int len = sprintf(value, "thread %d iteration %d%.*s", w->index, i, i % 20, "....................");
+    int len = sprintf(value, "thread %d iteration %d%.*s", w->index, i, i % 20,
+                      "....................");
     kv_delete(kv, key);
     CHECK_RC(kv_write(kv, key, value, (uint32_t)len, 0), 0, 0);
     expect_value(kv, key, value, (uint32_t)len, __LINE__);
@@ -457,6 +423,5 @@ int main(int argc, char **argv) {
   test_close_race();
   kv_close(kv);
 
-  printf("test_edge: %d checks, %d failed\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return check_summary("test_edge");
 }
