@@ -65,7 +65,8 @@
  * retries reads and writes interrupted by a signal handler (EINTR).
  *
  * fork(): a descriptor belongs to the process that called kv_connect(); a child process calls
- * kv_connect() itself.
+ * kv_connect() itself (which works even if another thread of the parent was inside the library
+ * at the fork) and must not use the parent's descriptors, whose connections it would share.
  */
 #ifndef PSISKV_H
 #define PSISKV_H

@@ -21,7 +21,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +50,10 @@
 #define SILENT_SERVER_TIMEOUT_MS 300
 #define SILENT_SERVER_BOUND_MS 5000
 #define WAIT_FOR_THREADS_MS 30000
+#define FORK_BUSY_THREADS 4
+#define FORK_CHILDREN 10
+/* A child that cannot finish in this time is stuck (a lock inherited held): SIGALRM ends it. */
+#define FORK_CHILD_ALARM_SECONDS 20
 
 static const char *host;
 static int port;
@@ -393,6 +399,49 @@ static void test_close_race(void) {
   CHECK_RC(kv_delete(kv, KEY(20)), -1, EBADF);
 }
 
+/* fork() while other threads are inside kv_connect / kv_close: each child must be able to
+ * connect and work (the library's table lock must not be inherited held). */
+static int fork_busy_stop;
+
+static void *fork_busy_main(void *arg) {
+  (void)arg;
+  while (!__atomic_load_n(&fork_busy_stop, __ATOMIC_ACQUIRE)) kv_close(connect_or_die());
+  return NULL;
+}
+
+static void test_fork_while_busy(void) {
+  pthread_t t[FORK_BUSY_THREADS];
+  int i;
+  for (i = 0; i < FORK_BUSY_THREADS; i++) pthread_create(&t[i], NULL, fork_busy_main, NULL);
+  for (i = 0; i < FORK_CHILDREN; i++) {
+    int status = 0;
+    pid_t child = fork();
+    if (child == 0) {
+      int kv;
+      char buf[8];
+      alarm(FORK_CHILD_ALARM_SECONDS);
+      kv = kv_connect(host, port);
+      _exit(kv > 0 && kv_write(kv, KEY(30 + i), "fork", 5, 1) == 0 &&
+                    kv_read(kv, KEY(30 + i), buf, sizeof buf) == 5 && memcmp(buf, "fork", 5) == 0
+                ? 0
+                : 1);
+    }
+    CHECK(child > 0, "fork failed");
+    if (child < 0) break;
+    {
+      pid_t waited;
+      do {
+        waited = waitpid(child, &status, 0);
+      } while (waited < 0 && errno == EINTR);
+      CHECK(waited == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "child %d forked while threads were busy: waitpid %d (%s), status 0x%x", i,
+            (int)waited, waited < 0 ? strerror(errno) : "ok", status);
+    }
+  }
+  __atomic_store_n(&fork_busy_stop, 1, __ATOMIC_RELEASE);
+  for (i = 0; i < FORK_BUSY_THREADS; i++) pthread_join(t[i], NULL);
+}
+
 int main(int argc, char **argv) {
   int kv;
   if (argc < 3) {
@@ -421,6 +470,7 @@ int main(int argc, char **argv) {
   run_workers(OWN_DESCRIPTOR_THREADS, 0, 0);
   run_workers(SHARED_DESCRIPTOR_THREADS, kv, OWN_DESCRIPTOR_THREADS);
   test_close_race();
+  test_fork_while_busy();
   kv_close(kv);
 
   return check_summary("test_edge");

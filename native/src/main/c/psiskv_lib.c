@@ -49,12 +49,14 @@
 #define HELLO_RETRY_MAX_MS 200
 
 struct kv_entry {
-  pthread_mutex_t lock;     /* serialises requests; guards the fields up to refs */
+  pthread_mutex_t lock;     /* serialises requests; guards the next four fields */
   int fd;                   /* data connection, -1 when broken */
   uint64_t session_id;      /* PROTOCOL.md 6.2, non-zero once connected; resumed on reconnect */
   uint32_t max_value_bytes; /* the Data Server's maximum value length (SESSION response) */
   uint64_t next_request_id; /* PROTOCOL.md 3.2: strictly increasing per descriptor */
-  struct sockaddr_in front; /* the Front Server, resolved; immutable after kv_connect */
+  char *front_host;         /* the Front Server as the caller named it (re-resolved when */
+  int front_port;           /*   reconnecting); both immutable after kv_connect */
+  struct sockaddr_in front; /* front_host resolved by kv_connect */
   unsigned refs;            /* guarded by table_lock */
   int closed;               /* set once by kv_close; read and written with __atomic builtins */
 };
@@ -64,12 +66,29 @@ static struct kv_entry **table; /* table[d] for descriptor d >= 1; table[0] is n
 static int table_slots;         /* allocated length of table */
 static int table_cursor;        /* where the search for a free slot starts (delays reuse) */
 
+/*
+ * fork(): the child gets a copy of the table with one thread, so a table_lock held by another
+ * thread of the parent at the fork would never be released in the child. The handlers below hold
+ * table_lock across fork() so that the child's copy is unlocked and the child may call
+ * kv_connect. (The child must not use the parent's descriptors: their sockets are shared.)
+ */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void table_lock_acquire(void) { pthread_mutex_lock(&table_lock); }
+static void table_lock_release(void) { pthread_mutex_unlock(&table_lock); }
+static void register_atfork(void) {
+  pthread_atfork(table_lock_acquire, table_lock_release, table_lock_release);
+}
+
 /* ---- entry lifetime ---------------------------------------------------------------------- */
 
+/* Closes the entry's connection and frees it. Keeps errno (it runs on error paths). */
 static void entry_free(struct kv_entry *e) {
+  int saved = errno;
   psiskv_net_close(e->fd);
   pthread_mutex_destroy(&e->lock);
+  free(e->front_host);
   free(e);
+  errno = saved;
 }
 
 /* Drops one reference; the last one frees the entry. Keeps errno. Caller holds no table_lock. */
@@ -341,6 +360,7 @@ PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
     errno = EINVAL;
     return -1;
   }
+  pthread_once(&atfork_once, register_atfork);
   e = (struct kv_entry *)calloc(1, sizeof *e);
   if (e == NULL) return -1; /* ENOMEM */
   e->fd = -1;
@@ -351,9 +371,16 @@ PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
     errno = ENOMEM;
     return -1;
   }
-  if (psiskv_net_resolve_ipv4(kv_server_ip, kv_server_port, &e->front) < 0 ||
+  e->front_port = kv_server_port;
+  e->front_host = (char *)malloc(strlen(kv_server_ip) + 1);
+  if (e->front_host == NULL) {
+    entry_free(e); /* ENOMEM */
+    return -1;
+  }
+  strcpy(e->front_host, kv_server_ip);
+  if (psiskv_net_resolve_ipv4(e->front_host, e->front_port, &e->front) < 0 ||
       entry_connect(e, deadline_ms) < 0 || (d = table_insert(e)) < 0) {
-    entry_free(e); /* keeps errno: close and free do not touch it here */
+    entry_free(e);
     return -1;
   }
   return d;
