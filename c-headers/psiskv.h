@@ -1,0 +1,140 @@
+/*
+ * psiskv.h - the psiskv C API (libpsiskv.so), a drop-in for the classic course API.
+ *
+ * A psiskv store maps unsigned 32-bit keys to byte-array values. A program connects to the
+ * Front Server with kv_connect(), which hands back a descriptor; the library then talks to the
+ * Data Server on that descriptor's behalf (PROTOCOL.md section 2).
+ *
+ * Build and link:   cc -I<psiskv>/c-headers prog.c -L<psiskv>/native/target -lpsiskv
+ * Run:              LD_LIBRARY_PATH=<psiskv>/native/target ./prog   (or link with -Wl,-rpath,...)
+ *
+ * Return codes (every function; errno is set only when a function fails, see "errno" below):
+ *
+ *   kv_connect   > 0   a descriptor (a small positive int from the library's own table, NOT a
+ *                      file descriptor: do not pass it to close(), read() or select())
+ *                -1    error (bad arguments, host unknown, connection refused or timed out,
+ *                      protocol error, no Data Server ready in time)
+ *   kv_close     -     closes the descriptor; harmless on a descriptor that is closed, 0,
+ *                      negative or was never issued
+ *   kv_write      0    stored (kv_overwrite != 0: any earlier value replaced)
+ *                -2    kv_overwrite == 0 and the key already holds a value: nothing changed
+ *                -1    any other error (bad descriptor, NULL value with value_length > 0,
+ *                      value longer than the server's maximum: refused without sending,
+ *                      server error, broken connection)
+ *   kv_read     >= 0   the stored length of the value. min(stored length, value_length) bytes
+ *                      were copied to value; the library NEVER writes more than value_length
+ *                      bytes, so a return value > value_length means the value was truncated.
+ *                      value_length 0 (value may then be NULL) asks for the length only.
+ *                -2    no such key
+ *                -1    error (as for kv_write)
+ *   kv_delete     0    the key was removed
+ *                -1    no such key (errno ENOENT), or any error
+ *
+ * errno, set on failure only:
+ *   EBADF         the descriptor is 0, negative, never issued, or closed
+ *   EINVAL        NULL pointer with a nonzero length, NULL host, port outside 1..65535
+ *   EMSGSIZE      kv_write: value_length exceeds the server's maximum value length (nothing
+ *                 sent); also when the server answers TOO_LARGE
+ *   EEXIST        kv_write returned -2
+ *   ENOENT        kv_read returned -2, or kv_delete found no such key
+ *   EHOSTUNREACH  kv_connect: the host name did not resolve to an IPv4 address, or is unreachable
+ *   ECONNREFUSED, ETIMEDOUT, ENETUNREACH, ...   kv_connect: from connecting to a server.
+ *                 The whole set-up is bounded by PSISKV_CONNECT_TIMEOUT_MS (environment
+ *                 variable, milliseconds, default 3000); ETIMEDOUT when it runs out, including
+ *                 while the Front Server answers UNAVAILABLE (no Data Server ready yet)
+ *   ECONNRESET    the connection broke (the server closed it or vanished mid-message)
+ *   ENOTCONN      the descriptor's connection broke earlier; it stays open but unusable
+ *                 until closed (a later version will reconnect and resume the session instead)
+ *   EPROTO        the server's response broke the protocol (magic, version, echoed opcode or
+ *                 request id, lengths); the connection is dropped
+ *   EIO           the server answered SERVER_ERROR
+ *   EAGAIN        the server answered UNAVAILABLE (shutting down or not ready): try again
+ *   ENOMEM, EMFILE   no memory / no file descriptors left
+ *
+ * Thread safety: every function may be called from any thread. The descriptor table is guarded
+ * by one mutex, held only for a table look-up. One descriptor MAY be used by several threads at
+ * once: its requests are serialised by a mutex of that descriptor (one request and its response
+ * at a time, in the order the threads get the mutex), so separate descriptors are faster for
+ * parallel work. kv_close() on a descriptor that another thread is using makes the descriptor
+ * invalid at once for new calls (EBADF); a call already under way finishes (or fails) first, and
+ * the connection is closed when the last such call returns. No call ever touches freed memory.
+ * A closed descriptor number may be issued again by a later kv_connect(), as with file
+ * descriptors (the library delays that reuse by going round its table).
+ *
+ * Signals: the library never raises SIGPIPE in the caller (it sends with MSG_NOSIGNAL), and it
+ * retries reads and writes interrupted by a signal handler (EINTR).
+ *
+ * fork(): a descriptor belongs to the process that called kv_connect(); a child process calls
+ * kv_connect() itself (which works even if another thread of the parent was inside the library
+ * at the fork) and must not use the parent's descriptors, whose connections it would share.
+ */
+#ifndef PSISKV_H
+#define PSISKV_H
+
+#include <stdint.h> /* uint32_t in the prototypes below */
+#include <stdlib.h> /* the classic programs call exit() and malloc() without including it */
+
+/*
+ * Library version. MAJOR changes exactly when the ABI does, and is the number in the soname
+ * (libpsiskv.so.1). MINOR adds compatible features; PATCH fixes.
+ */
+#define PSISKV_VERSION_MAJOR 1
+#define PSISKV_VERSION_MINOR 0
+#define PSISKV_VERSION_PATCH 0
+#define PSISKV_VERSION_STRING "1.0.0"
+
+/*
+ * The library is built with -fvisibility=hidden: only what carries PSISKV_API is exported from
+ * libpsiskv.so, so the codec and socket helpers inside cannot clash with a program's symbols.
+ */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define PSISKV_API __attribute__((visibility("default")))
+#else
+#define PSISKV_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Why the input pointers are const (the classic API had plain char *): a caller passing a string
+ * literal, kv_connect("127.0.0.1", 9999) or kv_write(fd, k, "abc", 4, 0), must compile without
+ * warnings. In C++ a literal is const char[N] and does not convert to char * (an error, or a
+ * -Wwrite-strings warning); in C it does, but -Wwrite-strings warns too. The library never writes
+ * through these pointers, and every char * converts to const char * implicitly, so every caller
+ * of the classic API still compiles and links (const does not change a C symbol). kv_read's
+ * buffer is written, and stays char *.
+ */
+
+/*
+ * Connects to the Front Server at kv_server_ip (a dotted IPv4 address or a host name) and port,
+ * learns where the Data Server is, and opens a session there. Returns a descriptor > 0, or -1.
+ */
+PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port);
+
+/* Closes a descriptor. Harmless (no-op) on a closed or bogus descriptor. */
+PSISKV_API void kv_close(int kv_descriptor);
+
+/*
+ * Stores value_length bytes from value under key (value may be NULL when value_length is 0).
+ * kv_overwrite == 0: only if the key holds no value (atomic check-and-insert), else -2.
+ * kv_overwrite != 0: replaces any earlier value. Returns 0, -2 or -1.
+ */
+PSISKV_API int kv_write(int kv_descriptor, uint32_t key, const char *value, uint32_t value_length,
+                        int kv_overwrite);
+
+/*
+ * Copies at most value_length bytes of the value stored under key into value and returns the
+ * stored length (which may exceed value_length), -2 if there is no such key, or -1.
+ */
+PSISKV_API int kv_read(int kv_descriptor, uint32_t key, char *value, uint32_t value_length);
+
+/* Removes key. Returns 0 if it was removed, -1 if there was no such key or on error. */
+PSISKV_API int kv_delete(int kv_descriptor, uint32_t key);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PSISKV_H */

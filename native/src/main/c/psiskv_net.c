@@ -1,0 +1,204 @@
+/*
+ * psiskv_net.c - socket I/O of libpsiskv (see psiskv_net.h for the contract).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "psiskv_net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t psiskv_net_connect_timeout_ms(void) {
+  const char *s = getenv(PSISKV_CONNECT_TIMEOUT_ENV);
+  if (s != NULL && *s != '\0') {
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno == 0 && *end == '\0' && v > 0) return (int64_t)v;
+  }
+  return PSISKV_DEFAULT_CONNECT_TIMEOUT_MS;
+}
+
+int64_t psiskv_net_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void psiskv_net_sleep_ms(int64_t ms) {
+  struct timespec ts;
+  int saved = errno;
+  if (ms <= 0) return;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  errno = saved;
+}
+
+/* Milliseconds left until the deadline, clamped to poll()'s int; -1 (infinite) for none. */
+static int poll_timeout_ms(int64_t deadline_ms) {
+  int64_t left;
+  if (deadline_ms == PSISKV_NO_DEADLINE) return -1;
+  left = deadline_ms - psiskv_net_now_ms();
+  if (left <= 0) return 0;
+  return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* Waits until fd is ready for events or the deadline passes (ETIMEDOUT). Retries EINTR. */
+static int wait_ready(int fd, short events, int64_t deadline_ms) {
+  for (;;) {
+    struct pollfd p;
+    int r;
+    p.fd = fd;
+    p.events = events;
+    p.revents = 0;
+    r = poll(&p, 1, poll_timeout_ms(deadline_ms));
+    if (r > 0) return 0; /* ready, or an error/hang-up the next call will report */
+    if (r == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (errno != EINTR) return -1;
+  }
+}
+
+void psiskv_net_close(int fd) {
+  int saved = errno;
+  if (fd >= 0) close(fd);
+  errno = saved;
+}
+
+int psiskv_net_resolve_ipv4(const char *host, int port, struct sockaddr_in *out) {
+  struct addrinfo hints;
+  struct addrinfo *res = NULL;
+  int rc;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_INET; /* PROTOCOL.md 2: IPv4 */
+  hints.ai_socktype = SOCK_STREAM;
+  rc = getaddrinfo(host, NULL, &hints, &res);
+  if (rc != 0 || res == NULL) {
+    if (rc == EAI_MEMORY) {
+      errno = ENOMEM;
+    } else {
+      errno = EHOSTUNREACH;
+    }
+    if (res != NULL) freeaddrinfo(res);
+    return -1;
+  }
+  memset(out, 0, sizeof *out);
+  memcpy(out, res->ai_addr, sizeof *out);
+  out->sin_family = AF_INET;
+  out->sin_port = htons((uint16_t)port);
+  freeaddrinfo(res);
+  return 0;
+}
+
+static int set_blocking(int fd, int blocking) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return -1;
+  flags = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
+  return fcntl(fd, F_SETFL, flags);
+}
+
+int psiskv_net_connect(const struct sockaddr_in *addr, int64_t deadline_ms) {
+  int one = 1;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  /* Non-blocking connect + poll: a blocking connect to a host that drops SYNs waits for the
+   * kernel's retries (minutes); the caller's deadline bounds it instead. */
+  if (set_blocking(fd, 0) < 0) goto fail;
+  if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (errno != EINPROGRESS && errno != EINTR) goto fail;
+    /* EINTR: the connect goes on in the background, exactly as EINPROGRESS. */
+    if (wait_ready(fd, POLLOUT, deadline_ms) < 0) goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) goto fail;
+    if (err != 0) {
+      errno = err;
+      goto fail;
+    }
+  }
+  if (set_blocking(fd, 1) < 0) goto fail;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) goto fail;
+  return fd;
+fail:
+  psiskv_net_close(fd);
+  return -1;
+}
+
+/*
+ * Why the loops below: a stream socket may take or deliver fewer bytes than asked (a short write
+ * when the send buffer fills, a short read when only part of a message has arrived), and a signal
+ * handler in the host program interrupts a blocked call with EINTR. Neither is an error; the loop
+ * goes on until every byte has moved.
+ */
+int psiskv_net_writev_fully(int fd, struct iovec *iov, int iovcnt) {
+  while (iovcnt > 0) {
+    struct msghdr msg;
+    ssize_t sent;
+    if (iov->iov_len == 0) {
+      iov++;
+      iovcnt--;
+      continue;
+    }
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    /* MSG_NOSIGNAL: a peer that vanished gives EPIPE here instead of killing the caller with
+     * SIGPIPE (the host program owns its signal dispositions, not this library). */
+    sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    while (sent > 0) {
+      size_t step = (size_t)sent < iov->iov_len ? (size_t)sent : iov->iov_len;
+      iov->iov_base = (char *)iov->iov_base + step;
+      iov->iov_len -= step;
+      sent -= (ssize_t)step;
+      if (iov->iov_len == 0) {
+        iov++;
+        iovcnt--;
+      }
+    }
+  }
+  return 0;
+}
+
+int psiskv_net_write_fully(int fd, const void *buf, size_t n) {
+  struct iovec iov[1];
+  iov[0].iov_base = (void *)buf; /* sendmsg takes a non-const iovec; it only reads it */
+  iov[0].iov_len = n;
+  return psiskv_net_writev_fully(fd, iov, 1);
+}
+
+int psiskv_net_read_fully(int fd, void *buf, size_t n, int64_t deadline_ms) {
+  char *p = (char *)buf;
+  while (n > 0) {
+    ssize_t r;
+    if (deadline_ms != PSISKV_NO_DEADLINE && wait_ready(fd, POLLIN, deadline_ms) < 0) return -1;
+    r = recv(fd, p, n, 0);
+    if (r > 0) {
+      p += r;
+      n -= (size_t)r;
+    } else if (r == 0) {
+      errno = ECONNRESET; /* end of stream in the middle of a message: the peer is gone */
+      return -1;
+    } else if (errno != EINTR) {
+      return -1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * psiskv_net.h - socket I/O of libpsiskv: name resolution, connecting with a deadline, and the
+ * read-fully / write-fully loops. Knows nothing of the protocol (that is psiskv_proto.h).
+ *
+ * Contract: every function returns -1 with errno set on failure. Sends never raise SIGPIPE
+ * (MSG_NOSIGNAL); EINTR is retried. Deadlines are absolute times of psiskv_net_now_ms();
+ * PSISKV_NO_DEADLINE waits as long as the peer takes. Functions are thread-safe; one socket is
+ * used by one thread at a time (the caller holds the descriptor's mutex).
+ *
+ * Internal to libpsiskv (hidden by -fvisibility=hidden).
+ */
+#ifndef PSISKV_NET_H
+#define PSISKV_NET_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Default budget of a whole kv_connect (both TCP connects and the HELLO / SESSION exchanges). */
+#define PSISKV_DEFAULT_CONNECT_TIMEOUT_MS 3000
+/* Environment variable overriding it: a positive number of milliseconds. */
+#define PSISKV_CONNECT_TIMEOUT_ENV "PSISKV_CONNECT_TIMEOUT_MS"
+
+/* "No deadline": block until the peer answers or the connection breaks. */
+#define PSISKV_NO_DEADLINE INT64_C(-1)
+
+/* The connect budget: PSISKV_CONNECT_TIMEOUT_MS from the environment if it is a positive
+ * integer, else PSISKV_DEFAULT_CONNECT_TIMEOUT_MS. Read at every call, so a program may set it. */
+int64_t psiskv_net_connect_timeout_ms(void);
+
+/* Milliseconds of a monotonic clock (unaffected by changes of the wall clock). */
+int64_t psiskv_net_now_ms(void);
+
+/* Sleeps for ms milliseconds (for back-off between retries only, never to synchronise). */
+void psiskv_net_sleep_ms(int64_t ms);
+
+/*
+ * Resolves a host name or dotted IPv4 address to an IPv4 address (getaddrinfo, AF_INET) and
+ * stores it with the port in *out. Errors: EHOSTUNREACH (no such host or no IPv4 address),
+ * ENOMEM. Name look-up blocks as the system resolver does; a dotted address needs no look-up.
+ */
+int psiskv_net_resolve_ipv4(const char *host, int port, struct sockaddr_in *out);
+
+/*
+ * Opens a TCP connection to addr, giving up at the deadline (non-blocking connect + poll), and
+ * returns the blocking, close-on-exec socket with TCP_NODELAY set (requests are small and answered
+ * one at a time: Nagle's algorithm would only add latency). Errors: those of connect(2)
+ * (ECONNREFUSED, ENETUNREACH, ...), ETIMEDOUT at the deadline, EMFILE.
+ */
+int psiskv_net_connect(const struct sockaddr_in *addr, int64_t deadline_ms);
+
+/* Sends all n bytes. Errors: EPIPE / ECONNRESET when the peer is gone, and those of send(2). */
+int psiskv_net_write_fully(int fd, const void *buf, size_t n);
+
+/* Sends all bytes of iov[0..iovcnt) in order (one sendmsg when the socket takes it). Consumes the
+ * iov array: its entries are advanced past what was sent. */
+int psiskv_net_writev_fully(int fd, struct iovec *iov, int iovcnt);
+
+/*
+ * Reads exactly n bytes. Errors: ECONNRESET when the peer closes before n bytes (end of stream),
+ * ETIMEDOUT when the deadline passes, and those of recv(2).
+ */
+int psiskv_net_read_fully(int fd, void *buf, size_t n, int64_t deadline_ms);
+
+/* Closes a socket, keeping the caller's errno (close is a clean-up here, never the error). */
+void psiskv_net_close(int fd);
+
+#endif /* PSISKV_NET_H */
