@@ -118,6 +118,8 @@ public final class DataServer {
         return;
       }
       startServingThreads(server);
+      Log.info("serving on " + config.bindAddress.getHostAddress() + ":"
+          + server.getLocalPort() + " (" + config + "); front server pid " + frontPid);
     }
     ControlLink link = control;
     link.startHeartbeats(null);
@@ -130,8 +132,6 @@ public final class DataServer {
     } else {
       front.get().onExit().thenRun(() -> stopAsync("front server process exited"));
     }
-    Log.info("serving on " + config.bindAddress.getHostAddress() + ":" + server.getLocalPort()
-        + " (" + config + "); front server pid " + frontPid);
   }
 
   /** Connects to the front's control port and does INIT; returns the front's pid. */

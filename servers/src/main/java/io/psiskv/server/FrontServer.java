@@ -133,7 +133,7 @@ public final class FrontServer {
       server.stop("start failed");
       System.exit(server.exitCode);
     }
-    server.awaitQuietly(server.stopRequested);
+    awaitQuietly(server.stopRequested);
     server.stop(server.stopReason);
     System.exit(server.exitCode);
   }
@@ -540,19 +540,20 @@ public final class FrontServer {
   }
 
   private void stopDataServer(Process process, ControlLink link) {
-    if (process.isAlive()) {
-      boolean asked = false;
-      if (link != null) {
-        try {
-          link.sendShutdown();
-          asked = true;
-        } catch (IOException e) {
-          Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
-        }
+    if (!process.isAlive()) {
+      return; // Its exit was logged when it happened.
+    }
+    boolean asked = false;
+    if (link != null) {
+      try {
+        link.sendShutdown();
+        asked = true;
+      } catch (IOException e) {
+        Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
       }
-      if (!asked) {
-        process.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
-      }
+    }
+    if (!asked) {
+      process.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
     }
     boolean exited = waitFor(process, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS);
     if (!exited) {

@@ -63,6 +63,7 @@ public final class ServerFixture
 
   private final List<String> serverArgs;
   private final List<String> jvmArgs;
+  private final List<String> commandPrefix;
   private final boolean autoStart;
   private final int requestedPort;
 
@@ -83,6 +84,7 @@ public final class ServerFixture
   private ServerFixture(Builder b) {
     this.serverArgs = List.copyOf(b.serverArgs);
     this.jvmArgs = List.copyOf(b.jvmArgs);
+    this.commandPrefix = List.copyOf(b.commandPrefix);
     this.autoStart = b.autoStart;
     this.requestedPort = b.port;
     this.dataDir = b.dataDir;
@@ -96,6 +98,7 @@ public final class ServerFixture
   public static final class Builder {
     private final List<String> serverArgs = new ArrayList<>();
     private final List<String> jvmArgs = new ArrayList<>();
+    private final List<String> commandPrefix = new ArrayList<>();
     private boolean autoStart = true;
     private int port;
     private Path dataDir;
@@ -131,6 +134,15 @@ public final class ServerFixture
     /** Options of the Front Server's JVM. */
     public Builder jvmArgs(String... args) {
       jvmArgs.addAll(Arrays.asList(args));
+      return this;
+    }
+
+    /**
+     * A program that runs before java and execs it (same pid), e.g. to reset a signal
+     * disposition; the java command line follows as its arguments.
+     */
+    public Builder commandPrefix(String... prefix) {
+      commandPrefix.addAll(Arrays.asList(prefix));
       return this;
     }
 
@@ -199,7 +211,7 @@ public final class ServerFixture
         dataDir = runDir.resolve("data");
       }
     }
-    List<String> command = new ArrayList<>();
+    List<String> command = new ArrayList<>(commandPrefix);
     command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     command.addAll(jvmArgs);
     command.add("-cp");
