@@ -56,6 +56,8 @@ final class ControlLink implements Closeable {
   private ScheduledExecutorService heartbeat;
   /** Heartbeat thread only. */
   private boolean peerSilent;
+  /** Heartbeat thread only. */
+  private long lastTickNanos;
 
   ControlLink(Socket socket, String peerName) throws IOException {
     this.socket = socket;
@@ -147,12 +149,14 @@ final class ControlLink implements Closeable {
   /** Starts the heartbeat thread; {@code onHung} runs on it once per silence (may be null). */
   void startHeartbeats(Runnable onHung) {
     lastReadNanos = System.nanoTime();
+    lastTickNanos = lastReadNanos;
     heartbeat = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "heartbeat");
       t.setDaemon(true);
       return t;
     });
-    heartbeat.scheduleAtFixedRate(() -> tick(onHung), 0,
+    // Fixed delay, not fixed rate: after a pause of this process no burst of missed ticks.
+    heartbeat.scheduleWithFixedDelay(() -> tick(onHung), 0,
         ServerConfig.HEARTBEAT_INTERVAL_MILLIS, TimeUnit.MILLISECONDS);
   }
 
@@ -162,7 +166,15 @@ final class ControlLink implements Closeable {
     } catch (IOException e) {
       // The reader thread sees the broken connection and reacts; nothing to do here.
     }
-    long silentMillis = (System.nanoTime() - lastReadNanos) / 1_000_000L;
+    long now = System.nanoTime();
+    long sinceLastTickMillis = (now - lastTickNanos) / 1_000_000L;
+    lastTickNanos = now;
+    if (sinceLastTickMillis > 2 * ServerConfig.HEARTBEAT_INTERVAL_MILLIS) {
+      // This process itself did not run for a while (suspended, starved): the peer's
+      // heartbeats may be waiting unread in the socket. Judge it at the next tick.
+      return;
+    }
+    long silentMillis = (now - lastReadNanos) / 1_000_000L;
     long limitMillis =
         ServerConfig.HEARTBEAT_INTERVAL_MILLIS * ServerConfig.MISSED_HEARTBEATS_BEFORE_HUNG;
     if (silentMillis > limitMillis && !peerSilent) {

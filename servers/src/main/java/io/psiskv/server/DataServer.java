@@ -84,9 +84,11 @@ public final class DataServer {
     try {
       server.start();
     } catch (IOException | RuntimeException e) {
-      Log.info("start failed: " + e);
-      server.exitCode = ServerConfig.EXIT_FAILURE;
-      server.stop("start failed", NO_REPLY);
+      if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
+        Log.info("start failed: " + e);
+        server.exitCode = ServerConfig.EXIT_FAILURE;
+        server.stop("start failed", NO_REPLY);
+      }
     }
     server.awaitStopped();
     System.exit(server.exitCode);

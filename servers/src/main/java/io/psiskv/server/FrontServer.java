@@ -127,6 +127,11 @@ public final class FrontServer {
     try {
       server.start();
     } catch (IOException | RuntimeException e) {
+      if (server.isStopping()) {
+        // A signal's stop interrupted the start; the shutdown hook finishes it and exits.
+        awaitQuietly(server.stopped);
+        System.exit(server.exitCode);
+      }
       Log.info("start failed: " + (e instanceof StartException ? e.getMessage() : e.toString()));
       server.exitCode = ServerConfig.EXIT_FAILURE;
       server.killDataServer();

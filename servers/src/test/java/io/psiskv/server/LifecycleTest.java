@@ -6,7 +6,10 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.psiskv.protocol.Messages;
+import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
+import java.io.DataInputStream;
 import java.io.File;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -15,7 +18,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -79,6 +84,64 @@ class LifecycleTest {
     } finally {
       pair.killBoth();
     }
+  }
+
+  @Test
+  void stopLetsTheRequestInFlightFinishAndClosesIdleConnectionsAtOnce() throws Exception {
+    byte[] big = new byte[32 * 1024 * 1024]; // More than the socket buffers hold.
+    new Random(3).nextBytes(big);
+    try (RawClient writer = RawClient.session(server)) {
+      assertThat(writer.put(9, big, false)).isEqualTo(Status.OK);
+    }
+    try (RawClient idle = RawClient.session(server);
+        RawClient busy = RawClient.session(server)) {
+      // Start a GET of the big value and read only its first bytes: the server's connection
+      // thread is now inside the request, blocked writing the rest.
+      byte[] buf = new byte[Messages.MAX_FIXED_BYTES];
+      busy.send(Arrays.copyOf(buf, Messages.get(buf, 9, 5, -1)));
+      DataInputStream in = busy.rawInput();
+      byte[] head = new byte[Protocol.HEADER_BYTES + Protocol.GET_RESPONSE_PREFIX_BYTES];
+      in.readFully(head);
+
+      server.console("quit");
+      server.awaitLog("stopping: SHUTDOWN from the front server", TIMEOUT);
+      assertThat(idle.closedByPeer()).isTrue(); // Idle: closed without waiting.
+
+      byte[] rest = new byte[big.length];
+      in.readFully(rest); // The request in flight is answered completely...
+      assertThat(rest).isEqualTo(big);
+      assertThat(busy.closedByPeer()).isTrue(); // ...and then its connection closes.
+    }
+    assertThat(server.awaitExit(TIMEOUT)).isEqualTo(0);
+    server.assertDataServerGone(TIMEOUT);
+  }
+
+  @Test
+  void dataServerFailingAtStartMakesTheFrontExitOne() throws IOException {
+    server.stop();
+    // A directory where the Data Server writes its pid file: its start fails.
+    Path blocker = server.dataDir().resolve(PidFile.DATA);
+    Files.createDirectories(blocker.resolve("occupied"));
+    IOException e = assertThrows(IOException.class, server::start);
+    assertThat(e.getMessage()).contains("the data server exited during start with code 1");
+    assertThat(server.process().exitValue()).isEqualTo(ServerConfig.EXIT_FAILURE);
+  }
+
+  @Test
+  void heartbeatWatchdogLogsASuspendedPeerAndItsReturn() throws Exception {
+    kill("-STOP", server.dataPid());
+    try {
+      server.awaitLog("data server silent for", TIMEOUT);
+    } finally {
+      kill("-CONT", server.dataPid());
+    }
+    server.awaitLog("data server is sending again", TIMEOUT);
+    try (RawClient c = RawClient.session(server)) {
+      assertThat(c.ping().status()).isEqualTo(Status.OK);
+    }
+    server.stop();
+    // The resumed Data Server did not take its own pause for a silent front server.
+    assertThat(server.log()).doesNotContain("front server silent");
   }
 
   @Test

@@ -261,6 +261,11 @@ public final class RawClient implements Closeable {
     }
   }
 
+  /** The input stream, for tests that read a response piece by piece. */
+  public DataInputStream rawInput() {
+    return in;
+  }
+
   /** Sets the read timeout (tests that expect no answer use a short one). */
   public void setReadTimeoutMillis(int millis) throws IOException {
     socket.setSoTimeout(millis);
