@@ -63,7 +63,6 @@ public final class DataServer {
   private final Set<DataConnection> live = ConcurrentHashMap.newKeySet();
   private final CountDownLatch stopped = new CountDownLatch(1);
   private final AtomicInteger connectionNumbers = new AtomicInteger();
-  private final List<Thread> servingThreads = new ArrayList<>();
   private volatile ServerSocket listener;
   private volatile ControlLink control;
   private volatile int exitCode = ServerConfig.EXIT_OK;
@@ -161,18 +160,18 @@ public final class DataServer {
 
   /** Caller holds lifecycleLock. */
   private void startServingThreads(ServerSocket server) {
+    List<Thread> threads = new ArrayList<>();
     if (config.poolThreads == 0) {
-      Thread acceptor = new Thread(() -> acceptOnDemand(server), "data-acceptor");
-      acceptor.setDaemon(true);
-      servingThreads.add(acceptor);
+      threads.add(new Thread(() -> acceptOnDemand(server), "data-acceptor"));
     } else {
       for (int i = 0; i < config.poolThreads; i++) {
-        Thread t = new Thread(() -> servePooled(server), "data-pool-" + i);
-        t.setDaemon(true);
-        servingThreads.add(t);
+        threads.add(new Thread(() -> servePooled(server), "data-pool-" + i));
       }
     }
-    servingThreads.forEach(Thread::start);
+    for (Thread t : threads) {
+      t.setDaemon(true);
+      t.start();
+    }
   }
 
   /** The on-demand acceptor: a new thread per connection. */

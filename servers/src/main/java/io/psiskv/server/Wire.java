@@ -91,7 +91,7 @@ final class Wire {
     }
   }
 
-  /** Sleeps-free wait used by stop paths: the remaining time to a deadline in millis, >= 0. */
+  /** Milliseconds left until {@code deadlineNanos} (a {@code System.nanoTime()} value), >= 0. */
   static long remainingMillis(long deadlineNanos) {
     return Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000L);
   }
