@@ -1,0 +1,313 @@
+package io.psiskv.server;
+
+import io.psiskv.protocol.Protocol;
+import java.io.PrintStream;
+import java.net.Inet4Address;
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.nio.file.InvalidPathException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The configuration of both server processes: every tunable, in one place.
+ *
+ * <p>Options come from the command line, are read once at start by {@link #parse} and checked
+ * there; a bad option is a {@link ConfigException} whose message says what is wrong, and {@link
+ * #parseOrExit} turns it into a one-line error and exit code {@value #EXIT_BAD_OPTION}. The Front
+ * Server passes its settings on to the Data Server it starts ({@link #dataServerArgs}), so both
+ * processes parse the same options with this class. Everything else is a named constant with its
+ * unit in its name. Instances are immutable and safe to share between threads.
+ */
+final class ServerConfig {
+  // --- Command-line defaults. ---
+
+  /** Front Server client port when {@code --port} is not given (README). */
+  static final int DEFAULT_PORT = Protocol.DEFAULT_FRONT_PORT;
+  /** If the requested front port is taken, this many ports from it upwards are tried. */
+  static final int PORT_SEARCH_ATTEMPTS = 100;
+  /** Loopback by default: the store has no authentication. */
+  static final String DEFAULT_BIND = "127.0.0.1";
+  /** Relative to the working directory of the user who starts the server. */
+  static final String DEFAULT_DATA_DIR = "data";
+  /** Largest N accepted in {@code --threads pool:N}. */
+  static final int MAX_POOL_THREADS = 10_000;
+
+  // --- Control connection (PROTOCOL.md §7). ---
+
+  /** Each side sends a HEARTBEAT this often. */
+  static final long HEARTBEAT_INTERVAL_MILLIS = 500;
+  /** A peer silent for this many heartbeat intervals is considered hung. */
+  static final int MISSED_HEARTBEATS_BEFORE_HUNG = 3;
+  /** Front Server: how long it waits for the Data Server's INIT after launching it. */
+  static final long DATA_START_TIMEOUT_MILLIS = 60_000;
+  /** Data Server: how long it waits for INIT OK after sending INIT. */
+  static final int INIT_REPLY_TIMEOUT_MILLIS = 10_000;
+  /** Front Server: how long it waits for the Data Server to exit after SHUTDOWN before killing. */
+  static final long SHUTDOWN_TIMEOUT_MILLIS = 15_000;
+  /** Data Server: how long a stop waits for in-flight requests before closing them by force. */
+  static final long DRAIN_TIMEOUT_MILLIS = 5_000;
+
+  // --- Client connections. ---
+
+  /** Front connection: a client that sends nothing for this long is disconnected. */
+  static final int FRONT_READ_TIMEOUT_MILLIS = 5_000;
+  /** Front connections served at once (one thread each); more are refused. */
+  static final int MAX_FRONT_CONNECTIONS = 256;
+  /**
+   * Data connection: a peer that stops sending in the middle of a request (partial header or
+   * body) for this long is disconnected. An idle connection between requests has no timeout.
+   */
+  static final int REQUEST_STALL_TIMEOUT_MILLIS = 60_000;
+  /**
+   * After an error response the server stops writing and reads (and discards) what the peer is
+   * still sending for at most this long and this many bytes before it closes, so that the close
+   * does not turn into a TCP reset that could destroy the error response in flight.
+   */
+  static final int ERROR_LINGER_MILLIS = 250;
+  static final int ERROR_LINGER_MAX_BYTES = 256 * 1024;
+  /** Per data connection input buffer: one read() may bring many requests' worth of bytes. */
+  static final int CONNECTION_IN_BUFFER_BYTES = 64 * 1024;
+  /** Per data connection output buffer: GET values up to about this size go out in one write. */
+  static final int CONNECTION_OUT_BUFFER_BYTES = 16 * 1024;
+  /**
+   * SO_RCVBUF / SO_SNDBUF of client sockets; 0 leaves them to the kernel, whose auto-tuning suits
+   * both small requests and 64 MiB values better than any fixed size (setting one disables it).
+   */
+  static final int SOCKET_BUFFER_BYTES = 0;
+  /** Pending-connection queue of the Data Server listener (pool:N clients wait here). */
+  static final int DATA_LISTEN_BACKLOG = 1024;
+  /** Pending-connection queue of the Front Server listener. */
+  static final int FRONT_LISTEN_BACKLOG = 128;
+
+  /** Process exit codes. */
+  static final int EXIT_OK = 0;
+  static final int EXIT_FAILURE = 1;
+  static final int EXIT_BAD_OPTION = 2;
+
+  /** Which process is parsing: some options belong to one of them only. */
+  enum Role {
+    FRONT("front"),
+    DATA("data");
+
+    final String logName;
+
+    Role(String logName) {
+      this.logName = logName;
+    }
+  }
+
+  /** Thrown by {@link #parse} for a bad or unknown option; the message is for the user. */
+  static final class ConfigException extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    ConfigException(String message) {
+      super(message);
+    }
+  }
+
+  final Role role;
+  /** Front Server client port; 0 = ephemeral. */
+  final int port;
+  /** IPv4 address both servers listen on for clients. */
+  final InetAddress bindAddress;
+  /** Absolute, normalized data directory (created at start if missing, not by parsing). */
+  final Path dataDir;
+  /** 0 = a thread per connection (on-demand); N > 0 = a fixed pool of N serving threads. */
+  final int poolThreads;
+  /** Largest value accepted by PUT (PROTOCOL.md §9). */
+  final int maxValueBytes;
+  /** Data Server only: the Front Server's control port on 127.0.0.1; -1 for the Front Server. */
+  final int controlPort;
+
+  private ServerConfig(
+      Role role, int port, InetAddress bindAddress, Path dataDir, int poolThreads,
+      int maxValueBytes, int controlPort) {
+    this.role = role;
+    this.port = port;
+    this.bindAddress = bindAddress;
+    this.dataDir = dataDir;
+    this.poolThreads = poolThreads;
+    this.maxValueBytes = maxValueBytes;
+    this.controlPort = controlPort;
+  }
+
+  /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
+  static ServerConfig parse(Role role, String... args) throws ConfigException {
+    int port = DEFAULT_PORT;
+    String bind = DEFAULT_BIND;
+    String dataDir = DEFAULT_DATA_DIR;
+    int poolThreads = 0;
+    int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
+    int controlPort = -1;
+    for (int i = 0; i < args.length; i++) {
+      String arg = args[i];
+      if (arg.equals("--help") || arg.equals("-h")) {
+        return null;
+      }
+      String name = arg;
+      String value = null;
+      int eq = arg.indexOf('=');
+      if (arg.startsWith("--") && eq > 0) {
+        name = arg.substring(0, eq);
+        value = arg.substring(eq + 1);
+      }
+      switch (name) {
+        case "--port":
+          port = parseInt(name, value != null ? value : next(args, ++i, name), 0, 65535);
+          break;
+        case "--bind":
+          bind = value != null ? value : next(args, ++i, name);
+          break;
+        case "--data-dir":
+          dataDir = value != null ? value : next(args, ++i, name);
+          break;
+        case "--threads":
+          poolThreads = parseThreads(value != null ? value : next(args, ++i, name));
+          break;
+        case "--max-value-bytes":
+          maxValueBytes = parseInt(name, value != null ? value : next(args, ++i, name), 0,
+              Protocol.MAX_VALUE_BYTES_LIMIT);
+          break;
+        case "--control-port":
+          if (role != Role.DATA) {
+            throw new ConfigException(
+                "--control-port is for the Data Server, which the Front Server starts itself");
+          }
+          controlPort = parseInt(name, value != null ? value : next(args, ++i, name), 1, 65535);
+          break;
+        default:
+          throw new ConfigException("unknown option '" + arg + "' (try --help)");
+      }
+    }
+    if (role == Role.DATA && controlPort < 0) {
+      throw new ConfigException("--control-port is required: the Data Server is started by the"
+          + " Front Server (run io.psiskv.server.FrontServer)");
+    }
+    return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), poolThreads,
+        maxValueBytes, controlPort);
+  }
+
+  /**
+   * Parses the options for {@code main}: prints the usage and exits 0 on {@code --help}, prints
+   * the error and exits {@value #EXIT_BAD_OPTION} on a bad option.
+   */
+  static ServerConfig parseOrExit(Role role, String[] args) {
+    try {
+      ServerConfig config = parse(role, args);
+      if (config == null) {
+        printUsage(role, System.out);
+        System.exit(EXIT_OK);
+      }
+      return config;
+    } catch (ConfigException e) {
+      System.err.println("psiskv-server: " + e.getMessage());
+      System.exit(EXIT_BAD_OPTION);
+      throw new AssertionError("unreachable");
+    }
+  }
+
+  static void printUsage(Role role, PrintStream out) {
+    out.println("usage: psiskv-server [options]");
+    out.println("  --port P               client port of the Front Server (default " + DEFAULT_PORT
+        + "; if taken, the next free one of " + PORT_SEARCH_ATTEMPTS + "; 0 = any free port)");
+    out.println("  --bind ADDR            IPv4 address to listen on (default " + DEFAULT_BIND
+        + "; 0.0.0.0 exposes the store, which has no authentication, to the network)");
+    out.println("  --data-dir DIR         data directory (default ./" + DEFAULT_DATA_DIR
+        + ", created if missing)");
+    out.println("  --threads POLICY       on-demand (a thread per connection, default) or pool:N"
+        + " (N threads, at most N clients served at once)");
+    out.println("  --max-value-bytes N    largest value accepted (default "
+        + Protocol.DEFAULT_MAX_VALUE_BYTES + ", at most " + Protocol.MAX_VALUE_BYTES_LIMIT + ")");
+    if (role == Role.DATA) {
+      out.println("  --control-port P       the Front Server's control port (set by the Front"
+          + " Server)");
+    }
+    out.println("  --help                 this text");
+    out.println("console commands: status, help, quit");
+  }
+
+  /** The options the Front Server passes to the Data Server it launches. */
+  List<String> dataServerArgs(int controlPort) {
+    List<String> args = new ArrayList<>();
+    args.add("--bind");
+    args.add(bindAddress.getHostAddress());
+    args.add("--data-dir");
+    args.add(dataDir.toString());
+    args.add("--threads");
+    args.add(threadsDescription());
+    args.add("--max-value-bytes");
+    args.add(Integer.toString(maxValueBytes));
+    args.add("--control-port");
+    args.add(Integer.toString(controlPort));
+    return args;
+  }
+
+  /** {@code on-demand} or {@code pool:N}, as on the command line. */
+  String threadsDescription() {
+    return poolThreads == 0 ? "on-demand" : "pool:" + poolThreads;
+  }
+
+  private static String next(String[] args, int i, String name) throws ConfigException {
+    if (i >= args.length) {
+      throw new ConfigException(name + " needs a value (try --help)");
+    }
+    return args[i];
+  }
+
+  private static int parseInt(String name, String value, int min, int max)
+      throws ConfigException {
+    try {
+      int n = Integer.parseInt(value.trim());
+      if (n >= min && n <= max) {
+        return n;
+      }
+    } catch (NumberFormatException e) {
+      // Reported below with the same message as an out-of-range number.
+    }
+    throw new ConfigException(
+        name + " must be an integer from " + min + " to " + max + ", not '" + value + "'");
+  }
+
+  private static int parseThreads(String value) throws ConfigException {
+    if (value.equals("on-demand")) {
+      return 0;
+    }
+    if (value.startsWith("pool:")) {
+      return parseInt("--threads pool:N", value.substring("pool:".length()), 1,
+          MAX_POOL_THREADS);
+    }
+    throw new ConfigException("--threads must be on-demand or pool:N, not '" + value + "'");
+  }
+
+  private static InetAddress parseBind(String bind) throws ConfigException {
+    try {
+      InetAddress address = InetAddress.getByName(bind);
+      if (!(address instanceof Inet4Address)) {
+        throw new ConfigException("--bind must be an IPv4 address (the protocol carries IPv4"
+            + " addresses only), not '" + bind + "'");
+      }
+      return address;
+    } catch (UnknownHostException e) {
+      throw new ConfigException("--bind: unknown host '" + bind + "'");
+    }
+  }
+
+  private static Path parseDir(String dir) throws ConfigException {
+    if (dir.isEmpty()) {
+      throw new ConfigException("--data-dir must not be empty");
+    }
+    try {
+      return Path.of(dir).toAbsolutePath().normalize();
+    } catch (InvalidPathException e) {
+      throw new ConfigException("--data-dir: bad path '" + dir + "': " + e.getReason());
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "bind " + bindAddress.getHostAddress() + ", data dir " + dataDir + ", threads "
+        + threadsDescription() + ", max value " + maxValueBytes + " bytes";
+  }
+}

@@ -1,0 +1,131 @@
+package io.psiskv.server;
+
+import io.psiskv.protocol.Header;
+import io.psiskv.protocol.Opcode;
+import io.psiskv.protocol.Protocol;
+import io.psiskv.protocol.Rules;
+import io.psiskv.protocol.Status;
+import java.io.Closeable;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.net.SocketAddress;
+import java.net.SocketTimeoutException;
+
+/**
+ * Socket helpers shared by both servers: the read-fully loop and the error close.
+ *
+ * <p>Writes need no loop: {@link java.io.OutputStream#write(byte[], int, int)} of a socket blocks
+ * until every byte is handed to the kernel. Reads do: TCP is a byte stream and one {@code read}
+ * returns whatever has arrived, which may be less than a message.
+ */
+final class Wire {
+  private Wire() {}
+
+  /**
+   * Reads exactly {@code len} bytes unless the stream ends first.
+   *
+   * @return the number of bytes read: {@code len}, or fewer if the peer closed the connection
+   */
+  static int readFully(InputStream in, byte[] b, int off, int len) throws IOException {
+    int done = 0;
+    while (done < len) {
+      int n = in.read(b, off + done, len - done);
+      if (n < 0) {
+        break;
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /**
+   * Closes a connection after an error response: stops writing (the FIN follows the response),
+   * then discards what the peer still sends for a bounded time and size, then closes. Closing a
+   * socket with unread input makes the kernel send a reset, which may destroy the response before
+   * the peer reads it; the short linger avoids that for well-behaved peers.
+   */
+  static void lingerAndClose(Socket socket, byte[] scratch) {
+    try {
+      socket.shutdownOutput();
+      socket.setSoTimeout(ServerConfig.ERROR_LINGER_MILLIS);
+      InputStream in = socket.getInputStream();
+      long deadline = System.nanoTime() + ServerConfig.ERROR_LINGER_MILLIS * 1_000_000L;
+      int drained = 0;
+      while (drained < ServerConfig.ERROR_LINGER_MAX_BYTES && System.nanoTime() < deadline) {
+        int n = in.read(scratch, 0, scratch.length);
+        if (n < 0) {
+          break;
+        }
+        drained += n;
+      }
+    } catch (SocketTimeoutException e) {
+      // The peer kept the connection open without sending: nothing left to drain.
+    } catch (IOException e) {
+      // The peer is gone already: nothing to protect.
+    } finally {
+      closeQuietly(socket);
+    }
+  }
+
+  /** {@code address:port} of the peer, for log lines. */
+  static String peer(Socket socket) {
+    SocketAddress a = socket.getRemoteSocketAddress();
+    if (a instanceof InetSocketAddress) {
+      InetSocketAddress i = (InetSocketAddress) a;
+      return (i.getAddress() != null ? i.getAddress().getHostAddress() : i.getHostString()) + ":"
+          + i.getPort();
+    }
+    return String.valueOf(a);
+  }
+
+  static void closeQuietly(Closeable c) {
+    if (c == null) {
+      return;
+    }
+    try {
+      c.close();
+    } catch (IOException e) {
+      // Closing is best effort: the descriptor is released either way.
+    }
+  }
+
+  /** Milliseconds left until {@code deadlineNanos} (a {@code System.nanoTime()} value), >= 0. */
+  static long remainingMillis(long deadlineNanos) {
+    return Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000L);
+  }
+
+  /**
+   * The log text for a header that {@link Rules#checkRequest} rejected with {@code status}: which
+   * rule of PROTOCOL.md it broke.
+   */
+  static String describeRejection(Header h, Status status, int maxValueBytes) {
+    Opcode op = Opcode.of(h.opcode);
+    switch (status) {
+      case UNSUPPORTED_VERSION:
+        return "unsupported protocol version " + (h.version & 0xFF);
+      case UNKNOWN_OPCODE:
+        return String.format("unknown opcode 0x%02x", h.opcode);
+      case TOO_LARGE:
+        return "PUT of " + h.bodyLength + " bytes exceeds the maximum of " + maxValueBytes;
+      default:
+        break;
+    }
+    if (h.magic != Protocol.REQUEST_MAGIC) {
+      return String.format("bad magic 0x%02x", h.magic & 0xFF);
+    }
+    if (h.flagsOrStatus != 0 && op != null
+        && !(op == Opcode.PUT && h.flagsOrStatus == Protocol.FLAG_OVERWRITE)) {
+      return String.format("%s with bad flags 0x%02x", op, h.flagsOrStatus);
+    }
+    if (op != null && !Rules.usesKey(op) && h.key != 0) {
+      return op + " with nonzero key " + Integer.toUnsignedString(h.key);
+    }
+    if (op != null) {
+      return op + " with body length " + h.bodyLength + ", expected "
+          + Rules.requestBodyBytes(op);
+    }
+    return "bad request: " + h;
+  }
+}

@@ -1,0 +1,75 @@
+package io.psiskv.server;
+
+import static com.google.common.truth.Truth.assertThat;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import io.psiskv.protocol.Protocol;
+import io.psiskv.server.ServerConfig.ConfigException;
+import io.psiskv.server.ServerConfig.Role;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+class ServerConfigTest {
+  private static String error(Role role, String... args) {
+    return assertThrows(ConfigException.class, () -> ServerConfig.parse(role, args)).getMessage();
+  }
+
+  @Test
+  void defaults() throws Exception {
+    ServerConfig c = ServerConfig.parse(Role.FRONT);
+    assertThat(c.port).isEqualTo(9999);
+    assertThat(c.bindAddress.getHostAddress()).isEqualTo("127.0.0.1");
+    assertThat(c.dataDir).isEqualTo(Path.of("data").toAbsolutePath());
+    assertThat(c.poolThreads).isEqualTo(0);
+    assertThat(c.threadsDescription()).isEqualTo("on-demand");
+    assertThat(c.maxValueBytes).isEqualTo(Protocol.DEFAULT_MAX_VALUE_BYTES);
+    assertThat(c.controlPort).isEqualTo(-1);
+  }
+
+  @Test
+  void optionsInBothSpellings() throws Exception {
+    ServerConfig c = ServerConfig.parse(Role.FRONT, "--port=0", "--bind", "0.0.0.0",
+        "--data-dir=/tmp/x/../y", "--threads", "pool:4", "--max-value-bytes", "1000");
+    assertThat(c.port).isEqualTo(0);
+    assertThat(c.bindAddress.isAnyLocalAddress()).isTrue();
+    assertThat(c.dataDir).isEqualTo(Path.of("/tmp/y"));
+    assertThat(c.poolThreads).isEqualTo(4);
+    assertThat(c.threadsDescription()).isEqualTo("pool:4");
+    assertThat(c.maxValueBytes).isEqualTo(1000);
+  }
+
+  @Test
+  void helpReturnsNull() throws Exception {
+    assertThat(ServerConfig.parse(Role.FRONT, "--port", "1", "--help")).isNull();
+  }
+
+  @Test
+  void badValuesAreRefusedWithAClearMessage() {
+    assertThat(error(Role.FRONT, "--port", "65536")).contains("--port must be an integer");
+    assertThat(error(Role.FRONT, "--port", "x")).contains("not 'x'");
+    assertThat(error(Role.FRONT, "--port")).contains("--port needs a value");
+    assertThat(error(Role.FRONT, "--threads", "pool:0")).contains("pool:N must be an integer");
+    assertThat(error(Role.FRONT, "--threads", "pool:10001")).contains("from 1 to 10000");
+    assertThat(error(Role.FRONT, "--threads", "many")).contains("on-demand or pool:N");
+    assertThat(error(Role.FRONT, "--max-value-bytes", "2147483632"))
+        .contains("from 0 to " + Protocol.MAX_VALUE_BYTES_LIMIT);
+    assertThat(error(Role.FRONT, "--bind", "::1")).contains("IPv4");
+    assertThat(error(Role.FRONT, "--data-dir", "")).contains("must not be empty");
+    assertThat(error(Role.FRONT, "--verbose")).contains("unknown option '--verbose'");
+    assertThat(error(Role.FRONT, "--control-port", "5")).contains("for the Data Server");
+    assertThat(error(Role.DATA)).contains("--control-port is required");
+  }
+
+  @Test
+  void dataServerArgsCarryEverySettingAcross() throws Exception {
+    ServerConfig front = ServerConfig.parse(Role.FRONT, "--bind", "127.0.0.1", "--data-dir",
+        "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77");
+    ServerConfig data = ServerConfig.parse(Role.DATA,
+        front.dataServerArgs(4242).toArray(new String[0]));
+    assertThat(data.bindAddress).isEqualTo(front.bindAddress);
+    assertThat(data.dataDir).isEqualTo(front.dataDir);
+    assertThat(data.poolThreads).isEqualTo(3);
+    assertThat(data.maxValueBytes).isEqualTo(77);
+    assertThat(data.controlPort).isEqualTo(4242);
+  }
+}
