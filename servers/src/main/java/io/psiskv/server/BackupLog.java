@@ -1,9 +1,6 @@
 package io.psiskv.server;
 
 import static io.psiskv.server.LogFormat.*;
-import static java.lang.System.Logger.Level.ERROR;
-import static java.lang.System.Logger.Level.INFO;
-import static java.lang.System.Logger.Level.WARNING;
 
 import java.io.IOException;
 import java.io.InterruptedIOException;
@@ -101,7 +98,6 @@ import java.util.function.Consumer;
  * FsyncPolicy}).
  */
 final class BackupLog implements AutoCloseable {
-  private static final System.Logger LOG = System.getLogger(BackupLog.class.getName());
 
   /** §11: the log file's name in the data directory. */
   static final String FILE_NAME = "psiskv.log";
@@ -327,7 +323,7 @@ final class BackupLog implements AutoCloseable {
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
-      LOG.log(INFO, tmp + ": deleted the temporary file of an interrupted compaction");
+      Log.info(tmp + ": deleted the temporary file of an interrupted compaction");
     }
     if (!Files.exists(log)) {
       createEmpty(dataDir, log, tmp, opts);
@@ -348,7 +344,7 @@ final class BackupLog implements AutoCloseable {
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        LOG.log(WARNING, String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
+        Log.info(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
             + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
         truncate(ch, scan.goodEnd);
       } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
@@ -356,7 +352,7 @@ final class BackupLog implements AutoCloseable {
           throw new IOException(damageMessage(log, scan));
         }
         Path copy = salvage(dataDir, log, ch, scan);
-        LOG.log(WARNING, String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
+        Log.info(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
             + "records, dropped %d bytes, the original is in %s",
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
@@ -598,7 +594,7 @@ final class BackupLog implements AutoCloseable {
       writerLoop();
     } catch (Throwable t) {
       // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      LOG.log(ERROR, "backup log writer thread died", t);
+      Log.info("backup log writer thread died: " + t);
       appendLock.lock();
       try {
         failure = new IOException("backup log writer thread died: " + t, t);
@@ -772,7 +768,7 @@ final class BackupLog implements AutoCloseable {
     if (abort2 != null) {
       abort2.abort(f);
     }
-    LOG.log(ERROR, String.format("backup log failed; refusing writes, retrying every %d ms: %s",
+    Log.info(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
         opts.failureRetryIntervalMillis, cause));
     wakeWaiters();
   }
@@ -806,7 +802,7 @@ final class BackupLog implements AutoCloseable {
       } finally {
         appendLock.unlock();
       }
-      LOG.log(WARNING, "backup log still failing: " + e);
+      Log.info("backup log still failing: " + e);
       return;
     }
     long seq = writtenSeq;
@@ -829,7 +825,7 @@ final class BackupLog implements AutoCloseable {
       appendLock.unlock();
     }
     ackedSeq = seq;
-    LOG.log(INFO, String.format("backup log recovered: rewrote %d records (%d batches) and "
+    Log.info(String.format("backup log recovered: rewrote %d records (%d batches) and "
         + "accepts writes again", records, rewritten));
     wakeWaiters();
   }
@@ -895,7 +891,7 @@ final class BackupLog implements AutoCloseable {
       for (Batch b : retained) {
         lost += b.records;
       }
-      LOG.log(ERROR, "backup log closed while failed: " + lost + " records never reached the disk");
+      Log.info("backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
     closeQuietly(channel);
@@ -930,7 +926,7 @@ final class BackupLog implements AutoCloseable {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        LOG.log(WARNING, "background compaction of " + logPath + " failed: " + e);
+        Log.info("background compaction of " + logPath + " failed: " + e);
       } finally {
         compactorBusy.set(false);
       }
@@ -1023,7 +1019,7 @@ final class BackupLog implements AutoCloseable {
       c.discard();
       throw e;
     }
-    LOG.log(INFO, String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
+    Log.info(String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
         before, c.position(), c.records(),
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0)));
   }

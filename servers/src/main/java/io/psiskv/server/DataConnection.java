@@ -78,7 +78,8 @@ final class DataConnection implements Runnable {
   private InputStream input;
   private OutputStream output;
   private Phase phase = Phase.AWAIT_SESSION;
-  private long sessionId;
+  /** The session this connection serves, from SESSION on (null before). */
+  private Sessions.Session session;
   private int soTimeoutMillis;
 
   DataConnection(Socket socket, Engine engine, int maxValueBytes,
@@ -127,6 +128,9 @@ final class DataConnection implements Runnable {
     } finally {
       phase = Phase.CLOSED;
       Wire.closeQuietly(socket);
+      if (session != null) {
+        engine.closeSession(session);
+      }
       onClosed.accept(this);
     }
   }
@@ -181,9 +185,9 @@ final class DataConnection implements Runnable {
     }
     long requested = Header.getU64(in, inPos);
     inPos += SESSION_REQUEST_BODY_BYTES;
-    sessionId = engine.openSession(requested);
+    session = engine.openSession(requested);
     phase = Phase.SERVING;
-    return reply(Messages.sessionOk(out, h.requestId, sessionId, maxValueBytes));
+    return reply(Messages.sessionOk(out, h.requestId, session.id, maxValueBytes));
   }
 
   private boolean put() throws IOException {
@@ -212,7 +216,7 @@ final class DataConnection implements Runnable {
       }
     }
     boolean overwrite = (h.flagsOrStatus & FLAG_OVERWRITE) != 0;
-    Status result = engine.put(sessionId, h.requestId, h.key, value, overwrite);
+    Status result = engine.put(session, h.requestId, h.key, value, overwrite);
     return reply(Messages.status(out, h.opcode, result, h.key, h.requestId));
   }
 
@@ -238,7 +242,7 @@ final class DataConnection implements Runnable {
   }
 
   private boolean delete() throws IOException {
-    Status result = engine.delete(sessionId, h.requestId, h.key);
+    Status result = engine.delete(session, h.requestId, h.key);
     return reply(Messages.status(out, h.opcode, result, h.key, h.requestId));
   }
 

@@ -56,7 +56,9 @@ public final class DataServer {
   private static final long NO_REPLY = -1;
 
   private final ServerConfig config;
-  private final Engine engine = new Engine(new Store());
+  /** Set by start() before any connection is accepted. */
+  private volatile Engine engine;
+  private volatile DataDirLock dataDirLock;
   private final Object lifecycleLock = new Object();
   /** Guarded by lifecycleLock. */
   private boolean stopping;
@@ -95,6 +97,9 @@ public final class DataServer {
 
   private void start() throws IOException {
     Files.createDirectories(config.dataDir);
+    // Only one Data Server may own a data directory (PROTOCOL.md §11.6): a second one, or a
+    // relaunch racing a slow death, stops here with the holder's pid in the message.
+    dataDirLock = DataDirLock.acquire(config.dataDir);
     synchronized (lifecycleLock) {
       if (stopping) {
         return;
@@ -109,9 +114,13 @@ public final class DataServer {
     server.bind(new InetSocketAddress(config.bindAddress, 0), ServerConfig.DATA_LISTEN_BACKLOG);
     listener = server;
 
-    // Issue 4 goes here: open the backup file and replay it into engine.store(), before INIT.
-    // The Front Server redirects no client until INIT (PROTOCOL.md §7.1), so no client ever
-    // sees a half-loaded store.
+    // Replay the backup file before INIT: the Front Server redirects no client until INIT
+    // (PROTOCOL.md §7.1), so no client ever sees a half-loaded store.
+    long loadStart = System.nanoTime();
+    engine = Engine.open(config.dataDir, config.fsync, config.salvage);
+    Log.info("loaded " + engine.store().size() + " keys and " + engine.sessions().size()
+        + " sessions from " + engine.log().path() + " in "
+        + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
 
     long frontPid = handshake(server.getLocalPort());
     synchronized (lifecycleLock) {
@@ -122,6 +131,7 @@ public final class DataServer {
       Log.info("serving on " + config.bindAddress.getHostAddress() + ":"
           + server.getLocalPort() + " (" + config + "); front server pid " + frontPid);
     }
+    startMaintenance();
     ControlLink link = control;
     link.startHeartbeats(null);
     Thread reader = new Thread(() -> readControl(link), "control-reader");
@@ -133,6 +143,29 @@ public final class DataServer {
     } else {
       front.get().onExit().thenRun(() -> stopAsync("front server process exited"));
     }
+  }
+
+  /**
+   * The {@code data-maintenance} thread: every {@value ServerConfig#MAINTENANCE_INTERVAL_MILLIS}
+   * ms, starts a compaction of the backup log when it has outgrown the live data (the compaction
+   * runs on its own thread), and forgets idle sessions.
+   */
+  private void startMaintenance() {
+    Engine e = engine;
+    BackupLog.LiveData live = e.liveData();
+    Thread t = new Thread(() -> {
+      while (!isStopping()) {
+        try {
+          Thread.sleep(ServerConfig.MAINTENANCE_INTERVAL_MILLIS); // A period, not a synchronisation.
+        } catch (InterruptedException ie) {
+          return;
+        }
+        e.log().maybeCompact(live);
+        e.sessions().expireIdle(System.currentTimeMillis());
+      }
+    }, "data-maintenance");
+    t.setDaemon(true);
+    t.start();
   }
 
   /** Connects to the front's control port and does INIT; returns the front's pid. */
@@ -304,7 +337,24 @@ public final class DataServer {
           conn.forceClose();
         }
       }
-      // Issue 4 goes here: close (sync) the backup file; every answered write is in it.
+      // Every answered write has been answered after its record was durable; closing syncs
+      // whatever the weaker fsync modes left, and ends the log's writer thread.
+      Engine current = engine;
+      if (current != null) {
+        try {
+          current.close();
+        } catch (IOException ex) {
+          Log.info("closing the backup file failed: " + ex.getMessage());
+        }
+      }
+      DataDirLock lock = dataDirLock;
+      if (lock != null) {
+        try {
+          lock.close();
+        } catch (IOException ex) {
+          Log.info("releasing the data directory lock failed: " + ex.getMessage());
+        }
+      }
       ControlLink link = control;
       if (link != null) {
         if (shutdownRequestId != NO_REPLY) {

@@ -78,6 +78,18 @@ final class ServerConfig {
   static final int SOCKET_BUFFER_BYTES = 0;
   /** Pending-connection queue of the Data Server listener (pool:N clients wait here). */
   static final int DATA_LISTEN_BACKLOG = 1024;
+  // --- Backup file and sessions (PROTOCOL.md §11, §12). ---
+
+  /** The durability of an acknowledged write when {@code --fsync} is not given (PROTOCOL.md §11.4). */
+  static final FsyncPolicy DEFAULT_FSYNC = FsyncPolicy.ALWAYS;
+  /**
+   * Exactly-once table: a session with no connection for this long is forgotten (PROTOCOL.md
+   * §12.6). Far longer than any client's retry deadline (10 s by default).
+   */
+  static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
+  /** Data Server: how often the maintenance thread checks compaction and expires sessions. */
+  static final long MAINTENANCE_INTERVAL_MILLIS = 1_000;
+
   /** Pending-connection queue of the Front Server listener. */
   static final int FRONT_LISTEN_BACKLOG = 128;
 
@@ -120,10 +132,14 @@ final class ServerConfig {
   final int maxValueBytes;
   /** Data Server only: the Front Server's control port on 127.0.0.1; -1 for the Front Server. */
   final int controlPort;
+  /** When a write is acknowledged relative to the disk (PROTOCOL.md §11.4). */
+  final FsyncPolicy fsync;
+  /** Start even if the backup file is damaged before its tail, salvaging up to the damage. */
+  final boolean salvage;
 
   private ServerConfig(
       Role role, int port, InetAddress bindAddress, Path dataDir, int poolThreads,
-      int maxValueBytes, int controlPort) {
+      int maxValueBytes, int controlPort, FsyncPolicy fsync, boolean salvage) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -131,6 +147,8 @@ final class ServerConfig {
     this.poolThreads = poolThreads;
     this.maxValueBytes = maxValueBytes;
     this.controlPort = controlPort;
+    this.fsync = fsync;
+    this.salvage = salvage;
   }
 
   /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
@@ -141,6 +159,8 @@ final class ServerConfig {
     int poolThreads = 0;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
+    FsyncPolicy fsync = DEFAULT_FSYNC;
+    boolean salvage = false;
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
       if (arg.equals("--help") || arg.equals("-h")) {
@@ -170,6 +190,12 @@ final class ServerConfig {
           maxValueBytes = parseInt(name, value != null ? value : next(args, ++i, name), 0,
               Protocol.MAX_VALUE_BYTES_LIMIT);
           break;
+        case "--fsync":
+          fsync = parseFsync(value != null ? value : next(args, ++i, name));
+          break;
+        case "--salvage":
+          salvage = true;
+          break;
         case "--control-port":
           if (role != Role.DATA) {
             throw new ConfigException(
@@ -186,7 +212,7 @@ final class ServerConfig {
           + " Front Server (run io.psiskv.server.FrontServer)");
     }
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), poolThreads,
-        maxValueBytes, controlPort);
+        maxValueBytes, controlPort, fsync, salvage);
   }
 
   /**
@@ -220,6 +246,10 @@ final class ServerConfig {
         + " (N threads, at most N clients served at once)");
     out.println("  --max-value-bytes N    largest value accepted (default "
         + Protocol.DEFAULT_MAX_VALUE_BYTES + ", at most " + Protocol.MAX_VALUE_BYTES_LIMIT + ")");
+    out.println("  --fsync MODE           always (default: a write is on disk before it is"
+        + " acknowledged), everysec (synced every second) or no (left to the OS)");
+    out.println("  --salvage              start even if the backup file is damaged before its end:"
+        + " keep what precedes the damage (the damaged file is copied aside)");
     if (role == Role.DATA) {
       out.println("  --control-port P       the Front Server's control port (set by the Front"
           + " Server)");
@@ -239,6 +269,11 @@ final class ServerConfig {
     args.add(threadsDescription());
     args.add("--max-value-bytes");
     args.add(Integer.toString(maxValueBytes));
+    args.add("--fsync");
+    args.add(fsync.name().toLowerCase(java.util.Locale.ROOT));
+    if (salvage) {
+      args.add("--salvage");
+    }
     args.add("--control-port");
     args.add(Integer.toString(controlPort));
     return args;
@@ -281,6 +316,14 @@ final class ServerConfig {
     throw new ConfigException("--threads must be on-demand or pool:N, not '" + value + "'");
   }
 
+  private static FsyncPolicy parseFsync(String value) throws ConfigException {
+    try {
+      return FsyncPolicy.parse(value);
+    } catch (IllegalArgumentException e) {
+      throw new ConfigException("--fsync must be always, everysec or no, not '" + value + "'");
+    }
+  }
+
   private static InetAddress parseBind(String bind) throws ConfigException {
     try {
       InetAddress address = InetAddress.getByName(bind);
@@ -308,6 +351,7 @@ final class ServerConfig {
   @Override
   public String toString() {
     return "bind " + bindAddress.getHostAddress() + ", data dir " + dataDir + ", threads "
-        + threadsDescription() + ", max value " + maxValueBytes + " bytes";
+        + threadsDescription() + ", max value " + maxValueBytes + " bytes, fsync "
+        + fsync.name().toLowerCase(java.util.Locale.ROOT);
   }
 }

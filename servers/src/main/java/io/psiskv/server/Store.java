@@ -138,6 +138,15 @@ final class Store {
     return n;
   }
 
+  /** Sum of the values' lengths; exact only without concurrent writers, like {@link #size}. */
+  long valueBytes() {
+    long n = 0;
+    for (Stripe s : stripes) {
+      n += s.valueBytes();
+    }
+    return n;
+  }
+
   /** Number of stripes, for stripe-by-stripe iteration. */
   int stripeCount() {
     return STRIPES;
@@ -190,6 +199,8 @@ final class Store {
     private byte[][] values = new byte[INITIAL_STRIPE_SLOTS][];
     /** Guarded by this. */
     private int size;
+    /** Guarded by this: the sum of the stored values' lengths (compaction's trigger). */
+    private long valueBytes;
 
     private static int home(int h, int mask) {
       return Integer.rotateRight(h, 8) & mask;
@@ -224,6 +235,7 @@ final class Store {
             if (onApplied != null) {
               onApplied.applied(key, value);
             }
+            valueBytes += value.length - values[i].length;
             values[i] = value;
           }
           return true;
@@ -240,6 +252,7 @@ final class Store {
         values[i] = value;
       }
       size++;
+      valueBytes += value.length;
       return false;
     }
 
@@ -257,6 +270,7 @@ final class Store {
       if (onApplied != null) {
         onApplied.applied(key, null);
       }
+      valueBytes -= values[i].length;
       // Backward-shift deletion: walk the rest of the probe run and move back every entry whose
       // home slot is not cyclically within (i, j], so that no lookup meets a false gap.
       int j = i;
@@ -280,6 +294,10 @@ final class Store {
 
     synchronized int size() {
       return size;
+    }
+
+    synchronized long valueBytes() {
+      return valueBytes;
     }
 
     synchronized void forEach(EntryVisitor visitor) {
