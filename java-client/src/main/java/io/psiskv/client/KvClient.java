@@ -109,8 +109,7 @@ public final class KvClient implements AutoCloseable {
     long requestId = 1;
     try (Socket front = open(new InetSocketAddress(host, port), timeoutMillis)) {
       front.getOutputStream().write(scratch, 0, Messages.hello(scratch, requestId));
-      readResponse(front.getInputStream(), scratch, h, Opcode.HELLO, requestId++);
-      expectBody(h, HELLO_RESPONSE_BODY_BYTES);
+      readResponse(front.getInputStream(), scratch, h, Opcode.HELLO, 0, requestId++);
       readFully(front.getInputStream(), scratch, HEADER_BYTES, HELLO_RESPONSE_BODY_BYTES);
       int ipv4 = Header.getU32(scratch, HEADER_BYTES);
       int dataPort = Header.getU16(scratch, HEADER_BYTES + 4);
@@ -125,8 +124,7 @@ public final class KvClient implements AutoCloseable {
     try {
       data = open(dataAddress, timeoutMillis);
       data.getOutputStream().write(scratch, 0, Messages.session(scratch, requestId, 0));
-      readResponse(data.getInputStream(), scratch, h, Opcode.SESSION, requestId++);
-      expectBody(h, SESSION_RESPONSE_BODY_BYTES);
+      readResponse(data.getInputStream(), scratch, h, Opcode.SESSION, 0, requestId++);
       readFully(data.getInputStream(), scratch, HEADER_BYTES, SESSION_RESPONSE_BODY_BYTES);
       long session = Header.getU64(scratch, HEADER_BYTES);
       int max = Header.getU32(scratch, HEADER_BYTES + 8);
@@ -168,7 +166,7 @@ public final class KvClient implements AutoCloseable {
       int capacity = maxValueBytes;
       try {
         out.write(buf, 0, Messages.get(buf, key, id, capacity));
-        if (readResult(Opcode.GET, id) == Status.NOT_FOUND) {
+        if (readResult(Opcode.GET, key, id) == Status.NOT_FOUND) {
           return Optional.empty();
         }
         int stored = readStoredLength(capacity);
@@ -198,7 +196,7 @@ public final class KvClient implements AutoCloseable {
       long id = begin();
       try {
         out.write(buf, 0, Messages.get(buf, key, id, buffer.length));
-        if (readResult(Opcode.GET, id) == Status.NOT_FOUND) {
+        if (readResult(Opcode.GET, key, id) == Status.NOT_FOUND) {
           return -1;
         }
         int stored = readStoredLength(buffer.length);
@@ -223,7 +221,7 @@ public final class KvClient implements AutoCloseable {
       long id = begin();
       try {
         out.write(buf, 0, Messages.delete(buf, key, id));
-        return readResult(Opcode.DELETE, id) == Status.OK;
+        return readResult(Opcode.DELETE, key, id) == Status.OK;
       } catch (IOException e) {
         throw fail(e);
       }
@@ -275,7 +273,7 @@ public final class KvClient implements AutoCloseable {
           out.write(buf, 0, n);
           out.write(value);
         }
-        return readResult(Opcode.PUT, id);
+        return readResult(Opcode.PUT, key, id);
       } catch (IOException e) {
         throw fail(e);
       }
@@ -296,58 +294,41 @@ public final class KvClient implements AutoCloseable {
    * Reads a response header; returns OK, KEY_EXISTS or NOT_FOUND (with the body still unread), or
    * throws for an error status. Caller holds {@link #lock}.
    */
-  private Status readResult(Opcode op, long id) throws IOException {
+  private Status readResult(Opcode op, int key, long id) throws IOException {
     try {
-      readResponse(in, buf, header, op, id);
+      readResponse(in, buf, header, op, key, id);
     } catch (KvException e) {
       // The server closes the connection after an error status (PROTOCOL.md §8).
       throw breakWith(e);
     }
-    Status status = Status.of(header.flagsOrStatus);
-    if (status == Status.OK) {
-      return status;
-    }
-    boolean result = (status == Status.KEY_EXISTS && op == Opcode.PUT)
-        || (status == Status.NOT_FOUND && op != Opcode.PUT);
-    if (!result || header.bodyLength != 0) {
-      throw new IOException("protocol error: " + status + " with body of " + header.bodyLength
-          + " bytes is not an answer to " + op);
-    }
-    return status;
+    return Status.of(header.flagsOrStatus);
   }
 
   /** Reads the stored-length prefix of a GET OK body and checks the body length against it. */
   private int readStoredLength(int capacity) throws IOException {
-    if (header.bodyLength < GET_RESPONSE_PREFIX_BYTES) {
-      throw new IOException("GET response body too short: " + header.bodyLength);
-    }
     readFully(in, buf, 0, GET_RESPONSE_PREFIX_BYTES);
-    long stored = Header.getU32(buf, 0) & 0xFFFF_FFFFL;
-    if (stored > Integer.MAX_VALUE
-        || header.bodyLength != GET_RESPONSE_PREFIX_BYTES + Math.min(stored, capacity)) {
-      throw new IOException("GET response length " + header.bodyLength
-          + " does not match stored length " + stored + " and capacity " + capacity);
+    int stored = Header.getU32(buf, 0);
+    String mismatch = Rules.checkGetOkBody(header.bodyLength, capacity, stored);
+    if (mismatch == null && stored < 0) {
+      mismatch = "GET stored length " + Integer.toUnsignedString(stored) + " exceeds any value";
     }
-    return (int) stored;
+    if (mismatch != null) {
+      throw new IOException("protocol error: " + mismatch);
+    }
+    return stored;
   }
 
-  private static void readResponse(InputStream in, byte[] scratch, Header h, Opcode op, long id)
-      throws IOException {
+  private static void readResponse(
+      InputStream in, byte[] scratch, Header h, Opcode op, int key, long id) throws IOException {
     readFully(in, scratch, 0, HEADER_BYTES);
     h.decode(scratch, 0);
-    String mismatch = Rules.checkResponse(h, op, id);
+    String mismatch = Rules.checkResponse(h, op, key, id);
     if (mismatch != null) {
       throw new IOException("protocol error: " + mismatch);
     }
     Status status = Status.of(h.flagsOrStatus);
     if (status.code() >= Status.BAD_REQUEST.code()) {
       throw new KvException(status, op + " failed: " + status.message());
-    }
-  }
-
-  private static void expectBody(Header h, int bytes) throws IOException {
-    if (h.bodyLength != bytes) {
-      throw new IOException("protocol error: body of " + h.bodyLength + " bytes, expected " + bytes);
     }
   }
 
