@@ -398,8 +398,7 @@ public final class KvClient implements AutoCloseable {
       if (broken != null) {
         throw new KvException(broken.status(), broken.getMessage(), broken);
       }
-      return withRetries(op + " of key " + Integer.toUnsignedString(key), nextRequestId++,
-          attempt);
+      return withRetries(op, key, nextRequestId++, attempt);
     } finally {
       lock.unlock();
     }
@@ -409,7 +408,7 @@ public final class KvClient implements AutoCloseable {
   private void open() {
     lock.lock();
     try {
-      withRetries("connect", 0, null);
+      withRetries(null, 0, 0, null);
     } catch (RuntimeException | Error e) {
       close();
       throw e;
@@ -421,7 +420,8 @@ public final class KvClient implements AutoCloseable {
   /**
    * The retry loop of PROTOCOL.md §12, the one place that decides what is retried. Caller holds
    * {@link #lock}. Each attempt (re)establishes the data connection if there is none and then
-   * runs {@code attempt} (none for {@link #open}) with the same {@code requestId}, so a resent
+   * runs {@code attempt} (none, and no {@code op}, for {@link #open}) with the same {@code
+   * requestId}, so a resent
    * write carries the id of the interrupted one and the server can answer it exactly once.
    *
    * <p>An {@link IOException} (the connection broke, or {@link Unavailable}) is retried after a
@@ -430,7 +430,7 @@ public final class KvClient implements AutoCloseable {
    * closes it after an error status (§8), and after a violation or a broken connection the stream
    * is out of step.
    */
-  private <T> T withRetries(String what, long requestId, Attempt<T> attempt) {
+  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt) {
     int attempts = 0;
     long firstFailureNanos = 0;
     long backoffMillis = FIRST_BACKOFF_MILLIS;
@@ -453,9 +453,9 @@ public final class KvClient implements AutoCloseable {
         }
         if (retryTimeoutNanos == 0) {
           throw notRetried(e instanceof Unavailable
-              ? new KvException(Status.UNAVAILABLE, what + " failed: " + e.getMessage(), e)
-              : new KvException(Status.IO_ERROR, what + " failed (reconnection is disabled): "
-                  + describe(e), e));
+              ? new KvException(Status.UNAVAILABLE, what(op, key) + " failed: " + describe(e), e)
+              : new KvException(Status.IO_ERROR, what(op, key)
+                  + " failed (reconnection is disabled): " + describe(e), e));
         }
         long now = System.nanoTime();
         if (attempts == 1) {
@@ -463,7 +463,7 @@ public final class KvClient implements AutoCloseable {
         }
         long elapsedNanos = now - firstFailureNanos;
         if (elapsedNanos >= retryTimeoutNanos) {
-          throw new KvException(Status.IO_ERROR, what + " failed: gave up after "
+          throw new KvException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
               + TimeUnit.NANOSECONDS.toMillis(elapsedNanos) + " ms and " + attempts
               + " attempts to reach psiskv at " + host + ":" + port + "; last cause: "
               + describe(e), e);
@@ -572,7 +572,7 @@ public final class KvClient implements AutoCloseable {
     }
   }
 
-  /** Caller holds {@link #lock}: waits {@code millis} or until {@link #close}, whichever is first. */
+  /** Caller holds {@link #lock}: waits {@code millis}, or less if {@link #close} comes first. */
   private void pause(long millis) {
     try {
       if (closing.await(millis, TimeUnit.MILLISECONDS)) {
@@ -592,9 +592,15 @@ public final class KvClient implements AutoCloseable {
     return e;
   }
 
+  /** Names a call in an error message (built only on failure: calls allocate no strings). */
+  private static String what(Opcode op, int key) {
+    return op == null ? "connect" : op + " of key " + Integer.toUnsignedString(key);
+  }
+
   /** Our own retryable failures by their message; the JDK's with their class name. */
   private static String describe(IOException e) {
-    return e instanceof Unavailable || e instanceof FrontUnreachable ? e.getMessage() : e.toString();
+    boolean ours = e instanceof Unavailable || e instanceof FrontUnreachable;
+    return ours ? e.getMessage() : e.toString();
   }
 
   private static KvException closedError(Throwable cause) {
