@@ -421,8 +421,8 @@ public final class KvClient implements AutoCloseable {
    * The retry loop of PROTOCOL.md §12, the one place that decides what is retried. Caller holds
    * {@link #lock}. Each attempt (re)establishes the data connection if there is none and then
    * runs {@code attempt} (none, and no {@code op}, for {@link #open}) with the same {@code
-   * requestId}, so a resent
-   * write carries the id of the interrupted one and the server can answer it exactly once.
+   * requestId}, so a resent write carries the id of the interrupted one and the server can answer
+   * it exactly once.
    *
    * <p>An {@link IOException} (the connection broke, or {@link Unavailable}) is retried after a
    * back-off until {@link #retryTimeoutNanos} after the first failure; a {@link KvException} (an
