@@ -17,9 +17,12 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.net.SocketException;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -42,15 +45,36 @@ import java.util.concurrent.locks.ReentrantLock;
  * #maxValueBytes()}, 64 MiB by default). The client never keeps a reference to an array it is given
  * after the call returns, and every array it returns is the caller's own.
  *
+ * <p><b>Reconnection</b> (PROTOCOL.md §12). The client rides through a crash and relaunch of the
+ * Data Server without the caller noticing. When the data connection breaks (end of stream, reset,
+ * refused, any I/O error while sending or receiving) or a request is answered {@link
+ * Status#UNAVAILABLE}, the call reconnects on its own: HELLO to the Front Server address given at
+ * connect time, a connection to the Data Server it names, SESSION with this client's session id
+ * (resume), and then it sends the interrupted request again with the same request id. Attempts
+ * are spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
+ * Status#IO_ERROR}, only when the retry deadline has passed: by default 10 s after the failure,
+ * or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read once), or {@link
+ * Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol violation (an
+ * answer that breaks PROTOCOL.md §8) and every other error status fail the call at once.
+ *
+ * <p><b>Exactly once.</b> A write interrupted by a crash is applied exactly once: the server
+ * remembers the last write of each session, so the resent request is answered with the original
+ * result ({@code putIfAbsent} that succeeded before the crash returns {@code true} on its retry,
+ * {@code remove} returns {@code true}). Reads are simply repeated. A write that fails (an
+ * exception) may or may not have been applied, like any write whose answer was lost.
+ *
  * <p><b>Errors.</b> Results are return values ({@code putIfAbsent} returns {@code false} when the key
- * exists, {@code get} returns empty when it does not). Everything else, an unreachable server, a
- * broken connection, a value over the maximum, an error answered by the server, throws {@link
- * KvException} with its {@link Status}. After a connection error the client is unusable and every
- * later call throws; close it and connect again.
+ * exists, {@code get} returns empty when it does not). Everything else throws {@link KvException}
+ * with its {@link Status}: an unreachable server, a connection that stayed broken past the retry
+ * deadline, a value over the maximum, an error answered by the server. The client object stays
+ * valid: after a failed call the next call connects again (with its own retry deadline), unless
+ * reconnection is disabled, in which case every later call throws the same error.
  *
  * <p><b>Thread safety.</b> A {@code KvClient} is safe for use by several threads: each call holds
- * the client's lock for one request and its response, so calls from different threads are
- * serialised on the one connection. For parallelism, give each thread its own client.
+ * the client's lock for one request and its response, including any reconnection and retry, so
+ * calls from different threads are serialised on the one connection. {@link #close()} may be
+ * called from any thread at any time and ends a call in progress (even one waiting to reconnect)
+ * promptly. For parallelism, give each thread its own client.
  *
  * <p>The calls map onto the C API one to one; see the table in README.md and PROTOCOL.md §5.1.
  */
@@ -58,93 +82,178 @@ public final class KvClient implements AutoCloseable {
   /** Default bound on establishing each TCP connection (Front Server, then Data Server). */
   public static final Duration DEFAULT_CONNECT_TIMEOUT = Duration.ofMillis(3000);
 
+  /**
+   * PROTOCOL.md §12.3: how long a call keeps reconnecting after a failure when neither {@link
+   * Builder#retryTimeout} nor the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} says
+   * otherwise.
+   */
+  public static final Duration DEFAULT_RETRY_TIMEOUT = Duration.ofMillis(10_000);
+
+  /** PROTOCOL.md §12.3: milliseconds, 0 disables reconnection; the default of every client. */
+  static final String RETRY_TIMEOUT_ENV = "PSISKV_RETRY_TIMEOUT_MS";
+  /** PROTOCOL.md §12.3: the first pause between two attempts; it doubles after each. */
+  static final long FIRST_BACKOFF_MILLIS = 50;
+  /** PROTOCOL.md §12.3: the longest pause between two attempts. */
+  static final long MAX_BACKOFF_MILLIS = 1000;
+
+  /** The environment's retry timeout as read once, at class initialisation; null when unset. */
+  private static final String RETRY_TIMEOUT_ENV_VALUE = System.getenv(RETRY_TIMEOUT_ENV);
+
   /** Values up to this size are copied behind the header so the request leaves in one write. */
   private static final int SINGLE_WRITE_MAX_BYTES = 16 * 1024;
 
+  private final String host;
+  private final int port;
+  private final int connectTimeoutMillis;
+  /** 0: reconnection disabled. */
+  private final long retryTimeoutNanos;
+
+  /**
+   * Held by a call from its first byte sent to its result, across every reconnection and retry
+   * (so a retry is never interleaved with another call's request), and by connection set-up.
+   */
   private final ReentrantLock lock = new ReentrantLock();
-  private final Socket socket;
-  private final InputStream in;
-  private final OutputStream out;
-  private final long sessionId;
-  private final int maxValueBytes;
-  /** Guarded by {@link #lock}: the scratch buffer for headers and small values. */
+
+  /*
+   * Closing, the only state shared without the lock. close() sets `closed`, counts `closing`
+   * down (which ends a back-off wait at once), and closes `live` (which ends a blocking connect,
+   * read or write of the lock holder with an IOException). The lock holder publishes every new
+   * socket in `live` before it uses it and then checks `closed`, so either close() sees the
+   * socket or the holder sees `closed`: no socket escapes a close.
+   */
+  private volatile boolean closed;
+  private final CountDownLatch closing = new CountDownLatch(1);
+  private volatile Socket live;
+
+  // Guarded by lock.
+  /** The data connection with its session resumed or opened, or null between connections. */
+  private Socket socket;
+  private InputStream in;
+  private OutputStream out;
+  /** PROTOCOL.md §3.2: strictly increasing; set-up requests draw from it too. */
+  private long nextRequestId = 1;
+  /** With reconnection disabled only: why the client is unusable, or null. */
+  private KvException broken;
+  /** The scratch buffer for headers, set-up messages and small values. */
   private final byte[] buf = new byte[HEADER_BYTES + SINGLE_WRITE_MAX_BYTES];
   private final Header header = new Header();
-  /** Guarded by {@link #lock}. */
-  private long nextRequestId = 1;
-  /** Guarded by {@link #lock}: the reason the connection is unusable, or null. */
-  private KvException broken;
 
-  private KvClient(Socket socket, long sessionId, int maxValueBytes, long nextRequestId)
-      throws IOException {
-    this.socket = socket;
-    this.in = socket.getInputStream();
-    this.out = socket.getOutputStream();
-    this.sessionId = sessionId;
-    this.maxValueBytes = maxValueBytes;
-    this.nextRequestId = nextRequestId;
-  }
+  /** Written under lock; 0 until the first SESSION answer, then this client's id for life. */
+  private volatile long sessionId;
+  /** Written under lock by every SESSION answer: a relaunched server may have another maximum. */
+  private volatile int maxValueBytes;
 
-  /** Connects with {@link #DEFAULT_CONNECT_TIMEOUT}; see {@link #connect(String, int, Duration)}. */
-  public static KvClient connect(String host, int port) {
-    return connect(host, port, DEFAULT_CONNECT_TIMEOUT);
+  private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout) {
+    this.host = host;
+    this.port = port;
+    this.connectTimeoutMillis = (int) connectTimeout.toMillis();
+    this.retryTimeoutNanos = saturatedNanos(retryTimeout);
   }
 
   /**
-   * Connects to the Front Server at {@code host:port}, which redirects this client to the Data
-   * Server, and opens a session there (PROTOCOL.md §2).
+   * Connects with {@link #DEFAULT_CONNECT_TIMEOUT} and the default retry timeout; see {@link
+   * Builder#connect()}.
+   */
+  public static KvClient connect(String host, int port) {
+    return builder(host, port).connect();
+  }
+
+  /**
+   * Connects with the given connect timeout and the default retry timeout; see {@link
+   * Builder#connect()}.
+   */
+  public static KvClient connect(String host, int port, Duration connectTimeout) {
+    return builder(host, port).connectTimeout(connectTimeout).connect();
+  }
+
+  /**
+   * Options for a client of the Front Server at {@code host:port}, for example {@code
+   * KvClient.builder("127.0.0.1", 9999).retryTimeout(Duration.ofSeconds(30)).connect()}.
    *
    * @param host a host name or an IPv4 address
    * @param port the Front Server's port (9999 by default)
-   * @param connectTimeout bound on each TCP connect and on each set-up reply
-   * @throws KvException with {@link Status#IO_ERROR} if a server cannot be reached, or the status
-   *     the Front Server answered (for example {@link Status#UNAVAILABLE})
    */
-  public static KvClient connect(String host, int port, Duration connectTimeout) {
-    Objects.requireNonNull(host, "host");
-    int timeoutMillis = Math.toIntExact(connectTimeout.toMillis());
-    byte[] scratch = new byte[Messages.MAX_FIXED_BYTES];
-    Header h = new Header();
-    InetSocketAddress dataAddress;
-    long requestId = 1;
-    try (Socket front = open(new InetSocketAddress(host, port), timeoutMillis)) {
-      front.getOutputStream().write(scratch, 0, Messages.hello(scratch, requestId));
-      readResponse(front.getInputStream(), scratch, h, Opcode.HELLO, requestId++);
-      expectBody(h, HELLO_RESPONSE_BODY_BYTES);
-      readFully(front.getInputStream(), scratch, HEADER_BYTES, HELLO_RESPONSE_BODY_BYTES);
-      int ipv4 = Header.getU32(scratch, HEADER_BYTES);
-      int dataPort = Header.getU16(scratch, HEADER_BYTES + 4);
-      InetAddress frontAddress = front.getInetAddress();
-      dataAddress = new InetSocketAddress(
-          ipv4 == 0 ? frontAddress : InetAddress.getByAddress(toBytes(ipv4)), dataPort);
-    } catch (IOException e) {
-      throw new KvException(Status.IO_ERROR,
-          "cannot reach the psiskv Front Server at " + host + ":" + port + ": " + e, e);
-    }
-    Socket data = null;
-    try {
-      data = open(dataAddress, timeoutMillis);
-      data.getOutputStream().write(scratch, 0, Messages.session(scratch, requestId, 0));
-      readResponse(data.getInputStream(), scratch, h, Opcode.SESSION, requestId++);
-      expectBody(h, SESSION_RESPONSE_BODY_BYTES);
-      readFully(data.getInputStream(), scratch, HEADER_BYTES, SESSION_RESPONSE_BODY_BYTES);
-      long session = Header.getU64(scratch, HEADER_BYTES);
-      int max = Header.getU32(scratch, HEADER_BYTES + 8);
-      data.setSoTimeout(0);
-      return new KvClient(data, session, max, requestId);
-    } catch (IOException | RuntimeException e) {
-      closeQuietly(data);
-      if (e instanceof KvException) {
-        throw (KvException) e;
+  public static Builder builder(String host, int port) {
+    return new Builder(host, port);
+  }
+
+  /** Options of a {@link KvClient}; not thread-safe, use it from one thread and discard it. */
+  public static final class Builder {
+    private final String host;
+    private final int port;
+    private Duration connectTimeout = DEFAULT_CONNECT_TIMEOUT;
+    private Duration retryTimeout;
+
+    private Builder(String host, int port) {
+      this.host = Objects.requireNonNull(host, "host");
+      if (port < 0 || port > 0xFFFF) {
+        throw new IllegalArgumentException("port " + port + " is not 0..65535");
       }
-      throw new KvException(Status.IO_ERROR,
-          "cannot open a session at the psiskv Data Server " + dataAddress + ": " + e, e);
+      this.port = port;
+    }
+
+    /**
+     * Bound on each TCP connect (Front Server, then Data Server) and on each set-up answer
+     * (HELLO, SESSION); {@link #DEFAULT_CONNECT_TIMEOUT} if not set.
+     *
+     * @throws IllegalArgumentException unless between 1 ms and {@link Integer#MAX_VALUE} ms
+     */
+    public Builder connectTimeout(Duration connectTimeout) {
+      long millis = connectTimeout.toMillis();
+      if (millis < 1 || millis > Integer.MAX_VALUE) {
+        throw new IllegalArgumentException("connect timeout " + connectTimeout + " out of range");
+      }
+      this.connectTimeout = connectTimeout;
+      return this;
+    }
+
+    /**
+     * How long a call keeps reconnecting after a failure (PROTOCOL.md §12.3) before it throws
+     * {@link Status#IO_ERROR}; {@link Duration#ZERO} disables reconnection. If not set: the
+     * environment variable {@code PSISKV_RETRY_TIMEOUT_MS}, else {@link #DEFAULT_RETRY_TIMEOUT}.
+     *
+     * @throws IllegalArgumentException if negative
+     */
+    public Builder retryTimeout(Duration retryTimeout) {
+      if (retryTimeout.isNegative()) {
+        throw new IllegalArgumentException("retry timeout " + retryTimeout + " is negative");
+      }
+      this.retryTimeout = retryTimeout;
+      return this;
+    }
+
+    /**
+     * Connects to the Front Server, which redirects this client to the Data Server, and opens a
+     * session there (PROTOCOL.md §2).
+     *
+     * <p>Fails fast when the Front Server cannot be reached at all on the first try (connection
+     * refused, unknown host, connect timeout), as {@code kv_connect} to a dead address does. Once
+     * the Front Server has been reached, set-up is retried like a call until the retry deadline:
+     * while the Front Server answers {@link Status#UNAVAILABLE} (its Data Server is being
+     * launched or relaunched), and while the Data Server refuses or drops the connection.
+     *
+     * @throws KvException with {@link Status#IO_ERROR} if the Front Server cannot be reached, if
+     *     set-up still fails at the retry deadline, or on a protocol violation; with the status the
+     *     server answered if it is an error other than {@link Status#UNAVAILABLE}, or {@link
+     *     Status#UNAVAILABLE} itself when reconnection is disabled
+     * @throws IllegalArgumentException if no retry timeout was set and {@code
+     *     PSISKV_RETRY_TIMEOUT_MS} is not a number of milliseconds {@code >= 0}
+     */
+    public KvClient connect() {
+      Duration retry = retryTimeout != null ? retryTimeout : retryTimeoutFromEnv(
+          RETRY_TIMEOUT_ENV_VALUE);
+      KvClient kv = new KvClient(host, port, connectTimeout, retry);
+      kv.open();
+      return kv;
     }
   }
 
   /**
    * Stores {@code value} under {@code key}, replacing any earlier value ({@code kv_write} with
-   * overwrite 1).
+   * overwrite 1). Retried across reconnections, exactly once (see the class comment).
+   *
+   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
+   *     (nothing is sent); see the class comment for the others
    */
   public void put(int key, byte[] value) {
     write(key, value, true);
@@ -152,202 +261,399 @@ public final class KvClient implements AutoCloseable {
 
   /**
    * Stores {@code value} under {@code key} only if the key has no value, as one atomic
-   * check-and-insert on the server ({@code kv_write} with overwrite 0).
+   * check-and-insert on the server ({@code kv_write} with overwrite 0). Retried across
+   * reconnections, exactly once: a store that succeeded before a crash still returns {@code true}.
    *
    * @return {@code true} if stored; {@code false} if the key already had a value (unchanged)
+   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
+   *     (nothing is sent); see the class comment for the others
    */
   public boolean putIfAbsent(int key, byte[] value) {
     return write(key, value, false) == Status.OK;
   }
 
-  /** The value stored under {@code key}, or empty if there is none. */
+  /**
+   * The value stored under {@code key}, or empty if there is none. Retried across reconnections.
+   *
+   * @throws KvException {@link Status#TOO_LARGE} if the stored value is longer than the server's
+   *     current maximum (possible only after the server was restarted with a smaller one; use
+   *     {@link #read}); see the class comment for the others
+   */
   public Optional<byte[]> get(int key) {
-    lock.lock();
-    try {
-      long id = begin();
+    return call(Opcode.GET, key, id -> {
       int capacity = maxValueBytes;
-      try {
-        out.write(buf, 0, Messages.get(buf, key, id, capacity));
-        if (readResult(Opcode.GET, id) == Status.NOT_FOUND) {
-          return Optional.empty();
-        }
-        int stored = readStoredLength(capacity);
-        byte[] value = new byte[stored];
-        readFully(in, value, 0, stored);
-        return Optional.of(value);
-      } catch (IOException e) {
-        throw fail(e);
+      out.write(buf, 0, Messages.get(buf, key, id, capacity));
+      if (readResult(Opcode.GET, key, id) == Status.NOT_FOUND) {
+        return Optional.empty();
       }
-    } finally {
-      lock.unlock();
-    }
+      int stored = readStoredLength(capacity);
+      if (stored > capacity) {
+        // Its first `capacity` bytes are still unread: this drops the connection (not retried).
+        throw new KvException(Status.TOO_LARGE, "the value of key " + Integer.toUnsignedString(key)
+            + " has " + stored + " bytes, more than the server's maximum of " + capacity);
+      }
+      byte[] value = new byte[stored];
+      readFully(in, value, 0, stored);
+      return Optional.of(value);
+    });
   }
 
   /**
    * Reads the value of {@code key} into {@code buffer}, like {@code kv_read}: copies at most {@code
    * buffer.length} bytes, and only as many as the server sends, so a short buffer costs only what
-   * it holds.
+   * it holds. Retried across reconnections (an interrupted attempt may have written part of the
+   * buffer; the retry overwrites it).
    *
    * @return the stored length, which may exceed {@code buffer.length}; or {@code -1} if there is no
    *     such key
    */
   public int read(int key, byte[] buffer) {
     Objects.requireNonNull(buffer, "buffer");
+    return call(Opcode.GET, key, id -> {
+      out.write(buf, 0, Messages.get(buf, key, id, buffer.length));
+      if (readResult(Opcode.GET, key, id) == Status.NOT_FOUND) {
+        return -1;
+      }
+      int stored = readStoredLength(buffer.length);
+      readFully(in, buffer, 0, Math.min(stored, buffer.length));
+      return stored;
+    });
+  }
+
+  /**
+   * Removes {@code key} and its value. Retried across reconnections, exactly once: a removal that
+   * succeeded before a crash still returns {@code true}.
+   *
+   * @return {@code true} if the key had a value; {@code false} if there was none
+   */
+  public boolean remove(int key) {
+    return call(Opcode.DELETE, key, id -> {
+      out.write(buf, 0, Messages.delete(buf, key, id));
+      return readResult(Opcode.DELETE, key, id) == Status.OK;
+    });
+  }
+
+  /**
+   * The server's maximum value length in bytes, as the last SESSION answer gave it (a relaunched
+   * Data Server may have been configured differently). Thread-safe; never blocks.
+   */
+  public int maxValueBytes() {
+    return maxValueBytes;
+  }
+
+  /**
+   * Closes the connection. Idempotent, thread-safe, and never blocks on a call in progress: that
+   * call, even one waiting to reconnect, ends promptly with {@link Status#IO_ERROR}, and every
+   * later call throws the same.
+   */
+  @Override
+  public void close() {
+    closed = true;
+    closing.countDown();
+    closeQuietly(live);
+  }
+
+  @Override
+  public String toString() {
+    return "KvClient[" + host + ":" + port + ", session " + Long.toHexString(sessionId) + "]";
+  }
+
+  private Status write(int key, byte[] value, boolean overwrite) {
+    Objects.requireNonNull(value, "value");
+    int max = maxValueBytes;
+    if (value.length > max) {
+      throw new KvException(Status.TOO_LARGE, "value of " + value.length
+          + " bytes exceeds the server's maximum of " + max);
+    }
+    return call(Opcode.PUT, key, id -> {
+      int n = Messages.putHeader(buf, key, id, overwrite, value.length);
+      if (value.length <= SINGLE_WRITE_MAX_BYTES) {
+        System.arraycopy(value, 0, buf, n, value.length);
+        out.write(buf, 0, n + value.length);
+      } else {
+        out.write(buf, 0, n);
+        out.write(value);
+      }
+      return readResult(Opcode.PUT, key, id);
+    });
+  }
+
+  /**
+   * One attempt of a call: sends its request with {@code requestId} on the data connection ({@link
+   * #in}, {@link #out}) and reads the answer. Runs under {@link #lock}. Throws {@link IOException}
+   * when the attempt may be retried (the connection broke, or {@link Unavailable}), {@link
+   * KvException} when it must not be.
+   */
+  private interface Attempt<T> {
+    T run(long requestId) throws IOException;
+  }
+
+  /** Runs one call under the lock with a new request id, retried per PROTOCOL.md §12. */
+  private <T> T call(Opcode op, int key, Attempt<T> attempt) {
     lock.lock();
     try {
-      long id = begin();
-      try {
-        out.write(buf, 0, Messages.get(buf, key, id, buffer.length));
-        if (readResult(Opcode.GET, id) == Status.NOT_FOUND) {
-          return -1;
-        }
-        int stored = readStoredLength(buffer.length);
-        readFully(in, buffer, 0, Math.min(stored, buffer.length));
-        return stored;
-      } catch (IOException e) {
-        throw fail(e);
+      if (closed) {
+        throw closedError(null);
       }
+      if (broken != null) {
+        throw new KvException(broken.status(), broken.getMessage(), broken);
+      }
+      return withRetries(op, key, nextRequestId++, attempt);
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Opens the first connection and session (set-up only), retried per {@link Builder#connect}. */
+  private void open() {
+    lock.lock();
+    try {
+      withRetries(null, 0, 0, null);
+    } catch (RuntimeException | Error e) {
+      close();
+      throw e;
     } finally {
       lock.unlock();
     }
   }
 
   /**
-   * Removes {@code key} and its value.
+   * The retry loop of PROTOCOL.md §12, the one place that decides what is retried. Caller holds
+   * {@link #lock}. Each attempt (re)establishes the data connection if there is none and then
+   * runs {@code attempt} (none, and no {@code op}, for {@link #open}) with the same {@code
+   * requestId}, so a resent write carries the id of the interrupted one and the server can answer
+   * it exactly once.
    *
-   * @return {@code true} if the key had a value; {@code false} if there was none
+   * <p>An {@link IOException} (the connection broke, or {@link Unavailable}) is retried after a
+   * back-off until {@link #retryTimeoutNanos} after the first failure; a {@link KvException} (an
+   * error status, a protocol violation) is not. Either way the connection is dropped: the server
+   * closes it after an error status (§8), and after a violation or a broken connection the stream
+   * is out of step.
    */
-  public boolean remove(int key) {
-    lock.lock();
-    try {
-      long id = begin();
+  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt) {
+    int attempts = 0;
+    long firstFailureNanos = 0;
+    long backoffMillis = FIRST_BACKOFF_MILLIS;
+    while (true) {
+      attempts++;
       try {
-        out.write(buf, 0, Messages.delete(buf, key, id));
-        return readResult(Opcode.DELETE, id) == Status.OK;
-      } catch (IOException e) {
-        throw fail(e);
-      }
-    } finally {
-      lock.unlock();
-    }
-  }
-
-  /** The server's maximum value length in bytes, learned at connection set-up. */
-  public int maxValueBytes() {
-    return maxValueBytes;
-  }
-
-  /** Closes the connection. Idempotent; later calls throw {@link KvException}. */
-  @Override
-  public void close() {
-    lock.lock();
-    try {
-      if (broken == null) {
-        broken = new KvException(Status.IO_ERROR, "client is closed");
-      }
-      closeQuietly(socket);
-    } finally {
-      lock.unlock();
-    }
-  }
-
-  @Override
-  public String toString() {
-    return "KvClient[" + socket.getRemoteSocketAddress() + ", session "
-        + Long.toHexString(sessionId) + "]";
-  }
-
-  private Status write(int key, byte[] value, boolean overwrite) {
-    Objects.requireNonNull(value, "value");
-    if (value.length > maxValueBytes) {
-      throw new KvException(Status.TOO_LARGE, "value of " + value.length
-          + " bytes exceeds the server's maximum of " + maxValueBytes);
-    }
-    lock.lock();
-    try {
-      long id = begin();
-      try {
-        int n = Messages.putHeader(buf, key, id, overwrite, value.length);
-        if (value.length <= SINGLE_WRITE_MAX_BYTES) {
-          System.arraycopy(value, 0, buf, n, value.length);
-          out.write(buf, 0, n + value.length);
-        } else {
-          out.write(buf, 0, n);
-          out.write(value);
+        if (socket == null) {
+          establish();
         }
-        return readResult(Opcode.PUT, id);
+        return attempt == null ? null : attempt.run(requestId);
       } catch (IOException e) {
-        throw fail(e);
+        disconnect();
+        if (closed) {
+          throw closedError(e);
+        }
+        if (attempt == null && attempts == 1 && e instanceof FrontUnreachable) {
+          // connect() fails fast on a dead address, like kv_connect (see Builder.connect).
+          throw new KvException(Status.IO_ERROR, "cannot reach the psiskv Front Server at "
+              + host + ":" + port + ": " + e.getCause(), e);
+        }
+        if (retryTimeoutNanos == 0) {
+          throw notRetried(e instanceof Unavailable
+              ? new KvException(Status.UNAVAILABLE, what(op, key) + " failed: " + describe(e), e)
+              : new KvException(Status.IO_ERROR, what(op, key)
+                  + " failed (reconnection is disabled): " + describe(e), e));
+        }
+        long now = System.nanoTime();
+        if (attempts == 1) {
+          firstFailureNanos = now;
+        }
+        long elapsedNanos = now - firstFailureNanos;
+        if (elapsedNanos >= retryTimeoutNanos) {
+          throw new KvException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
+              + TimeUnit.NANOSECONDS.toMillis(elapsedNanos) + " ms and " + attempts
+              + " attempts to reach psiskv at " + host + ":" + port + "; last cause: "
+              + describe(e), e);
+        }
+        long remainingMillis =
+            TimeUnit.NANOSECONDS.toMillis(retryTimeoutNanos - elapsedNanos + 999_999);
+        pause(Math.min(backoffMillis, remainingMillis));
+        backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
+      } catch (KvException e) {
+        disconnect();
+        throw closed ? closedError(e) : notRetried(e);
+      } catch (RuntimeException | Error e) {
+        disconnect();
+        throw e;
       }
-    } finally {
-      lock.unlock();
     }
   }
 
-  /** Caller holds {@link #lock}: checks the client is usable and takes the next request id. */
-  private long begin() {
-    if (broken != null) {
-      throw new KvException(broken.status(), broken.getMessage(), broken);
+  /**
+   * Caller holds {@link #lock} and has no data connection: HELLO at the Front Server, then
+   * SESSION at the Data Server it names, presenting {@link #sessionId} (0 the first time, then this
+   * client's id: a resume, §12.2). On success the connection is {@link #socket}.
+   *
+   * @throws FrontUnreachable if the TCP connection to the Front Server cannot be made
+   * @throws Unavailable if a server answers UNAVAILABLE
+   * @throws IOException if a connection cannot be made or breaks
+   * @throws KvException on any other error status or a protocol violation
+   */
+  private void establish() throws IOException {
+    InetSocketAddress dataAddress;
+    Socket front;
+    try {
+      front = openLive(new InetSocketAddress(host, port));
+    } catch (IOException e) {
+      throw new FrontUnreachable(e);
     }
-    return nextRequestId++;
+    try {
+      long id = nextRequestId++;
+      front.getOutputStream().write(buf, 0, Messages.hello(buf, id));
+      InputStream frontIn = front.getInputStream();
+      readResponse(frontIn, buf, header, Opcode.HELLO, 0, id);
+      readFully(frontIn, buf, HEADER_BYTES, HELLO_RESPONSE_BODY_BYTES);
+      int ipv4 = Header.getU32(buf, HEADER_BYTES);
+      int dataPort = Header.getU16(buf, HEADER_BYTES + 4);
+      // §6.1: 0.0.0.0 means the host this client reached the Front Server at.
+      InetAddress dataHost =
+          ipv4 == 0 ? front.getInetAddress() : InetAddress.getByAddress(toBytes(ipv4));
+      dataAddress = new InetSocketAddress(dataHost, dataPort);
+    } finally {
+      closeQuietly(front);
+    }
+    Socket data = openLive(dataAddress);
+    try {
+      long id = nextRequestId++;
+      long presented = sessionId;
+      OutputStream dataOut = data.getOutputStream();
+      InputStream dataIn = data.getInputStream();
+      dataOut.write(buf, 0, Messages.session(buf, id, presented));
+      readResponse(dataIn, buf, header, Opcode.SESSION, 0, id);
+      readFully(dataIn, buf, HEADER_BYTES, SESSION_RESPONSE_BODY_BYTES);
+      long granted = Header.getU64(buf, HEADER_BYTES);
+      int max = Header.getU32(buf, HEADER_BYTES + 8);
+      if (granted == 0 || (presented != 0 && granted != presented) || max < 0) {
+        // §3.2, §12.6: a resumed session keeps its id, even one the server had forgotten.
+        throw protocolError("SESSION " + Long.toHexString(presented) + " answered session "
+            + Long.toHexString(granted) + " with maximum " + Integer.toUnsignedString(max));
+      }
+      data.setSoTimeout(0);
+      sessionId = granted;
+      maxValueBytes = max;
+      socket = data;
+      in = dataIn;
+      out = dataOut;
+    } catch (IOException | RuntimeException e) {
+      closeQuietly(data);
+      throw e;
+    }
+  }
+
+  /** Caller holds {@link #lock}: forgets the data connection, closing it. */
+  private void disconnect() {
+    closeQuietly(socket);
+    socket = null;
+    in = null;
+    out = null;
+  }
+
+  /**
+   * Caller holds {@link #lock}: a socket connected to {@code address} with the set-up timeouts,
+   * published in {@link #live} before it connects so that {@link #close} can end the connect.
+   */
+  private Socket openLive(InetSocketAddress address) throws IOException {
+    Socket s = new Socket();
+    live = s;
+    try {
+      if (closed) {
+        throw new SocketException("client is closed");
+      }
+      s.setTcpNoDelay(true);
+      s.connect(address, connectTimeoutMillis);
+      s.setSoTimeout(connectTimeoutMillis);
+      return s;
+    } catch (IOException | RuntimeException e) {
+      closeQuietly(s);
+      throw e;
+    }
+  }
+
+  /** Caller holds {@link #lock}: waits {@code millis}, or less if {@link #close} comes first. */
+  private void pause(long millis) {
+    try {
+      if (closing.await(millis, TimeUnit.MILLISECONDS)) {
+        throw closedError(null);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KvException(Status.IO_ERROR, "interrupted while waiting to reconnect to psiskv", e);
+    }
+  }
+
+  /** Caller holds {@link #lock}: with reconnection disabled a failure is final (sticky). */
+  private KvException notRetried(KvException e) {
+    if (retryTimeoutNanos == 0) {
+      broken = e;
+    }
+    return e;
+  }
+
+  /** Names a call in an error message (built only on failure: calls allocate no strings). */
+  private static String what(Opcode op, int key) {
+    return op == null ? "connect" : op + " of key " + Integer.toUnsignedString(key);
+  }
+
+  /** Our own retryable failures by their message; the JDK's with their class name. */
+  private static String describe(IOException e) {
+    boolean ours = e instanceof Unavailable || e instanceof FrontUnreachable;
+    return ours ? e.getMessage() : e.toString();
+  }
+
+  private static KvException closedError(Throwable cause) {
+    return new KvException(Status.IO_ERROR, "client is closed", cause);
+  }
+
+  private static KvException protocolError(String mismatch) {
+    return new KvException(Status.IO_ERROR, "protocol error: " + mismatch);
   }
 
   /**
    * Reads a response header; returns OK, KEY_EXISTS or NOT_FOUND (with the body still unread), or
    * throws for an error status. Caller holds {@link #lock}.
    */
-  private Status readResult(Opcode op, long id) throws IOException {
-    try {
-      readResponse(in, buf, header, op, id);
-    } catch (KvException e) {
-      // The server closes the connection after an error status (PROTOCOL.md §8).
-      throw breakWith(e);
-    }
-    Status status = Status.of(header.flagsOrStatus);
-    if (status == Status.OK) {
-      return status;
-    }
-    boolean result = (status == Status.KEY_EXISTS && op == Opcode.PUT)
-        || (status == Status.NOT_FOUND && op != Opcode.PUT);
-    if (!result || header.bodyLength != 0) {
-      throw new IOException("protocol error: " + status + " with body of " + header.bodyLength
-          + " bytes is not an answer to " + op);
-    }
-    return status;
+  private Status readResult(Opcode op, int key, long id) throws IOException {
+    readResponse(in, buf, header, op, key, id);
+    return Status.of(header.flagsOrStatus);
   }
 
   /** Reads the stored-length prefix of a GET OK body and checks the body length against it. */
   private int readStoredLength(int capacity) throws IOException {
-    if (header.bodyLength < GET_RESPONSE_PREFIX_BYTES) {
-      throw new IOException("GET response body too short: " + header.bodyLength);
-    }
     readFully(in, buf, 0, GET_RESPONSE_PREFIX_BYTES);
-    long stored = Header.getU32(buf, 0) & 0xFFFF_FFFFL;
-    if (stored > Integer.MAX_VALUE
-        || header.bodyLength != GET_RESPONSE_PREFIX_BYTES + Math.min(stored, capacity)) {
-      throw new IOException("GET response length " + header.bodyLength
-          + " does not match stored length " + stored + " and capacity " + capacity);
+    int stored = Header.getU32(buf, 0);
+    String mismatch = Rules.checkGetOkBody(header.bodyLength, capacity, stored);
+    if (mismatch == null && stored < 0) {
+      mismatch = "GET stored length " + Integer.toUnsignedString(stored) + " exceeds any value";
     }
-    return (int) stored;
+    if (mismatch != null) {
+      throw protocolError(mismatch);
+    }
+    return stored;
   }
 
-  private static void readResponse(InputStream in, byte[] scratch, Header h, Opcode op, long id)
-      throws IOException {
+  /**
+   * Reads and checks a response header (PROTOCOL.md §8). Returns for a result status, with the
+   * body unread; throws {@link Unavailable} for UNAVAILABLE (retried), {@link KvException} for any
+   * other error status or a protocol violation (not retried), {@link IOException} if the
+   * connection breaks.
+   */
+  private static void readResponse(
+      InputStream in, byte[] scratch, Header h, Opcode op, int key, long id) throws IOException {
     readFully(in, scratch, 0, HEADER_BYTES);
     h.decode(scratch, 0);
-    String mismatch = Rules.checkResponse(h, op, id);
+    String mismatch = Rules.checkResponse(h, op, key, id);
     if (mismatch != null) {
-      throw new IOException("protocol error: " + mismatch);
+      throw protocolError(mismatch);
     }
     Status status = Status.of(h.flagsOrStatus);
-    if (status.code() >= Status.BAD_REQUEST.code()) {
-      throw new KvException(status, op + " failed: " + status.message());
+    if (status == Status.UNAVAILABLE) {
+      throw new Unavailable(op + " answered " + status + ": " + status.message());
     }
-  }
-
-  private static void expectBody(Header h, int bytes) throws IOException {
-    if (h.bodyLength != bytes) {
-      throw new IOException("protocol error: body of " + h.bodyLength + " bytes, expected " + bytes);
+    if (Rules.isError(status)) {
+      throw new KvException(status, op + " failed: " + status.message());
     }
   }
 
@@ -363,27 +669,33 @@ public final class KvClient implements AutoCloseable {
     }
   }
 
-  private KvException fail(IOException e) {
-    return breakWith(new KvException(Status.IO_ERROR, "connection to psiskv failed: " + e, e));
-  }
-
-  /** Caller holds {@link #lock}: marks the connection unusable and closes it. */
-  private KvException breakWith(KvException e) {
-    broken = e;
-    closeQuietly(socket);
-    return e;
-  }
-
-  private static Socket open(InetSocketAddress address, int timeoutMillis) throws IOException {
-    Socket s = new Socket();
+  /**
+   * The value of {@code PSISKV_RETRY_TIMEOUT_MS}: {@link #DEFAULT_RETRY_TIMEOUT} if unset or empty,
+   * else a whole number of milliseconds {@code >= 0}.
+   *
+   * @throws IllegalArgumentException naming the variable if the value is not such a number
+   */
+  static Duration retryTimeoutFromEnv(String value) {
+    if (value == null || value.isBlank()) {
+      return DEFAULT_RETRY_TIMEOUT;
+    }
     try {
-      s.setTcpNoDelay(true);
-      s.connect(address, timeoutMillis);
-      s.setSoTimeout(timeoutMillis);
-      return s;
-    } catch (IOException e) {
-      closeQuietly(s);
-      throw e;
+      long millis = Long.parseLong(value.trim());
+      if (millis >= 0) {
+        return Duration.ofMillis(millis);
+      }
+    } catch (NumberFormatException notANumber) {
+      // Reported below with the variable's name.
+    }
+    throw new IllegalArgumentException(RETRY_TIMEOUT_ENV + "=\"" + value
+        + "\" is not a number of milliseconds >= 0 (0 disables reconnection)");
+  }
+
+  private static long saturatedNanos(Duration d) {
+    try {
+      return d.toNanos();
+    } catch (ArithmeticException tooLong) {
+      return Long.MAX_VALUE;
     }
   }
 
@@ -398,6 +710,24 @@ public final class KvClient implements AutoCloseable {
       } catch (IOException ignored) {
         // Nothing to do: the socket is unusable either way.
       }
+    }
+  }
+
+  /** The server answered UNAVAILABLE (PROTOCOL.md §12.1): retried like a broken connection. */
+  private static final class Unavailable extends IOException {
+    private static final long serialVersionUID = 1L;
+
+    Unavailable(String message) {
+      super(message);
+    }
+  }
+
+  /** The TCP connection to the Front Server could not be made; {@link #open} fails fast on it. */
+  private static final class FrontUnreachable extends IOException {
+    private static final long serialVersionUID = 1L;
+
+    FrontUnreachable(IOException cause) {
+      super("cannot reach the Front Server: " + cause, cause);
     }
   }
 }

@@ -3,10 +3,12 @@ package io.psiskv.protocol;
 import static io.psiskv.protocol.Protocol.*;
 
 /**
- * The MUST rules of PROTOCOL.md §6 and §7 for a request header, in one place. A server decodes a
- * header, asks {@link #checkRequest}, and answers with the returned status when it is not {@code
- * null}; the check never looks at a body, so the server allocates nothing a peer merely claims
- * before it passes.
+ * The MUST rules of PROTOCOL.md §6 and §7 for a request header, and the §8 rules for a response,
+ * in one place. A server decodes a header, asks {@link #checkRequest}, and answers with the
+ * returned status when it is not {@code null}; the check never looks at a body, so the server
+ * allocates nothing a peer merely claims before it passes. A client asks {@link
+ * #checkResponse(Header, Opcode, int, long)} of every response header before it reads the body,
+ * for the same reason.
  */
 public final class Rules {
   private Rules() {}
@@ -63,8 +65,73 @@ public final class Rules {
   }
 
   /**
-   * Checks a response header against the request it answers: magic, version, echoed opcode and
-   * request id. Returns a description of the first mismatch, or {@code null} if it matches.
+   * Checks a response header against the request it answers (PROTOCOL.md §3.1, §5, §8): magic,
+   * version, echoed opcode, key and request id, a known status, a status this opcode may answer,
+   * and a body length allowed for that status. A client that gets a non-null answer treats the
+   * connection as broken (a protocol violation: not retried, §12.1).
+   *
+   * <p>The allowed answers: any error status ({@code 0x10} and up) with an empty body; OK to every
+   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 12, INIT 8 bytes, else empty) and
+   * for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
+   * length: {@link #checkGetOkBody}); KEY_EXISTS only to PUT and NOT_FOUND only to GET and DELETE,
+   * both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
+   *
+   * @param key the request's key (0 for keyless opcodes)
+   * @return a description of the first mismatch, or {@code null} if the response is allowed
+   */
+  public static String checkResponse(Header h, Opcode expected, int key, long requestId) {
+    String mismatch = checkResponse(h, expected, requestId);
+    if (mismatch != null) {
+      return mismatch;
+    }
+    if (h.key != key) {
+      return "response key " + Integer.toUnsignedString(h.key) + " does not echo "
+          + Integer.toUnsignedString(key);
+    }
+    Status status = Status.of(h.flagsOrStatus);
+    if (expected == Opcode.HEARTBEAT) {
+      return "HEARTBEAT is never answered, got " + status;
+    }
+    if (status != Status.OK) {
+      boolean allowed = isError(status)
+          || (status == Status.KEY_EXISTS && expected == Opcode.PUT)
+          || (status == Status.NOT_FOUND
+              && (expected == Opcode.GET || expected == Opcode.DELETE));
+      if (!allowed) {
+        return status + " is not an answer to " + expected;
+      }
+      return h.bodyLength == 0 ? null : bodyMismatch(h, status, expected, "0");
+    }
+    if (expected == Opcode.GET) {
+      return h.bodyLength >= GET_RESPONSE_PREFIX_BYTES
+          ? null : bodyMismatch(h, status, expected, "at least " + GET_RESPONSE_PREFIX_BYTES);
+    }
+    long okBody = okResponseBodyBytes(expected);
+    return h.bodyLength == okBody ? null : bodyMismatch(h, status, expected, "" + okBody);
+  }
+
+  /**
+   * Checks the body length of a GET OK response once its stored-length prefix is read (§6.5): it
+   * must be {@code 4 + min(capacity, storedLength)}, all unsigned 32-bit. Returns a description of
+   * the mismatch, or {@code null}.
+   */
+  public static String checkGetOkBody(long bodyLength, int capacity, int storedLength) {
+    long sent = Math.min(Integer.toUnsignedLong(capacity), Integer.toUnsignedLong(storedLength));
+    if (bodyLength == GET_RESPONSE_PREFIX_BYTES + sent) {
+      return null;
+    }
+    return "GET response body of " + bodyLength + " bytes does not match stored length "
+        + Integer.toUnsignedString(storedLength) + " and capacity "
+        + Integer.toUnsignedString(capacity);
+  }
+
+  /**
+   * The echo part of {@link #checkResponse(Header, Opcode, int, long)} alone: magic, version,
+   * opcode, a known status and request id; no key, status or body rules. Kept for callers that do
+   * not track the key (the servers module's control link and its raw test client); a client of
+   * the data protocol uses the four-argument check.
+   *
+   * @return a description of the first mismatch, or {@code null} if it matches
    */
   public static String checkResponse(Header h, Opcode expected, long requestId) {
     if (h.magic != RESPONSE_MAGIC) {
@@ -76,12 +143,38 @@ public final class Rules {
     if (h.opcode != expected.code()) {
       return "response opcode 0x" + Integer.toHexString(h.opcode) + " does not echo " + expected;
     }
-    if (Status.of(h.flagsOrStatus) == null) {
+    Status status = Status.of(h.flagsOrStatus);
+    if (status == null || status == Status.IO_ERROR) {
+      // 0xFF (IO_ERROR) is reserved for the Java client's own use and never sent (§5).
       return "unknown status 0x" + Integer.toHexString(h.flagsOrStatus);
     }
     if (h.requestId != requestId) {
       return "response id " + h.requestId + " does not echo " + requestId;
     }
     return null;
+  }
+
+  /** Whether a status is an error (§5: {@code 0x10} and up) rather than a result. */
+  public static boolean isError(Status status) {
+    return status.code() >= Status.BAD_REQUEST.code();
+  }
+
+  /** §4: the body length of an OK response to an opcode whose OK body is fixed. */
+  private static long okResponseBodyBytes(Opcode op) {
+    switch (op) {
+      case HELLO:
+        return HELLO_RESPONSE_BODY_BYTES;
+      case SESSION:
+        return SESSION_RESPONSE_BODY_BYTES;
+      case INIT:
+        return INIT_RESPONSE_BODY_BYTES;
+      default:
+        return 0;
+    }
+  }
+
+  private static String bodyMismatch(Header h, Status status, Opcode op, String allowed) {
+    return status + " answer to " + op + " has a body of " + h.bodyLength + " bytes, allowed "
+        + allowed;
   }
 }

@@ -11,6 +11,7 @@ import io.psiskv.protocol.Status;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
+import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.junit.jupiter.api.AfterEach;
@@ -19,8 +20,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The client's side of the protocol against a scripted server: result mapping, short reads, and
- * every way a server's answer can be wrong. End-to-end behaviour against the real servers is
- * tested in the servers module.
+ * every way a server's answer can be wrong (a protocol violation or an error status fails the call
+ * at once: never retried). Reconnection is tested in {@link KvClientReconnectTest}; end-to-end
+ * behaviour against the real servers in the servers module.
  */
 class KvClientProtocolTest {
   private final Map<Integer, byte[]> map = new ConcurrentHashMap<>();
@@ -80,74 +82,109 @@ class KvClientProtocolTest {
   }
 
   @Test
-  void errorStatusFromTheServerThrowsWithThatStatusAndBreaksTheConnection() {
-    server.setScript((h, body, out) -> {
-      byte[] b = new byte[Protocol.HEADER_BYTES];
-      out.write(b, 0, Messages.status(b, h.opcode, Status.SERVER_ERROR, h.key, h.requestId));
-    });
+  void errorStatusIsThrownAtOnceAndTheNextCallConnectsAgain() {
+    server.setScript((r, out) -> FakeServer.answerStatus(r, out, Status.SERVER_ERROR));
     try (KvClient kv = connect()) {
       KvException e = assertThrows(KvException.class, () -> kv.put(1, new byte[1]));
       assertThat(e.status()).isEqualTo(Status.SERVER_ERROR);
-      KvException later = assertThrows(KvException.class, () -> kv.get(1));
-      assertThat(later.status()).isEqualTo(Status.SERVER_ERROR);
+      assertThat(server.dataConnections()).isEqualTo(1);
+      // The server closes after an error status (§8); the client is still valid and reconnects.
+      server.setScript(FakeServer.correct(map));
+      kv.put(1, new byte[1]);
+      assertThat(server.dataConnections()).isEqualTo(2);
+      assertThat(kv.get(1).orElseThrow()).hasLength(1);
     }
   }
 
   @Test
-  void responseWithWrongRequestIdIsAnIoError() {
-    server.setScript((h, body, out) -> {
+  void responseWithWrongRequestIdIsAnIoErrorAndNotRetried() {
+    server.setScript((r, out) -> {
       byte[] b = new byte[Protocol.HEADER_BYTES];
-      out.write(b, 0, Messages.status(b, h.opcode, Status.OK, h.key, h.requestId + 1));
+      out.write(b, 0, Messages.status(b, r.op().code(), Status.OK, r.key(), r.requestId() + 1));
     });
     try (KvClient kv = connect()) {
       KvException e = assertThrows(KvException.class, () -> kv.remove(1));
       assertThat(e.status()).isEqualTo(Status.IO_ERROR);
       assertThat(e).hasMessageThat().contains("does not echo");
+      assertThat(server.dataConnections()).isEqualTo(1);
+      assertThat(server.hellos()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void responseWithWrongKeyIsAnIoErrorAndNotRetried() {
+    server.setScript((r, out) -> {
+      byte[] b = new byte[Protocol.HEADER_BYTES];
+      out.write(b, 0, Messages.status(b, r.op().code(), Status.OK, r.key() + 1, r.requestId()));
+    });
+    try (KvClient kv = connect()) {
+      KvException e = assertThrows(KvException.class, () -> kv.put(1, new byte[1]));
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("key 2 does not echo 1");
+      assertThat(server.dataConnections()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void resultStatusTheOpcodeCannotAnswerIsAnIoError() {
+    server.setScript((r, out) -> FakeServer.answerStatus(r, out, Status.KEY_EXISTS));
+    try (KvClient kv = connect()) {
+      KvException e = assertThrows(KvException.class, () -> kv.remove(1));
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("KEY_EXISTS is not an answer to DELETE");
+      assertThat(server.dataConnections()).isEqualTo(1);
     }
   }
 
   @Test
   void responseWithBadMagicIsAnIoError() {
-    server.setScript((h, body, out) -> {
+    server.setScript((r, out) -> {
       byte[] b = new byte[Protocol.HEADER_BYTES];
-      Messages.status(b, h.opcode, Status.OK, h.key, h.requestId);
+      Messages.status(b, r.op().code(), Status.OK, r.key(), r.requestId());
       b[0] = 0x00;
       out.write(b);
     });
     try (KvClient kv = connect()) {
       assertThat(assertThrows(KvException.class, () -> kv.remove(1)).status())
           .isEqualTo(Status.IO_ERROR);
+      assertThat(server.dataConnections()).isEqualTo(1);
     }
   }
 
   @Test
   void getResponseWhoseLengthDisagreesWithCapacityIsAnIoError() {
-    server.setScript((h, body, out) -> {
+    server.setScript((r, out) -> {
       byte[] b = new byte[Protocol.HEADER_BYTES + 4];
       // Claims 100 stored bytes and sends all 100 although the capacity was 2.
-      out.write(b, 0, Messages.getOkPrefix(b, h.key, h.requestId, 100, 100));
+      out.write(b, 0, Messages.getOkPrefix(b, r.key(), r.requestId(), 100, 100));
       out.write(new byte[100]);
     });
     try (KvClient kv = connect()) {
       byte[] two = new byte[2];
-      assertThat(assertThrows(KvException.class, () -> kv.read(1, two)).status())
-          .isEqualTo(Status.IO_ERROR);
+      KvException e = assertThrows(KvException.class, () -> kv.read(1, two));
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("does not match stored length 100");
+      assertThat(server.dataConnections()).isEqualTo(1);
     }
   }
 
   @Test
-  void serverClosingMidResponseIsAnIoErrorAndLaterCallsFailFast() {
-    server.setScript((h, body, out) -> {
+  void withReconnectionDisabledAServerClosingMidResponseFailsThisAndEveryLaterCall() {
+    server.setScript((r, out) -> {
       byte[] b = new byte[Protocol.HEADER_BYTES + 4];
-      Messages.getOkPrefix(b, h.key, h.requestId, 10, 10);
+      Messages.getOkPrefix(b, r.key(), r.requestId(), 10, 10);
       out.write(b, 0, 12);
       out.close();
     });
-    try (KvClient kv = connect()) {
+    try (KvClient kv = KvClient.builder("127.0.0.1", server.port())
+        .retryTimeout(Duration.ZERO).connect()) {
+      KvException first = assertThrows(KvException.class, () -> kv.get(1));
+      assertThat(first.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(first).hasMessageThat().contains("reconnection is disabled");
+      server.setScript(FakeServer.correct(map));
       assertThat(assertThrows(KvException.class, () -> kv.get(1)).status())
           .isEqualTo(Status.IO_ERROR);
-      assertThat(assertThrows(KvException.class, () -> kv.get(1)).status())
-          .isEqualTo(Status.IO_ERROR);
+      assertThat(server.dataConnections()).isEqualTo(1);
     }
   }
 
@@ -157,9 +194,10 @@ class KvClientProtocolTest {
     try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
       port = s.getLocalPort();
     }
+    // Fails fast (connect does not retry a dead address): this message comes only from that path.
     KvException e = assertThrows(KvException.class, () -> KvClient.connect("127.0.0.1", port));
     assertThat(e.status()).isEqualTo(Status.IO_ERROR);
-    assertThat(e).hasMessageThat().contains("Front Server");
+    assertThat(e).hasMessageThat().startsWith("cannot reach the psiskv Front Server");
   }
 
   @Test
@@ -167,8 +205,10 @@ class KvClientProtocolTest {
     KvClient kv = connect();
     kv.close();
     kv.close();
-    assertThat(assertThrows(KvException.class, () -> kv.get(1)).status())
-        .isEqualTo(Status.IO_ERROR);
+    KvException e = assertThrows(KvException.class, () -> kv.get(1));
+    assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+    assertThat(e).hasMessageThat().isEqualTo("client is closed");
+    assertThat(server.dataConnections()).isEqualTo(1);
   }
 
   @Test

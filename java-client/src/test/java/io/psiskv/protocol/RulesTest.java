@@ -88,13 +88,102 @@ class RulesTest {
 
   @Test
   void responseChecksCatchEveryMismatch() {
-    Messages.status(b, Opcode.GET.code(), Status.OK, 0, 7);
+    Messages.status(b, Opcode.GET.code(), Status.NOT_FOUND, 9, 7);
     Header h = new Header().decode(b, 0);
-    assertThat(Rules.checkResponse(h, Opcode.GET, 7)).isNull();
-    assertThat(Rules.checkResponse(h, Opcode.PUT, 7)).contains("does not echo");
-    assertThat(Rules.checkResponse(h, Opcode.GET, 8)).contains("does not echo");
+    assertThat(Rules.checkResponse(h, Opcode.GET, 9, 7)).isNull();
+    assertThat(Rules.checkResponse(h, Opcode.DELETE, 9, 7)).contains("does not echo");
+    assertThat(Rules.checkResponse(h, Opcode.GET, 9, 8)).contains("does not echo");
+    assertThat(Rules.checkResponse(h, Opcode.GET, 10, 7)).contains("key 9 does not echo 10");
     b[3] = (byte) 0x99;
-    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.GET, 7)).contains("status");
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.GET, 9, 7))
+        .contains("status");
+    b[3] = (byte) Status.IO_ERROR.code();
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.GET, 9, 7))
+        .contains("unknown status 0xff");
+    b[0] = 0x00;
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.GET, 9, 7))
+        .contains("magic");
     assertThat(HEADER_BYTES).isEqualTo(20);
+  }
+
+  @Test
+  void responseKeyIsCompareUnsignedAndShownUnsigned() {
+    Messages.status(b, Opcode.DELETE.code(), Status.OK, -1, 1);
+    Header h = new Header().decode(b, 0);
+    assertThat(Rules.checkResponse(h, Opcode.DELETE, -1, 1)).isNull();
+    assertThat(Rules.checkResponse(h, Opcode.DELETE, 0, 1)).contains("4294967295");
+  }
+
+  /** The three-argument check of the servers' control link looks at the echo only. */
+  @Test
+  void echoOnlyCheckIgnoresKeyAndBodyRules() {
+    Messages.status(b, Opcode.INIT.code(), Status.OK, 5, 3);
+    Header h = new Header().decode(b, 0);
+    assertThat(Rules.checkResponse(h, Opcode.INIT, 3)).isNull();
+    assertThat(Rules.checkResponse(h, Opcode.INIT, 0, 3)).contains("does not echo");
+    assertThat(Rules.checkResponse(h, Opcode.INIT, 5, 3)).contains("body of 0 bytes");
+  }
+
+  @Test
+  void resultStatusesAreAllowedOnlyForTheirOpcodes() {
+    assertThat(answer(Opcode.PUT, Status.OK, 0)).isNull();
+    assertThat(answer(Opcode.PUT, Status.KEY_EXISTS, 0)).isNull();
+    assertThat(answer(Opcode.PUT, Status.NOT_FOUND, 0)).contains("not an answer to PUT");
+    assertThat(answer(Opcode.GET, Status.NOT_FOUND, 0)).isNull();
+    assertThat(answer(Opcode.GET, Status.KEY_EXISTS, 0)).contains("not an answer to GET");
+    assertThat(answer(Opcode.DELETE, Status.OK, 0)).isNull();
+    assertThat(answer(Opcode.DELETE, Status.NOT_FOUND, 0)).isNull();
+    assertThat(answer(Opcode.DELETE, Status.KEY_EXISTS, 0)).contains("not an answer");
+    assertThat(answer(Opcode.HELLO, Status.NOT_FOUND, 0)).contains("not an answer");
+    assertThat(answer(Opcode.SESSION, Status.KEY_EXISTS, 0)).contains("not an answer");
+    assertThat(answer(Opcode.HEARTBEAT, Status.OK, 0)).contains("never answered");
+  }
+
+  @Test
+  void bodyLengthsFollowOpcodeAndStatus() {
+    assertThat(answer(Opcode.PUT, Status.OK, 1)).contains("body of 1 bytes");
+    assertThat(answer(Opcode.PUT, Status.KEY_EXISTS, 1)).contains("body of 1 bytes");
+    assertThat(answer(Opcode.DELETE, Status.OK, 1)).contains("body");
+    assertThat(answer(Opcode.GET, Status.NOT_FOUND, 4)).contains("body");
+    assertThat(answer(Opcode.GET, Status.OK, 3)).contains("at least 4");
+    assertThat(answer(Opcode.GET, Status.OK, 4)).isNull();
+    assertThat(answer(Opcode.GET, Status.OK, 0xFFFFFFFFL)).isNull();
+    assertThat(answer(Opcode.HELLO, Status.OK, 6)).isNull();
+    assertThat(answer(Opcode.HELLO, Status.OK, 0)).contains("allowed 6");
+    assertThat(answer(Opcode.SESSION, Status.OK, 12)).isNull();
+    assertThat(answer(Opcode.SESSION, Status.OK, 8)).contains("allowed 12");
+    assertThat(answer(Opcode.INIT, Status.OK, 8)).isNull();
+    assertThat(answer(Opcode.PING, Status.OK, 0)).isNull();
+    assertThat(answer(Opcode.PING, Status.OK, 1)).contains("body");
+  }
+
+  @Test
+  void errorStatusesAnswerAnyOpcodeWithAnEmptyBodyOnly() {
+    for (Status s : Status.values()) {
+      if (s == Status.IO_ERROR || !Rules.isError(s)) {
+        continue;
+      }
+      assertThat(answer(Opcode.PUT, s, 0)).isNull();
+      assertThat(answer(Opcode.HELLO, s, 0)).isNull();
+      assertThat(answer(Opcode.GET, s, 4)).contains("body of 4 bytes");
+    }
+  }
+
+  @Test
+  void getOkBodyMustBePrefixPlusWhatFitsTheCapacity() {
+    assertThat(Rules.checkGetOkBody(4 + 5, 10, 5)).isNull();
+    assertThat(Rules.checkGetOkBody(4 + 2, 2, 5)).isNull();
+    assertThat(Rules.checkGetOkBody(4, 0, 5)).isNull();
+    assertThat(Rules.checkGetOkBody(4 + 5, 2, 5)).contains("does not match");
+    assertThat(Rules.checkGetOkBody(4 + 1, 10, 5)).contains("does not match");
+    // Unsigned: a capacity of 0xFFFFFFFF takes the whole value.
+    assertThat(Rules.checkGetOkBody(4 + 7, -1, 7)).isNull();
+    assertThat(Rules.checkGetOkBody(4 + 0xFFFFFFFFL, -1, -1)).isNull();
+  }
+
+  /** Checks a response header of {@code op} with {@code status} and body length, key 3, id 1. */
+  private String answer(Opcode op, Status status, long bodyLength) {
+    Header.encodeResponse(b, 0, op.code(), status, 3, 1, bodyLength);
+    return Rules.checkResponse(new Header().decode(b, 0), op, 3, 1);
   }
 }
