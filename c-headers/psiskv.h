@@ -67,16 +67,19 @@
  * (a kv_write with kv_overwrite == 0 that was applied before the crash returns 0, not -2). The
  * descriptor number stays the same. Attempts are spaced by 50 ms doubling to 1 s; the call
  * returns -1 ETIMEDOUT when its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment
- * variable, milliseconds, read once at the first kv_connect, default 10000) after the failure.
+ * variable, a whole number of milliseconds >= 0, read once at the first kv_connect; unset or
+ * anything else: 10000) after the failure.
  * Each call has its own deadline: after a call gave up, the next call on the descriptor tries
  * again. One attempt (connects, HELLO, SESSION) is also bounded by PSISKV_CONNECT_TIMEOUT_MS; a
  * request, resent or not, waits for its answer as long as the server takes. A protocol violation
  * or an error status other than UNAVAILABLE is not retried. PSISKV_RETRY_TIMEOUT_MS=0 turns
  * reconnection off: a broken connection fails the call with its cause and the descriptor stays
  * broken (ENOTCONN) until kv_close(), as before the library reconnected.
- * kv_connect: a Front Server that refuses or cannot be reached fails at once; a Front Server that
- * answers UNAVAILABLE (its Data Server being relaunched), and a Data Server that refuses or breaks
- * off, are retried as above until the retry deadline (then ETIMEDOUT).
+ * kv_connect: a Front Server that refuses, cannot be reached, breaks off or does not answer HELLO
+ * within PSISKV_CONNECT_TIMEOUT_MS fails at once (also between retries); a Front Server that
+ * answers UNAVAILABLE (its Data Server being relaunched), and a Data Server that refuses, breaks
+ * off or answers UNAVAILABLE, are retried as above until the retry deadline (then ETIMEDOUT).
+ * On -1 from kv_read, the bytes of value are unspecified (a response may have been cut short).
  *
  * Thread safety: every function may be called from any thread. The descriptor table is guarded
  * by one mutex, held only for a table look-up. One descriptor MAY be used by several threads at

@@ -17,7 +17,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-/* Default budget of a whole kv_connect (both TCP connects and the HELLO / SESSION exchanges). */
+/* Default budget of one connection set-up attempt (both TCP connects and the HELLO / SESSION
+ * exchanges), at kv_connect and at each reconnection attempt (psiskv_lib.c). */
 #define PSISKV_DEFAULT_CONNECT_TIMEOUT_MS 3000
 /* Environment variable overriding it: a positive number of milliseconds. */
 #define PSISKV_CONNECT_TIMEOUT_ENV "PSISKV_CONNECT_TIMEOUT_MS"
