@@ -12,15 +12,15 @@
  *
  *   kv_connect   > 0   a descriptor (a small positive int from the library's own table, NOT a
  *                      file descriptor: do not pass it to close(), read() or select())
- *                -1    error (bad arguments, host unknown, connection refused or timed out,
- *                      protocol error, no Data Server ready in time)
+ *                -1    error (bad arguments, host unknown, Front Server refused or timed out,
+ *                      protocol error, no Data Server ready within the retry deadline)
  *   kv_close     -     closes the descriptor; harmless on a descriptor that is closed, 0,
  *                      negative or was never issued
  *   kv_write      0    stored (kv_overwrite != 0: any earlier value replaced)
  *                -2    kv_overwrite == 0 and the key already holds a value: nothing changed
  *                -1    any other error (bad descriptor, NULL value with value_length > 0,
  *                      value longer than the server's maximum: refused without sending,
- *                      server error, broken connection)
+ *                      server error, connection lost and not regained in time, see below)
  *   kv_read     >= 0   the stored length of the value. min(stored length, value_length) bytes
  *                      were copied to value; the library NEVER writes more than value_length
  *                      bytes, so a return value > value_length means the value was truncated.
@@ -38,26 +38,59 @@
  *   EEXIST        kv_write returned -2
  *   ENOENT        kv_read returned -2, or kv_delete found no such key
  *   EHOSTUNREACH  kv_connect: the host name did not resolve to an IPv4 address, or is unreachable
- *   ECONNREFUSED, ETIMEDOUT, ENETUNREACH, ...   kv_connect: from connecting to a server.
- *                 The whole set-up is bounded by PSISKV_CONNECT_TIMEOUT_MS (environment
- *                 variable, milliseconds, default 3000); ETIMEDOUT when it runs out, including
- *                 while the Front Server answers UNAVAILABLE (no Data Server ready yet)
- *   ECONNRESET    the connection broke (the server closed it or vanished mid-message)
- *   ENOTCONN      the descriptor's connection broke earlier; it stays open but unusable
- *                 until closed (a later version will reconnect and resume the session instead)
+ *   ECONNREFUSED, ENETUNREACH, ECONNRESET, ...   kv_connect: the Front Server could not be
+ *                 reached (at once: a refused Front Server is not retried)
+ *   ETIMEDOUT     a call (kv_write, kv_read, kv_delete, or kv_connect while the Front Server
+ *                 answers UNAVAILABLE) lost its connection and could not regain it before its
+ *                 retry deadline (see "Reconnection"); also kv_connect when one set-up attempt
+ *                 (connects, HELLO, SESSION) outlasts PSISKV_CONNECT_TIMEOUT_MS (environment
+ *                 variable, milliseconds, default 3000), e.g. a Front Server that never answers
  *   EPROTO        the server's response broke the protocol (magic, version, echoed opcode or
- *                 request id, lengths); the connection is dropped
- *   EIO           the server answered SERVER_ERROR
- *   EAGAIN        the server answered UNAVAILABLE (shutting down or not ready): try again
+ *                 request id, lengths, a resumed session answered with another id), or it
+ *                 answered BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION or NO_SESSION; the
+ *                 connection is dropped (the next call reconnects), the call is not retried
+ *   EIO           the server answered SERVER_ERROR (not retried: the write may or may not have
+ *                 been applied)
+ *   ECONNRESET, EPIPE, EAGAIN   only with reconnection off (PSISKV_RETRY_TIMEOUT_MS=0): the
+ *                 connection broke (the server closed it or vanished mid-message), or the
+ *                 server answered UNAVAILABLE (the connection is kept)
+ *   ENOTCONN      only with reconnection off: the descriptor's connection broke earlier; it
+ *                 stays open but unusable until closed
  *   ENOMEM, EMFILE   no memory / no file descriptors left
+ *
+ * Reconnection (PROTOCOL.md 12): a descriptor rides through a crash and relaunch of the Data
+ * Server. When its data connection breaks (end of stream, reset, any I/O error) or a request is
+ * answered UNAVAILABLE, the call reconnects by itself: HELLO at the Front Server it was connected
+ * to (retried while refused, reset or UNAVAILABLE), then the Data Server named there, resuming
+ * the descriptor's session, and sends the interrupted request again with the same request id, so
+ * the server applies a write exactly once and answers a repeated one with its first result
+ * (a kv_write with kv_overwrite == 0 that was applied before the crash returns 0, not -2). The
+ * descriptor number stays the same. Attempts are spaced by 50 ms doubling to 1 s; the call
+ * returns -1 ETIMEDOUT when its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment
+ * variable, a whole number of milliseconds >= 0, read once at the first kv_connect; unset or
+ * anything else: 10000) after the failure.
+ * Each call has its own deadline: after a call gave up, the next call on the descriptor tries
+ * again. One attempt (connects, HELLO, SESSION) is also bounded by PSISKV_CONNECT_TIMEOUT_MS; a
+ * request, resent or not, waits for its answer as long as the server takes. A protocol violation
+ * or an error status other than UNAVAILABLE is not retried. PSISKV_RETRY_TIMEOUT_MS=0 turns
+ * reconnection off: a broken connection fails the call with its cause and the descriptor stays
+ * broken (ENOTCONN) until kv_close(), as before the library reconnected.
+ * kv_connect: a Front Server that refuses, cannot be reached, breaks off or does not answer HELLO
+ * within PSISKV_CONNECT_TIMEOUT_MS fails at once (also between retries); a Front Server that
+ * answers UNAVAILABLE (its Data Server being relaunched), and a Data Server that refuses, breaks
+ * off or answers UNAVAILABLE, are retried as above until the retry deadline (then ETIMEDOUT).
+ * On -1 from kv_read, the bytes of value are unspecified (a response may have been cut short).
  *
  * Thread safety: every function may be called from any thread. The descriptor table is guarded
  * by one mutex, held only for a table look-up. One descriptor MAY be used by several threads at
  * once: its requests are serialised by a mutex of that descriptor (one request and its response
  * at a time, in the order the threads get the mutex), so separate descriptors are faster for
- * parallel work. kv_close() on a descriptor that another thread is using makes the descriptor
- * invalid at once for new calls (EBADF); a call already under way finishes (or fails) first, and
- * the connection is closed when the last such call returns. No call ever touches freed memory.
+ * parallel work, and a call that is reconnecting holds up the calls queued behind it. kv_close()
+ * on a descriptor that another thread is using makes the descriptor invalid at once for new and
+ * queued calls (EBADF); a call under way that is waiting (for an answer, a connection or a
+ * back-off) is woken up (its socket is shut down) and returns -1 EBADF, and whether its request
+ * was applied is unknown. The connection is closed when the last such call returns; kv_close()
+ * itself never blocks. No call ever touches freed memory.
  * A closed descriptor number may be issued again by a later kv_connect(), as with file
  * descriptors (the library delays that reuse by going round its table).
  *

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the C test programs against real psiskv servers (`make test` runs this after `make`).
 #
-# 1. test_golden: the C codec against the shared golden vectors, and test_hostile: the library
-#    against a fake server in-process that breaks the protocol (neither needs the servers).
+# 1. test_golden: the C codec against the shared golden vectors; test_hostile: the library
+#    against a fake server in-process that breaks the protocol; test_retry: the library riding
+#    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
+#    PSISKV_RETRY_TIMEOUT_MS itself, per child process). None of them needs the servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
@@ -128,7 +130,7 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test1 test1_cxx test2 test2_cxx test_edge; do
+for p in test_golden test_hostile test_retry test1 test1_cxx test2 test2_cxx test_edge; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -137,6 +139,7 @@ done
 
 run test_golden "$BIN/test_golden" "$GOLDEN"
 run test_hostile "$BIN/test_hostile"
+run test_retry "$BIN/test_retry"
 
 server_args=(--port "$PORT" --data-dir "$data_dir")
 [ -n "$MAX_VALUE_BYTES" ] && server_args+=(--max-value-bytes "$MAX_VALUE_BYTES")

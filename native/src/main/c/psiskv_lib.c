@@ -2,28 +2,47 @@
  * psiskv_lib.c - the five functions of psiskv.h and the descriptor table behind them.
  *
  * Descriptors. A descriptor is an index into the table below (1, 2, ...), never a socket fd, so
- * that a descriptor can outlive its connection: the entry keeps what reconnecting needs (the Front
- * Server's host and port, the session id, the next request id), and the fault-tolerance work will
- * reconnect through the Front Server, resume the session (SESSION with the kept id) and retry the
- * interrupted request with its original id, all behind the same descriptor. Today a broken
- * connection leaves the descriptor open but unusable (ENOTCONN) until kv_close.
+ * that a descriptor outlives its connection: the entry keeps what reconnecting needs (the Front
+ * Server's address, the session id, the next request id).
+ *
+ * Reconnection (PROTOCOL.md 12). When a request's data connection breaks (any I/O error while
+ * sending or receiving, end of stream) or the request is answered UNAVAILABLE, perform() drops
+ * the connection and reconnect() makes a new one: HELLO at the Front Server the descriptor was
+ * connected to, connect to the Data Server it names, SESSION with the descriptor's session id
+ * (resume). The interrupted request is then sent again with the SAME request id, so the Data
+ * Server answers a write it had already applied with the stored result (exactly once, 12.5).
+ * Attempts are spaced by a back-off of RETRY_BACKOFF_FIRST_MS doubling to RETRY_BACKOFF_MAX_MS;
+ * the call fails (-1, ETIMEDOUT) once its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS
+ * (environment, read once) after the failure, default DEFAULT_RETRY_TIMEOUT_MS; 0 disables
+ * reconnection. A protocol violation or an error status other than UNAVAILABLE fails the call at
+ * once. Each call has its own deadline: a descriptor whose call gave up tries again on its next
+ * call. One attempt of the set-up (HELLO, connect, SESSION) is bounded by the connect budget
+ * (PSISKV_CONNECT_TIMEOUT_MS) and by the retry deadline; a resent request, like any request,
+ * waits for its answer as long as the server takes.
  *
  * Threads and locks:
- *   table_lock   guards table[], table_slots, table_cursor and every entry's refs. Held only for
- *                a look-up, an insert or a removal; never while doing I/O.
- *   entry->lock  serialises the requests of one descriptor (one request and its response on the
- *                connection at a time) and guards the entry's connection state: fd, session_id,
- *                max_value_bytes, next_request_id. Held for a whole request, I/O included.
- *   Lock order: entry->lock, then table_lock (release() may run inside a request's error path);
- *   never the other way round.
+ *   table_lock       guards table[], table_slots, table_cursor and every entry's refs. Held only
+ *                    for a look-up, an insert or a removal; never while doing I/O.
+ *   entry->lock      serialises the calls of one descriptor (one request and its response on the
+ *                    connection at a time, reconnection and back-off included) and guards the
+ *                    entry's connection state: fd, setup_fd, session_id, max_value_bytes,
+ *                    next_request_id. Held for a whole call, I/O included.
+ *   entry->close_lock  guards closed and the sockets against kv_close: fd and setup_fd change only
+ *                    under it (and entry->lock), a socket of the entry is closed only under it,
+ *                    and kv_close shuts the entry's sockets down under it, so kv_close never
+ *                    touches an fd number that was closed and reused. close_cond (with it) wakes
+ *                    a back-off wait when kv_close runs.
+ *   Lock order: entry->lock, then table_lock or close_lock (never both); never the reverse.
  * Lifetime. An entry is reference counted: the table holds one reference while the descriptor is
  * open, and each call in progress holds one. kv_close removes the entry from the table (new calls
- * fail with EBADF at once), marks it closed (calls queued on its mutex then fail with EBADF) and
- * drops the table's reference; whoever drops the last reference closes the socket and frees the
- * entry. So a call racing kv_close on another thread never touches freed memory nor a reused fd.
- * Request ids: next_request_id starts at 1 and every request (HELLO, SESSION, PUT, GET, DELETE)
- * takes the next one under entry->lock, so ids are strictly increasing per descriptor
- * (PROTOCOL.md 3.2).
+ * fail with EBADF at once), marks it closed (calls queued on its mutex then fail with EBADF),
+ * shuts its sockets down (a call blocked on one wakes up; a call in back-off wakes up; either
+ * returns -1 EBADF) and drops the table's reference; whoever drops the last reference closes the
+ * socket and frees the entry. So a call racing kv_close never touches freed memory nor a reused
+ * fd, and kv_close never blocks.
+ * Request ids: next_request_id starts at 1; every HELLO, SESSION and every call of kv_write,
+ * kv_read and kv_delete takes the next one under entry->lock, so ids are strictly increasing per
+ * descriptor, except that a request resent after a reconnection keeps its id (PROTOCOL.md 3.2).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -34,7 +53,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "psiskv_net.h"
 #include "psiskv_proto.h"
@@ -43,22 +65,33 @@
 #define TABLE_INITIAL_SLOTS 16
 /* Most slots the table grows to: kv_connect fails with EMFILE beyond (descriptor 1..max-1). */
 #define TABLE_MAX_SLOTS 65536
-/* Back-off between HELLOs while the Front Server answers UNAVAILABLE (PROTOCOL.md 6.1 says a
- * client SHOULD retry): starts here and doubles up to the maximum, within the connect budget. */
-#define HELLO_RETRY_FIRST_MS 10
-#define HELLO_RETRY_MAX_MS 200
+/* PROTOCOL.md 12.3: back-off between reconnection attempts, first wait and the most it grows
+ * to (doubling). Also between kv_connect's attempts while the Front Server answers UNAVAILABLE. */
+#define RETRY_BACKOFF_FIRST_MS 50
+#define RETRY_BACKOFF_MAX_MS 1000
+/* PROTOCOL.md 12.3: how long a call goes on reconnecting after a failure, unless overridden. */
+#define DEFAULT_RETRY_TIMEOUT_MS 10000
+/* Environment variable overriding it: milliseconds >= 0, 0 disables reconnection. */
+#define RETRY_TIMEOUT_ENV "PSISKV_RETRY_TIMEOUT_MS"
+/* Larger values are taken as this (about 35,000 years), so deadlines never overflow. */
+#define RETRY_TIMEOUT_LIMIT_MS (INT64_C(1) << 50)
 
 struct kv_entry {
-  pthread_mutex_t lock;     /* serialises requests; guards the next four fields */
-  int fd;                   /* data connection, -1 when broken */
+  pthread_mutex_t lock;     /* serialises calls; guards the next six fields */
+  int fd;                   /* data connection, -1 when broken; changes under close_lock too */
+  int setup_fd;             /* socket of a set-up step in progress, else -1; as fd */
   uint64_t session_id;      /* PROTOCOL.md 6.2, non-zero once connected; resumed on reconnect */
   uint32_t max_value_bytes; /* the Data Server's maximum value length (SESSION response) */
   uint64_t next_request_id; /* PROTOCOL.md 3.2: strictly increasing per descriptor */
-  char *front_host;         /* the Front Server as the caller named it (re-resolved when */
-  int front_port;           /*   reconnecting); both immutable after kv_connect */
-  struct sockaddr_in front; /* front_host resolved by kv_connect */
+  char *front_host;         /* the Front Server as the caller named it, and its port */
+  int front_port;
+  struct sockaddr_in front; /* front_host resolved once by kv_connect; reconnection uses this
+                               (a name look-up could block without a deadline) */
+  pid_t owner;              /* the process that called kv_connect (see kv_close) */
+  pthread_mutex_t close_lock; /* see the comment at the top */
+  pthread_cond_t close_cond;  /* broadcast by kv_close; waits use CLOCK_MONOTONIC */
   unsigned refs;            /* guarded by table_lock */
-  int closed;               /* set once by kv_close; read and written with __atomic builtins */
+  int closed;               /* set once by kv_close under close_lock; __atomic builtins */
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -66,26 +99,93 @@ static struct kv_entry **table; /* table[d] for descriptor d >= 1; table[0] is n
 static int table_slots;         /* allocated length of table */
 static int table_cursor;        /* where the search for a free slot starts (delays reuse) */
 
+/* PSISKV_RETRY_TIMEOUT_MS as read by library_init; written once, before any descriptor exists. */
+static int64_t retry_timeout_ms;
+
 /*
  * fork(): the child gets a copy of the table with one thread, so a table_lock held by another
  * thread of the parent at the fork would never be released in the child. The handlers below hold
  * table_lock across fork() so that the child's copy is unlocked and the child may call
  * kv_connect. (The child must not use the parent's descriptors: their sockets are shared.)
  */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void table_lock_acquire(void) { pthread_mutex_lock(&table_lock); }
 static void table_lock_release(void) { pthread_mutex_unlock(&table_lock); }
-static void register_atfork(void) {
+
+/* PSISKV_RETRY_TIMEOUT_MS if it is an integer >= 0, else DEFAULT_RETRY_TIMEOUT_MS. */
+static int64_t read_retry_timeout_ms(void) {
+  const char *s = getenv(RETRY_TIMEOUT_ENV);
+  if (s != NULL && *s != '\0') {
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (*end == '\0' && v >= 0) {
+      return errno == ERANGE || v > RETRY_TIMEOUT_LIMIT_MS ? RETRY_TIMEOUT_LIMIT_MS : (int64_t)v;
+    }
+  }
+  return DEFAULT_RETRY_TIMEOUT_MS;
+}
+
+/* Runs once, from the first kv_connect (no other call can come first: it needs a descriptor). */
+static void library_init(void) {
+  int saved = errno;
   pthread_atfork(table_lock_acquire, table_lock_release, table_lock_release);
+  retry_timeout_ms = read_retry_timeout_ms();
+  errno = saved;
 }
 
 /* ---- entry lifetime ---------------------------------------------------------------------- */
+
+/* A new entry for the Front Server host:port, not connected, or NULL (ENOMEM). */
+static struct kv_entry *entry_new(const char *host, int port) {
+  pthread_condattr_t ca;
+  struct kv_entry *e = (struct kv_entry *)calloc(1, sizeof *e);
+  if (e == NULL) return NULL;
+  e->front_host = (char *)malloc(strlen(host) + 1);
+  if (e->front_host == NULL) {
+    free(e);
+    return NULL;
+  }
+  strcpy(e->front_host, host);
+  e->front_port = port;
+  e->fd = -1;
+  e->setup_fd = -1;
+  e->next_request_id = 1;
+  e->session_id = PSISKV_SESSION_NEW;
+  e->owner = getpid();
+  if (pthread_condattr_init(&ca) != 0) goto fail_mem;
+  if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+      pthread_cond_init(&e->close_cond, &ca) != 0) {
+    pthread_condattr_destroy(&ca);
+    goto fail_mem;
+  }
+  pthread_condattr_destroy(&ca);
+  if (pthread_mutex_init(&e->close_lock, NULL) != 0) {
+    pthread_cond_destroy(&e->close_cond);
+    goto fail_mem;
+  }
+  if (pthread_mutex_init(&e->lock, NULL) != 0) {
+    pthread_mutex_destroy(&e->close_lock);
+    pthread_cond_destroy(&e->close_cond);
+    goto fail_mem;
+  }
+  return e;
+fail_mem:
+  free(e->front_host);
+  free(e);
+  errno = ENOMEM;
+  return NULL;
+}
 
 /* Closes the entry's connection and frees it. Keeps errno (it runs on error paths). */
 static void entry_free(struct kv_entry *e) {
   int saved = errno;
   psiskv_net_close(e->fd);
+  psiskv_net_close(e->setup_fd);
   pthread_mutex_destroy(&e->lock);
+  pthread_mutex_destroy(&e->close_lock);
+  pthread_cond_destroy(&e->close_cond);
   free(e->front_host);
   free(e);
   errno = saved;
@@ -152,41 +252,100 @@ static int table_insert(struct kv_entry *e) {
   return d;
 }
 
+static int is_closed(struct kv_entry *e) { return __atomic_load_n(&e->closed, __ATOMIC_ACQUIRE); }
+
 /*
- * Starts a request on descriptor d: takes a reference and the entry's mutex. Returns the entry,
- * or NULL with errno EBADF (bad or closed descriptor) or ENOTCONN (connection broken earlier).
+ * Starts a call on descriptor d: takes a reference and the entry's mutex. Returns the entry, or
+ * NULL with errno EBADF (bad or closed descriptor).
  */
 static struct kv_entry *begin(int d) {
   struct kv_entry *e = acquire(d);
   if (e == NULL) return NULL;
   pthread_mutex_lock(&e->lock);
-  if (__atomic_load_n(&e->closed, __ATOMIC_ACQUIRE)) {
-    errno = EBADF; /* kv_close ran while this call waited for the mutex */
-  } else if (e->fd < 0) {
-    errno = ENOTCONN; /* the fault-tolerance work reconnects here instead */
-  } else {
-    return e;
-  }
+  if (!is_closed(e)) return e;
+  errno = EBADF; /* kv_close ran while this call waited for the mutex */
   pthread_mutex_unlock(&e->lock);
   release(e);
   return NULL;
 }
 
-/* Ends a request started by begin(). Keeps errno. */
+/* Ends a call started by begin(). Keeps errno. */
 static void end(struct kv_entry *e) {
   pthread_mutex_unlock(&e->lock);
   release(e);
 }
 
-/* The connection is no longer in step with the server: close it and fail with err. Caller holds
- * e->lock. */
+/* ---- the entry's sockets (caller holds e->lock, or owns e alone) ------------------------- */
+
+/* The connection is no longer in step with the server: close it and set errno to err. */
 static void drop(struct kv_entry *e, int err) {
+  pthread_mutex_lock(&e->close_lock);
   psiskv_net_close(e->fd);
   e->fd = -1;
+  pthread_mutex_unlock(&e->close_lock);
   errno = err;
 }
 
-/* ---- one request ------------------------------------------------------------------------- */
+/* A new socket for a set-up step, published as e->setup_fd so that kv_close can shut it down
+ * while this thread blocks on it; -1 with errno (EBADF if the descriptor was closed). */
+static int setup_open(struct kv_entry *e) {
+  int fd = psiskv_net_socket();
+  if (fd < 0) return -1;
+  pthread_mutex_lock(&e->close_lock);
+  if (is_closed(e)) {
+    psiskv_net_close(fd);
+    fd = -1;
+    errno = EBADF;
+  }
+  e->setup_fd = fd;
+  pthread_mutex_unlock(&e->close_lock);
+  return fd;
+}
+
+/* Closes the set-up socket (a finished front connection or a failed step). Keeps errno. */
+static void setup_close(struct kv_entry *e) {
+  pthread_mutex_lock(&e->close_lock);
+  psiskv_net_close(e->setup_fd);
+  e->setup_fd = -1;
+  pthread_mutex_unlock(&e->close_lock);
+}
+
+/* The set-up socket becomes the data connection. */
+static void setup_keep(struct kv_entry *e) {
+  pthread_mutex_lock(&e->close_lock);
+  e->fd = e->setup_fd;
+  e->setup_fd = -1;
+  pthread_mutex_unlock(&e->close_lock);
+}
+
+/*
+ * Waits ms milliseconds (a back-off), or less if kv_close runs meanwhile. Returns 0, or -1 with
+ * EBADF when the descriptor was closed. A condition variable on CLOCK_MONOTONIC: kv_close wakes
+ * it at once, a change of the wall clock does not stretch it, and signals do not cut it short.
+ */
+static int backoff_wait(struct kv_entry *e, int64_t ms) {
+  struct timespec until;
+  int closed;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&e->close_lock);
+  while (!is_closed(e)) {
+    /* 0: woken (kv_close, or spuriously: look again); ETIMEDOUT: waited enough. Any other error
+     * also ends the wait, so that it can never spin. */
+    if (pthread_cond_timedwait(&e->close_cond, &e->close_lock, &until) != 0) break;
+  }
+  closed = is_closed(e);
+  pthread_mutex_unlock(&e->close_lock);
+  if (closed) errno = EBADF;
+  return closed ? -1 : 0;
+}
+
+/* ---- one exchange ------------------------------------------------------------------------ */
 
 /* errno for an error status of PROTOCOL.md 5. */
 static int status_errno(uint8_t status) {
@@ -198,29 +357,21 @@ static int status_errno(uint8_t status) {
   }
 }
 
-/*
- * Handles an error status: sets errno and returns -1. After a MUST-rule error the server closes
- * the connection (PROTOCOL.md 8), so it is dropped; SERVER_ERROR and UNAVAILABLE are answers to a
- * well-formed request and leave the connection in step, so it is kept.
- */
-static int error_status(struct kv_entry *e, uint8_t status) {
-  if (status == PSISKV_ST_SERVER_ERROR || status == PSISKV_ST_UNAVAILABLE) {
-    errno = status_errno(status);
-  } else {
-    drop(e, status_errno(status));
-  }
-  return -1;
-}
+/* How an exchange ended. */
+enum exchange_result {
+  EXCHANGE_OK,    /* *h holds a response header that matches the request */
+  EXCHANGE_IO,    /* sending or receiving failed (errno): the connection is broken */
+  EXCHANGE_PROTO  /* the response broke the protocol (PROTOCOL.md 8): errno EPROTO */
+};
 
 /*
  * Sends a request (the encoded prefix, then value_len bytes of value) on fd and reads the
- * response header into *h, checked against the request (psiskv_check_response). Returns 0, or -1
- * with errno set: an I/O error (the caller drops the connection) or EPROTO (a response that
- * breaks the protocol). No body is read.
+ * response header into *h, checked against the request (psiskv_check_response). No body is read.
  */
-static int exchange(int fd, const uint8_t *prefix, size_t prefix_len, const void *value,
-                    uint32_t value_len, uint32_t key, uint64_t id, uint32_t capacity,
-                    int64_t deadline_ms, psiskv_header *h) {
+static enum exchange_result exchange(int fd, const uint8_t *prefix, size_t prefix_len,
+                                     const void *value, uint32_t value_len, uint32_t key,
+                                     uint64_t id, uint32_t capacity, int64_t deadline_ms,
+                                     psiskv_header *h) {
   struct iovec iov[2];
   uint8_t buf[PSISKV_HEADER_BYTES];
   int n = 1;
@@ -231,123 +382,333 @@ static int exchange(int fd, const uint8_t *prefix, size_t prefix_len, const void
     iov[1].iov_len = value_len;
     n = 2;
   }
-  if (psiskv_net_writev_fully(fd, iov, n) < 0) return -1;
-  if (psiskv_net_read_fully(fd, buf, sizeof buf, deadline_ms) < 0) return -1;
+  if (psiskv_net_writev_fully(fd, iov, n) < 0) return EXCHANGE_IO;
+  if (psiskv_net_read_fully(fd, buf, sizeof buf, deadline_ms) < 0) return EXCHANGE_IO;
   psiskv_header_decode(buf, h);
   if (psiskv_check_response(h, prefix[PSISKV_OFF_OPCODE], key, id, capacity) != PSISKV_CHECK_OK) {
     errno = EPROTO;
-    return -1;
+    return EXCHANGE_PROTO;
   }
-  return 0;
+  return EXCHANGE_OK;
 }
 
-/* exchange() on the entry's data connection, dropping the connection on failure. */
-static int entry_exchange(struct kv_entry *e, const uint8_t *prefix, size_t prefix_len,
-                          const void *value, uint32_t value_len, uint32_t key, uint64_t id,
-                          uint32_t capacity, psiskv_header *h) {
-  if (exchange(e->fd, prefix, prefix_len, value, value_len, key, id, capacity,
-               PSISKV_NO_DEADLINE, h) < 0) {
-    drop(e, errno);
-    return -1;
-  }
-  return 0;
-}
+/* ---- connection set-up (PROTOCOL.md 2, 6.1, 6.2, 12.2) ----------------------------------- */
 
-/* ---- connection set-up (PROTOCOL.md 2) --------------------------------------------------- */
+/* How one set-up attempt ended (errno says why unless SETUP_OK). */
+enum setup_result {
+  SETUP_OK,         /* e->fd is a data connection with a session */
+  SETUP_FRONT_DOWN, /* the Front Server could not be reached or broke off (refused, reset, ...) */
+  SETUP_RETRY,      /* worth another attempt: UNAVAILABLE, or the Data Server not reachable */
+  SETUP_FAILED      /* not retried: a protocol violation or another error status */
+};
 
 /*
- * Asks the Front Server where the Data Server is (HELLO, 6.1), retrying while it answers
- * UNAVAILABLE, until the deadline. On success *data holds the Data Server's address: 0.0.0.0 in
- * the answer means the Front Server's own host.
+ * One attempt to open the entry's data connection, bounded by deadline_ms: HELLO at the Front
+ * Server (6.1), connect to the Data Server it names (0.0.0.0: the Front Server's host), SESSION
+ * with e->session_id (0 asks for a new session; a kept id resumes it, 12.2). Every socket is
+ * published in e->setup_fd while this thread may block on it. Caller holds e->lock.
  */
-static int ask_front(struct kv_entry *e, int64_t deadline_ms, struct sockaddr_in *data) {
-  int64_t backoff_ms = HELLO_RETRY_FIRST_MS;
-  for (;;) {
-    uint8_t buf[PSISKV_MAX_FIXED_BYTES];
-    psiskv_header h;
-    uint32_t ipv4;
-    uint16_t port;
-    uint64_t id = e->next_request_id++;
-    size_t n = psiskv_encode_hello(buf, id);
-    int fd = psiskv_net_connect(&e->front, deadline_ms);
-    if (fd < 0) return -1;
-    if (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h) < 0) {
-      psiskv_net_close(fd);
-      return -1;
-    }
-    if (h.flags_or_status == PSISKV_ST_UNAVAILABLE) {
-      /* No Data Server ready yet: try again until the budget is spent. */
-      int64_t left = deadline_ms - psiskv_net_now_ms();
-      psiskv_net_close(fd);
-      if (left <= backoff_ms) {
-        errno = ETIMEDOUT;
-        return -1;
-      }
-      psiskv_net_sleep_ms(backoff_ms);
-      backoff_ms = backoff_ms * 2 > HELLO_RETRY_MAX_MS ? HELLO_RETRY_MAX_MS : backoff_ms * 2;
-      continue;
-    }
-    if (h.flags_or_status != PSISKV_ST_OK) {
-      psiskv_net_close(fd);
-      errno = status_errno(h.flags_or_status);
-      return -1;
-    }
-    if (psiskv_net_read_fully(fd, buf, PSISKV_HELLO_RESPONSE_BODY_BYTES, deadline_ms) < 0) {
-      psiskv_net_close(fd);
-      return -1;
-    }
-    psiskv_net_close(fd); /* 6.1: the client closes the front connection after the response */
-    psiskv_decode_hello_ok(buf, &ipv4, &port);
-    if (port == 0) {
-      errno = EPROTO;
-      return -1;
-    }
-    *data = e->front;
-    if (ipv4 != PSISKV_HELLO_SAME_HOST) data->sin_addr.s_addr = htonl(ipv4);
-    data->sin_port = htons(port);
-    return 0;
-  }
-}
-
-/*
- * Opens the entry's data connection: HELLO at the Front Server, then connect to the Data Server
- * and SESSION with e->session_id (0 asks for a new session; a kept id resumes it, which is what
- * reconnecting will do). All within the deadline. Caller holds e->lock or owns e alone.
- */
-static int entry_connect(struct kv_entry *e, int64_t deadline_ms) {
+static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   struct sockaddr_in data;
   uint8_t buf[PSISKV_MAX_FIXED_BYTES];
   psiskv_header h;
   uint64_t id;
   uint64_t session_id;
   uint32_t max_value_bytes;
+  uint32_t ipv4;
+  uint16_t port;
   size_t n;
   int fd;
-  if (ask_front(e, deadline_ms, &data) < 0) return -1;
-  fd = psiskv_net_connect(&data, deadline_ms);
-  if (fd < 0) return -1;
+  /* HELLO: where is the Data Server? */
+  fd = setup_open(e);
+  if (fd < 0) return SETUP_FRONT_DOWN;
+  if (psiskv_net_connect(fd, &e->front, deadline_ms) < 0) goto front_down;
   id = e->next_request_id++;
-  n = psiskv_encode_session(buf, id, e->session_id);
-  if (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h) < 0) goto fail;
+  n = psiskv_encode_hello(buf, id);
+  switch (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
+    case EXCHANGE_OK: break;
+    case EXCHANGE_IO: goto front_down;
+    case EXCHANGE_PROTO: goto failed;
+  }
   if (h.flags_or_status != PSISKV_ST_OK) {
     errno = status_errno(h.flags_or_status);
-    goto fail;
+    setup_close(e);
+    /* 6.1: UNAVAILABLE while no Data Server is ready (being relaunched): try again. */
+    return h.flags_or_status == PSISKV_ST_UNAVAILABLE ? SETUP_RETRY : SETUP_FAILED;
+  }
+  if (psiskv_net_read_fully(fd, buf, PSISKV_HELLO_RESPONSE_BODY_BYTES, deadline_ms) < 0) {
+    goto front_down;
+  }
+  setup_close(e); /* 6.1: the client closes the front connection after the response */
+  psiskv_decode_hello_ok(buf, &ipv4, &port);
+  if (port == 0) {
+    errno = EPROTO;
+    return SETUP_FAILED;
+  }
+  data = e->front;
+  if (ipv4 != PSISKV_HELLO_SAME_HOST) data.sin_addr.s_addr = htonl(ipv4);
+  data.sin_port = htons(port);
+
+  /* SESSION at the Data Server. */
+  fd = setup_open(e);
+  if (fd < 0) return SETUP_RETRY;
+  if (psiskv_net_connect(fd, &data, deadline_ms) < 0) goto retry;
+  id = e->next_request_id++;
+  n = psiskv_encode_session(buf, id, e->session_id);
+  switch (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
+    case EXCHANGE_OK: break;
+    case EXCHANGE_IO: goto retry;
+    case EXCHANGE_PROTO: goto failed;
+  }
+  if (h.flags_or_status != PSISKV_ST_OK) {
+    errno = status_errno(h.flags_or_status);
+    setup_close(e);
+    return h.flags_or_status == PSISKV_ST_UNAVAILABLE ? SETUP_RETRY : SETUP_FAILED;
   }
   if (psiskv_net_read_fully(fd, buf, PSISKV_SESSION_RESPONSE_BODY_BYTES, deadline_ms) < 0) {
-    goto fail;
+    goto retry;
   }
   psiskv_decode_session_ok(buf, &session_id, &max_value_bytes);
-  if (session_id == 0) { /* 6.2: a session id is non-zero */
+  /* 6.2: a session id is non-zero. 12.6: a resumed session keeps its id; a Data Server that
+   * hands out another one has not resumed it, and resending a write there would not be exactly
+   * once, so that is a protocol violation too. */
+  if (session_id == 0 || (e->session_id != PSISKV_SESSION_NEW && session_id != e->session_id)) {
     errno = EPROTO;
-    goto fail;
+    goto failed;
   }
-  e->fd = fd;
   e->session_id = session_id;
   e->max_value_bytes = max_value_bytes;
-  return 0;
-fail:
-  psiskv_net_close(fd);
+  setup_keep(e);
+  return SETUP_OK;
+front_down:
+  setup_close(e);
+  return SETUP_FRONT_DOWN;
+retry:
+  setup_close(e);
+  return SETUP_RETRY;
+failed:
+  setup_close(e);
+  return SETUP_FAILED;
+}
+
+/* The retry state of one call (PROTOCOL.md 12.3): its deadline and the next back-off. */
+struct retry {
+  int started;         /* 0 until the call's first failure */
+  int64_t deadline_ms; /* the call gives up at this time (psiskv_net_now_ms) */
+  int64_t backoff_ms;  /* the wait before the next attempt */
+};
+
+/* Starts the retry deadline of a call at its first failure (now). */
+static void retry_start(struct retry *rs) {
+  rs->started = 1;
+  rs->deadline_ms = psiskv_net_now_ms() + retry_timeout_ms;
+  rs->backoff_ms = RETRY_BACKOFF_FIRST_MS;
+}
+
+/*
+ * (Re)connects e with connect_once until an attempt succeeds (0), or the call must fail (-1 with
+ * errno): EBADF when kv_close ran, ETIMEDOUT when the deadline of rs has passed, or the errno of
+ * a SETUP_FAILED attempt (and of SETUP_FRONT_DOWN when front_down_fails: kv_connect reports a
+ * Front Server it cannot reach at once). The first attempt of a call follows its failure at once;
+ * later ones wait for the back-off. Each attempt is bounded by the connect budget and the
+ * deadline. Caller holds e->lock; reconnection is on (retry_timeout_ms > 0).
+ */
+static int reconnect(struct kv_entry *e, struct retry *rs, int front_down_fails) {
+  for (;;) {
+    int64_t now;
+    int64_t attempt_deadline_ms;
+    if (!rs->started) {
+      retry_start(rs);
+    } else {
+      int64_t left = rs->deadline_ms - psiskv_net_now_ms();
+      if (left <= 0) {
+        errno = ETIMEDOUT;
+        return -1;
+      }
+      if (backoff_wait(e, rs->backoff_ms < left ? rs->backoff_ms : left) < 0) return -1;
+      rs->backoff_ms =
+          rs->backoff_ms * 2 > RETRY_BACKOFF_MAX_MS ? RETRY_BACKOFF_MAX_MS : rs->backoff_ms * 2;
+    }
+    now = psiskv_net_now_ms();
+    if (now >= rs->deadline_ms) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    attempt_deadline_ms = now + psiskv_net_connect_timeout_ms();
+    if (attempt_deadline_ms > rs->deadline_ms) attempt_deadline_ms = rs->deadline_ms;
+    switch (connect_once(e, attempt_deadline_ms)) {
+      case SETUP_OK:
+        return 0;
+      case SETUP_FAILED:
+        return -1;
+      case SETUP_FRONT_DOWN:
+        if (front_down_fails) return -1;
+        break;
+      case SETUP_RETRY:
+        break;
+    }
+    if (is_closed(e)) {
+      errno = EBADF;
+      return -1;
+    }
+  }
+}
+
+/* ---- one call ---------------------------------------------------------------------------- */
+
+/* A data request as the caller asked for it; resent unchanged (same id) after a reconnection. */
+struct request {
+  uint8_t opcode;        /* PSISKV_OP_PUT, _GET or _DELETE */
+  uint32_t key;
+  uint64_t id;           /* taken once per call */
+  int overwrite;         /* PUT */
+  const char *value;     /* PUT: value_length bytes */
+  uint32_t value_length; /* PUT: length of value; GET: capacity of out */
+  char *out;             /* GET: the caller's buffer */
+};
+
+/* How one attempt of a request ended. */
+enum attempt_result {
+  ATTEMPT_DONE,  /* the call has its result (*rc, errno when it failed) */
+  ATTEMPT_BROKEN /* the connection broke or the server answered UNAVAILABLE (12.1): it was
+                    dropped, errno says why; resend after reconnecting */
+};
+
+/*
+ * Handles an error status other than UNAVAILABLE-with-reconnection: sets errno and returns -1.
+ * After a MUST-rule error the server closes the connection (PROTOCOL.md 8), so it is dropped;
+ * SERVER_ERROR (and UNAVAILABLE when reconnection is off) answer a well-formed request and leave
+ * the connection in step, so it is kept.
+ */
+static int error_status(struct kv_entry *e, uint8_t status) {
+  if (status == PSISKV_ST_SERVER_ERROR || status == PSISKV_ST_UNAVAILABLE) {
+    errno = status_errno(status);
+  } else {
+    drop(e, status_errno(status));
+  }
   return -1;
+}
+
+/* Sends r once on e->fd (which is open) and reads its answer. Caller holds e->lock. */
+static enum attempt_result attempt(struct kv_entry *e, const struct request *r, int *rc) {
+  uint8_t buf[PSISKV_MAX_FIXED_BYTES];
+  psiskv_header h;
+  uint32_t stored;
+  uint32_t capacity = 0;
+  size_t n;
+  *rc = -1;
+  switch (r->opcode) {
+    case PSISKV_OP_PUT:
+      if (r->value_length > e->max_value_bytes) {
+        errno = EMSGSIZE; /* 6.2: refused locally, nothing sent (the maximum may have changed
+                             with a reconnection) */
+        return ATTEMPT_DONE;
+      }
+      n = psiskv_encode_put_header(buf, r->key, r->id, r->overwrite, r->value_length);
+      break;
+    case PSISKV_OP_GET:
+      /* 6.5: capacity = value_length, so the server sends at most what the caller's buffer
+       * holds. */
+      capacity = r->value_length;
+      n = psiskv_encode_get(buf, r->key, r->id, capacity);
+      break;
+    default:
+      n = psiskv_encode_delete(buf, r->key, r->id);
+      break;
+  }
+  switch (exchange(e->fd, buf, n, r->opcode == PSISKV_OP_PUT ? r->value : NULL,
+                   r->opcode == PSISKV_OP_PUT ? r->value_length : 0, r->key, r->id, capacity,
+                   PSISKV_NO_DEADLINE, &h)) {
+    case EXCHANGE_OK:
+      break;
+    case EXCHANGE_IO:
+      drop(e, errno);
+      return ATTEMPT_BROKEN;
+    case EXCHANGE_PROTO:
+      drop(e, EPROTO);
+      return ATTEMPT_DONE;
+  }
+  if (h.flags_or_status == PSISKV_ST_UNAVAILABLE && retry_timeout_ms > 0) {
+    drop(e, EAGAIN); /* 12.1: this Data Server cannot serve now; ask the Front Server again */
+    return ATTEMPT_BROKEN;
+  }
+  if (h.flags_or_status >= PSISKV_FIRST_ERROR_STATUS) {
+    *rc = error_status(e, h.flags_or_status);
+    return ATTEMPT_DONE;
+  }
+  /* A result status that psiskv_check_response allows for this opcode (5.1). */
+  switch (r->opcode) {
+    case PSISKV_OP_PUT:
+      if (h.flags_or_status == PSISKV_ST_OK) {
+        *rc = 0;
+      } else if (r->overwrite) { /* an overwriting PUT never finds the key "existing" */
+        drop(e, EPROTO);
+      } else {
+        errno = EEXIST;
+        *rc = -2;
+      }
+      return ATTEMPT_DONE;
+    case PSISKV_OP_GET:
+      if (h.flags_or_status == PSISKV_ST_NOT_FOUND) {
+        errno = ENOENT;
+        *rc = -2;
+        return ATTEMPT_DONE;
+      }
+      if (psiskv_net_read_fully(e->fd, buf, PSISKV_GET_RESPONSE_PREFIX_BYTES,
+                                PSISKV_NO_DEADLINE) < 0) {
+        drop(e, errno);
+        return ATTEMPT_BROKEN;
+      }
+      stored = psiskv_decode_get_ok_stored_length(buf);
+      /* Checked before any value byte is read: the body is exactly 4 + min(capacity, stored),
+       * so at most value_length bytes land in out, whatever the server claims. */
+      if (psiskv_check_get_ok_body(h.body_length, capacity, stored) != PSISKV_CHECK_OK ||
+          stored > (uint32_t)INT_MAX) {
+        drop(e, EPROTO);
+        return ATTEMPT_DONE;
+      }
+      if (psiskv_net_read_fully(e->fd, r->out, h.body_length - PSISKV_GET_RESPONSE_PREFIX_BYTES,
+                                PSISKV_NO_DEADLINE) < 0) {
+        drop(e, errno);
+        return ATTEMPT_BROKEN;
+      }
+      *rc = (int)stored;
+      return ATTEMPT_DONE;
+    default:
+      if (h.flags_or_status == PSISKV_ST_OK) {
+        *rc = 0;
+      } else {
+        errno = ENOENT; /* 5.1: kv_delete of a missing key is -1 */
+      }
+      return ATTEMPT_DONE;
+  }
+}
+
+/*
+ * Runs request r to its result: on a broken connection, reconnects and resends r with its id
+ * until the call's retry deadline (PROTOCOL.md 12). With reconnection off, a broken connection
+ * fails the call with its cause, and a descriptor broken earlier with ENOTCONN. Caller holds
+ * e->lock.
+ */
+static int perform(struct kv_entry *e, const struct request *r) {
+  struct retry rs;
+  int rc;
+  rs.started = 0;
+  for (;;) {
+    if (e->fd < 0) {
+      if (retry_timeout_ms == 0) {
+        errno = ENOTCONN;
+        return -1;
+      }
+      if (reconnect(e, &rs, 0) < 0) return -1;
+    }
+    if (attempt(e, r, &rc) == ATTEMPT_DONE) return rc;
+    if (is_closed(e)) { /* kv_close shut the connection down under this call */
+      errno = EBADF;
+      return -1;
+    }
+    if (retry_timeout_ms == 0) return -1; /* errno: what broke the connection */
+  }
 }
 
 /* ---- the API ----------------------------------------------------------------------------- */
@@ -355,35 +716,36 @@ fail:
 PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
   int64_t deadline_ms = psiskv_net_now_ms() + psiskv_net_connect_timeout_ms();
   struct kv_entry *e;
+  struct retry rs;
   int d;
   if (kv_server_ip == NULL || kv_server_port <= 0 || kv_server_port > 65535) {
     errno = EINVAL;
     return -1;
   }
-  pthread_once(&atfork_once, register_atfork);
-  e = (struct kv_entry *)calloc(1, sizeof *e);
+  pthread_once(&init_once, library_init);
+  e = entry_new(kv_server_ip, kv_server_port);
   if (e == NULL) return -1; /* ENOMEM */
-  e->fd = -1;
-  e->next_request_id = 1;
-  e->session_id = PSISKV_SESSION_NEW;
-  if (pthread_mutex_init(&e->lock, NULL) != 0) {
-    free(e);
-    errno = ENOMEM;
-    return -1;
+  if (psiskv_net_resolve_ipv4(e->front_host, e->front_port, &e->front) < 0) goto fail;
+  /* The first attempt has the whole connect budget. A Front Server that cannot be reached fails
+   * at once; UNAVAILABLE (a Data Server being relaunched) or a Data Server that cannot be reached
+   * yet is retried until the retry deadline, as a reconnection is (PROTOCOL.md 12.3). */
+  switch (connect_once(e, deadline_ms)) {
+    case SETUP_OK:
+      break;
+    case SETUP_RETRY:
+      if (retry_timeout_ms == 0) goto fail;
+      retry_start(&rs);
+      if (reconnect(e, &rs, 1) < 0) goto fail;
+      break;
+    default:
+      goto fail;
   }
-  e->front_port = kv_server_port;
-  e->front_host = (char *)malloc(strlen(kv_server_ip) + 1);
-  if (e->front_host == NULL) {
-    entry_free(e); /* ENOMEM */
-    return -1;
-  }
-  strcpy(e->front_host, kv_server_ip);
-  if (psiskv_net_resolve_ipv4(e->front_host, e->front_port, &e->front) < 0 ||
-      entry_connect(e, deadline_ms) < 0 || (d = table_insert(e)) < 0) {
-    entry_free(e);
-    return -1;
-  }
+  d = table_insert(e);
+  if (d < 0) goto fail;
   return d;
+fail:
+  entry_free(e);
+  return -1;
 }
 
 PSISKV_API void kv_close(int kv_descriptor) {
@@ -396,7 +758,17 @@ PSISKV_API void kv_close(int kv_descriptor) {
   }
   pthread_mutex_unlock(&table_lock);
   if (e != NULL) {
+    pthread_mutex_lock(&e->close_lock);
     __atomic_store_n(&e->closed, 1, __ATOMIC_RELEASE);
+    /* Wake a call of another thread blocked on a socket or in a back-off: it returns -1 EBADF.
+     * Only in the process that opened the descriptor: a forked child shares the sockets, and a
+     * shutdown there would cut the parent's connection (close only drops the child's copy). */
+    if (e->owner == getpid()) {
+      psiskv_net_shutdown(e->fd);
+      psiskv_net_shutdown(e->setup_fd);
+    }
+    pthread_cond_broadcast(&e->close_cond);
+    pthread_mutex_unlock(&e->close_lock);
     release(e); /* the table's reference; frees now unless a call is in progress */
   }
   errno = saved;
@@ -404,117 +776,58 @@ PSISKV_API void kv_close(int kv_descriptor) {
 
 PSISKV_API int kv_write(int kv_descriptor, uint32_t key, const char *value, uint32_t value_length,
                         int kv_overwrite) {
-  uint8_t buf[PSISKV_MAX_FIXED_BYTES];
-  psiskv_header h;
-  uint64_t id;
-  size_t n;
+  struct request r;
   int rc = -1;
   struct kv_entry *e = begin(kv_descriptor);
   if (e == NULL) return -1;
   if (value == NULL && value_length > 0) {
     errno = EINVAL;
-    goto out;
-  }
-  if (value_length > e->max_value_bytes) {
+  } else if (value_length > e->max_value_bytes) {
     errno = EMSGSIZE; /* 6.2: refused locally, nothing sent */
-    goto out;
+  } else {
+    memset(&r, 0, sizeof r);
+    r.opcode = PSISKV_OP_PUT;
+    r.key = key;
+    r.id = e->next_request_id++;
+    r.overwrite = kv_overwrite != 0;
+    r.value = value;
+    r.value_length = value_length;
+    rc = perform(e, &r);
   }
-  id = e->next_request_id++;
-  n = psiskv_encode_put_header(buf, key, id, kv_overwrite != 0, value_length);
-  if (entry_exchange(e, buf, n, value, value_length, key, id, 0, &h) < 0) goto out;
-  switch (h.flags_or_status) { /* 5.1 */
-    case PSISKV_ST_OK:
-      rc = 0;
-      break;
-    case PSISKV_ST_KEY_EXISTS:
-      if (kv_overwrite != 0) { /* an overwriting PUT never finds the key "existing" */
-        drop(e, EPROTO);
-        break;
-      }
-      errno = EEXIST;
-      rc = -2;
-      break;
-    default:
-      rc = error_status(e, h.flags_or_status);
-  }
-out:
   end(e);
   return rc;
 }
 
 PSISKV_API int kv_read(int kv_descriptor, uint32_t key, char *value, uint32_t value_length) {
-  uint8_t buf[PSISKV_MAX_FIXED_BYTES];
-  psiskv_header h;
-  uint32_t stored;
-  uint64_t id;
-  size_t n;
+  struct request r;
   int rc = -1;
   struct kv_entry *e = begin(kv_descriptor);
   if (e == NULL) return -1;
   if (value == NULL && value_length > 0) {
     errno = EINVAL;
-    goto out;
+  } else {
+    memset(&r, 0, sizeof r);
+    r.opcode = PSISKV_OP_GET;
+    r.key = key;
+    r.id = e->next_request_id++;
+    r.value_length = value_length;
+    r.out = value;
+    rc = perform(e, &r);
   }
-  id = e->next_request_id++;
-  /* 6.5: capacity = value_length, so the server sends at most what the caller's buffer holds. */
-  n = psiskv_encode_get(buf, key, id, value_length);
-  if (entry_exchange(e, buf, n, NULL, 0, key, id, value_length, &h) < 0) goto out;
-  switch (h.flags_or_status) { /* 5.1 */
-    case PSISKV_ST_OK:
-      if (psiskv_net_read_fully(e->fd, buf, PSISKV_GET_RESPONSE_PREFIX_BYTES,
-                                PSISKV_NO_DEADLINE) < 0) {
-        drop(e, errno);
-        break;
-      }
-      stored = psiskv_decode_get_ok_stored_length(buf);
-      /* Checked before any value byte is read: the body is exactly 4 + min(capacity, stored),
-       * so at most value_length bytes land in value, whatever the server claims. */
-      if (psiskv_check_get_ok_body(h.body_length, value_length, stored) != PSISKV_CHECK_OK ||
-          stored > (uint32_t)INT_MAX) {
-        drop(e, EPROTO);
-        break;
-      }
-      if (psiskv_net_read_fully(e->fd, value, h.body_length - PSISKV_GET_RESPONSE_PREFIX_BYTES,
-                                PSISKV_NO_DEADLINE) < 0) {
-        drop(e, errno);
-        break;
-      }
-      rc = (int)stored;
-      break;
-    case PSISKV_ST_NOT_FOUND:
-      errno = ENOENT;
-      rc = -2;
-      break;
-    default:
-      rc = error_status(e, h.flags_or_status);
-  }
-out:
   end(e);
   return rc;
 }
 
 PSISKV_API int kv_delete(int kv_descriptor, uint32_t key) {
-  uint8_t buf[PSISKV_MAX_FIXED_BYTES];
-  psiskv_header h;
-  uint64_t id;
-  size_t n;
-  int rc = -1;
+  struct request r;
+  int rc;
   struct kv_entry *e = begin(kv_descriptor);
   if (e == NULL) return -1;
-  id = e->next_request_id++;
-  n = psiskv_encode_delete(buf, key, id);
-  if (entry_exchange(e, buf, n, NULL, 0, key, id, 0, &h) < 0) goto out;
-  switch (h.flags_or_status) { /* 5.1 */
-    case PSISKV_ST_OK:
-      rc = 0;
-      break;
-    case PSISKV_ST_NOT_FOUND:
-      errno = ENOENT;
-      break;
-    default:
-      rc = error_status(e, h.flags_or_status);
-  }
-out:
+  memset(&r, 0, sizeof r);
+  r.opcode = PSISKV_OP_DELETE;
+  r.key = key;
+  r.id = e->next_request_id++;
+  rc = perform(e, &r);
   end(e);
   return rc;
 }

@@ -35,17 +35,6 @@ int64_t psiskv_net_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void psiskv_net_sleep_ms(int64_t ms) {
-  struct timespec ts;
-  int saved = errno;
-  if (ms <= 0) return;
-  ts.tv_sec = (time_t)(ms / 1000);
-  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-  errno = saved;
-}
-
 /* Milliseconds left until the deadline, clamped to poll()'s int; -1 (infinite) for none. */
 static int poll_timeout_ms(int64_t deadline_ms) {
   int64_t left;
@@ -111,31 +100,34 @@ static int set_blocking(int fd, int blocking) {
   return fcntl(fd, F_SETFL, flags);
 }
 
-int psiskv_net_connect(const struct sockaddr_in *addr, int64_t deadline_ms) {
+int psiskv_net_socket(void) { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+
+int psiskv_net_connect(int fd, const struct sockaddr_in *addr, int64_t deadline_ms) {
   int one = 1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
   /* Non-blocking connect + poll: a blocking connect to a host that drops SYNs waits for the
    * kernel's retries (minutes); the caller's deadline bounds it instead. */
-  if (set_blocking(fd, 0) < 0) goto fail;
+  if (set_blocking(fd, 0) < 0) return -1;
   if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
     int err = 0;
     socklen_t len = sizeof err;
-    if (errno != EINPROGRESS && errno != EINTR) goto fail;
+    if (errno != EINPROGRESS && errno != EINTR) return -1;
     /* EINTR: the connect goes on in the background, exactly as EINPROGRESS. */
-    if (wait_ready(fd, POLLOUT, deadline_ms) < 0) goto fail;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) goto fail;
+    if (wait_ready(fd, POLLOUT, deadline_ms) < 0) return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -1;
     if (err != 0) {
       errno = err;
-      goto fail;
+      return -1;
     }
   }
-  if (set_blocking(fd, 1) < 0) goto fail;
-  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) goto fail;
-  return fd;
-fail:
-  psiskv_net_close(fd);
-  return -1;
+  if (set_blocking(fd, 1) < 0) return -1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) return -1;
+  return 0;
+}
+
+void psiskv_net_shutdown(int fd) {
+  int saved = errno;
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+  errno = saved;
 }
 
 /*

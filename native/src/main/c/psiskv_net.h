@@ -17,7 +17,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-/* Default budget of a whole kv_connect (both TCP connects and the HELLO / SESSION exchanges). */
+/* Default budget of one connection set-up attempt (both TCP connects and the HELLO / SESSION
+ * exchanges), at kv_connect and at each reconnection attempt (psiskv_lib.c). */
 #define PSISKV_DEFAULT_CONNECT_TIMEOUT_MS 3000
 /* Environment variable overriding it: a positive number of milliseconds. */
 #define PSISKV_CONNECT_TIMEOUT_ENV "PSISKV_CONNECT_TIMEOUT_MS"
@@ -32,9 +33,6 @@ int64_t psiskv_net_connect_timeout_ms(void);
 /* Milliseconds of a monotonic clock (unaffected by changes of the wall clock). */
 int64_t psiskv_net_now_ms(void);
 
-/* Sleeps for ms milliseconds (for back-off between retries only, never to synchronise). */
-void psiskv_net_sleep_ms(int64_t ms);
-
 /*
  * Resolves a host name or dotted IPv4 address to an IPv4 address (getaddrinfo, AF_INET) and
  * stores it with the port in *out. Errors: EHOSTUNREACH (no such host or no IPv4 address),
@@ -43,12 +41,27 @@ void psiskv_net_sleep_ms(int64_t ms);
 int psiskv_net_resolve_ipv4(const char *host, int port, struct sockaddr_in *out);
 
 /*
- * Opens a TCP connection to addr, giving up at the deadline (non-blocking connect + poll), and
- * returns the blocking, close-on-exec socket with TCP_NODELAY set (requests are small and answered
- * one at a time: Nagle's algorithm would only add latency). Errors: those of connect(2)
- * (ECONNREFUSED, ENETUNREACH, ...), ETIMEDOUT at the deadline, EMFILE.
+ * A new close-on-exec TCP socket, not yet connected. Separate from psiskv_net_connect so that the
+ * library can publish the socket (for kv_close to shut it down) before it blocks on it.
+ * Errors: EMFILE, ENFILE, ENOMEM, those of socket(2).
  */
-int psiskv_net_connect(const struct sockaddr_in *addr, int64_t deadline_ms);
+int psiskv_net_socket(void);
+
+/*
+ * Connects the socket fd (from psiskv_net_socket) to addr, giving up at the deadline
+ * (non-blocking connect + poll), and leaves it blocking with TCP_NODELAY set (requests are small
+ * and answered one at a time: Nagle's algorithm would only add latency). On failure fd stays
+ * open (the caller closes it). Errors: those of connect(2) (ECONNREFUSED, ENETUNREACH, ...),
+ * ETIMEDOUT at the deadline.
+ */
+int psiskv_net_connect(int fd, const struct sockaddr_in *addr, int64_t deadline_ms);
+
+/*
+ * shutdown(2) of both directions, keeping errno: wakes up a thread blocked in connect, send or
+ * recv on fd, whose call then fails (EPIPE, end of stream). The caller must know fd is still its
+ * open socket (not closed and reused by another thread meanwhile).
+ */
+void psiskv_net_shutdown(int fd);
 
 /* Sends all n bytes. Errors: EPIPE / ECONNRESET when the peer is gone, and those of send(2). */
 int psiskv_net_write_fully(int fd, const void *buf, size_t n);
