@@ -112,9 +112,9 @@
  * (libpsiskv.so.1). MINOR adds compatible features; PATCH fixes.
  */
 #define PSISKV_VERSION_MAJOR 1
-#define PSISKV_VERSION_MINOR 0
+#define PSISKV_VERSION_MINOR 1
 #define PSISKV_VERSION_PATCH 0
-#define PSISKV_VERSION_STRING "1.0.0"
+#define PSISKV_VERSION_STRING "1.1.0"
 
 /*
  * The library is built with -fvisibility=hidden: only what carries PSISKV_API is exported from
