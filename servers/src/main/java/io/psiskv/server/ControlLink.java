@@ -47,9 +47,11 @@ import java.util.concurrent.atomic.AtomicLong;
  *   <li>{@code heartbeat}: sends one HEARTBEAT every {@value Supervisor#HEARTBEAT_INTERVAL_MILLIS}
  *       ms and does nothing else, so no other work can delay a heartbeat (a write can block only if
  *       the peer stopped reading, which the peer's own watchdog then reports).
- *   <li>{@code control-watchdog}: every interval, compares the time since the last message read
- *       with {@value Supervisor#MISSED_HEARTBEATS_BEFORE_HUNG} intervals and calls {@link
- *       Handler#onSilent} once per silence. It does no I/O, so a blocked write cannot stop it.
+ *   <li>{@code control-watchdog}: every {@value Supervisor#WATCHDOG_CHECK_MILLIS} ms, compares the
+ *       time since the last message read with {@value Supervisor#MISSED_HEARTBEATS_BEFORE_HUNG}
+ *       heartbeat intervals and calls {@link Handler#onSilent} once per silence. It does no I/O,
+ *       so a blocked write cannot stop it. After a pause of this very process it waits before
+ *       judging again ({@link Supervisor#SELF_PAUSE_MILLIS}).
  * </ul>
  *
  * <p><b>Locks.</b> Any thread may send; sends are whole messages of at most {@link
@@ -100,6 +102,10 @@ final class ControlLink implements Closeable {
   private boolean peerSilent;
   /** Watchdog thread only. */
   private long lastCheckNanos;
+  /** Watchdog thread only: when this process was last found to have been paused. */
+  private long resumedNanos;
+  /** Watchdog thread only: how long that pause was, until the peer was judged after it. */
+  private long pausedMillis;
 
   ControlLink(Socket socket, String peerName) throws IOException {
     this.socket = socket;
@@ -241,13 +247,14 @@ final class ControlLink implements Closeable {
     setReadTimeoutMillis(0);
     lastReadNanos = System.nanoTime();
     lastCheckNanos = lastReadNanos;
+    resumedNanos = lastReadNanos - Supervisor.SELF_PAUSE_MILLIS * 1_000_000L;
     heartbeat = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "heartbeat"));
     watchdog = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "control-watchdog"));
     // Fixed delay, not fixed rate: after a pause of this process no burst of missed ticks.
     heartbeat.scheduleWithFixedDelay(this::beat, 0, Supervisor.HEARTBEAT_INTERVAL_MILLIS,
         TimeUnit.MILLISECONDS);
-    watchdog.scheduleWithFixedDelay(this::check, Supervisor.HEARTBEAT_INTERVAL_MILLIS,
-        Supervisor.HEARTBEAT_INTERVAL_MILLIS, TimeUnit.MILLISECONDS);
+    watchdog.scheduleWithFixedDelay(this::check, Supervisor.WATCHDOG_CHECK_MILLIS,
+        Supervisor.WATCHDOG_CHECK_MILLIS, TimeUnit.MILLISECONDS);
     daemon(this::readLoop, "control-reader").start();
   }
 
@@ -302,12 +309,22 @@ final class ControlLink implements Closeable {
     long now = System.nanoTime();
     long sinceLastCheckMillis = (now - lastCheckNanos) / 1_000_000L;
     lastCheckNanos = now;
-    if (sinceLastCheckMillis > 2 * Supervisor.HEARTBEAT_INTERVAL_MILLIS) {
+    if (sinceLastCheckMillis > Supervisor.SELF_PAUSE_MILLIS) {
       // This process itself did not run for a while (suspended, starved): the peer's
-      // heartbeats may be waiting unread in the socket. Judge it at the next check.
+      // heartbeats may be waiting unread in the socket. Give the reader time to catch up.
+      resumedNanos = now;
+      pausedMillis = sinceLastCheckMillis;
+      return;
+    }
+    if ((now - resumedNanos) / 1_000_000L < Supervisor.SELF_PAUSE_MILLIS) {
       return;
     }
     long silentMillis = (now - lastReadNanos) / 1_000_000L;
+    if (pausedMillis > 0 && silentMillis <= Supervisor.HUNG_AFTER_MILLIS) {
+      Log.info("this process did not run for " + pausedMillis + " ms; the " + peerName
+          + " is alive (heard " + silentMillis + " ms ago)");
+    }
+    pausedMillis = 0;
     if (silentMillis > Supervisor.HUNG_AFTER_MILLIS && !peerSilent) {
       peerSilent = true;
       Log.info(peerName + " silent for " + silentMillis + " ms ("

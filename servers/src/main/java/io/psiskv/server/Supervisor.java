@@ -23,7 +23,8 @@ import java.util.concurrent.TimeUnit;
  * <table>
  *   <tr><td>heartbeat interval</td><td>{@value #HEARTBEAT_INTERVAL_MILLIS} ms, each way</td></tr>
  *   <tr><td>hung</td><td>nothing read for {@value #MISSED_HEARTBEATS_BEFORE_HUNG} intervals
- *       ({@value #HUNG_AFTER_MILLIS} ms): SIGKILL, then relaunch</td></tr>
+ *       ({@value #HUNG_AFTER_MILLIS} ms, checked every {@value #WATCHDOG_CHECK_MILLIS} ms):
+ *       SIGKILL, then relaunch</td></tr>
  *   <tr><td>exit grace</td><td>a peer whose control connection broke but whose process has not
  *       exited after {@value #PEER_EXIT_GRACE_MILLIS} ms is SIGKILLed</td></tr>
  *   <tr><td>relaunch delay</td><td>0 for a peer that ran {@value #RELAUNCH_STABLE_MILLIS} ms or
@@ -65,6 +66,14 @@ final class Supervisor {
   /** A peer silent for this many heartbeat intervals is hung: it is killed and relaunched. */
   static final int MISSED_HEARTBEATS_BEFORE_HUNG = 3;
   static final long HUNG_AFTER_MILLIS = HEARTBEAT_INTERVAL_MILLIS * MISSED_HEARTBEATS_BEFORE_HUNG;
+  /** The watchdog compares the silence with the limit this often: a hang is seen within 0.1 s. */
+  static final long WATCHDOG_CHECK_MILLIS = 100;
+  /**
+   * A watchdog check that comes this much later than scheduled means this process itself was not
+   * running (suspended, starved): the peer's heartbeats may wait unread in the socket, so the
+   * peer is not judged until the reader has had this long again to catch up.
+   */
+  static final long SELF_PAUSE_MILLIS = HEARTBEAT_INTERVAL_MILLIS;
   /** Link broken, process still there after this long: SIGKILL. */
   static final long PEER_EXIT_GRACE_MILLIS = 1_000;
   /** After a SIGKILL, how long to wait for the process to disappear before carrying on. */

@@ -273,6 +273,36 @@ class SupervisionTest {
     server.stop();
   }
 
+  @Test
+  void aPauseOfBothProcessesIsNoHang() throws Exception {
+    // Ctrl-Z (SIGTSTP to the foreground group), a debugger or a suspended machine stops both
+    // processes at once. Resumed, each finds its own pause and does not take the peer's silence
+    // for a hang: nobody is killed.
+    writeKeys(server, 1, 4);
+    ProcessHandle front = server.frontProcess();
+    ProcessHandle data = server.dataProcess();
+    Process stop = new ProcessBuilder("kill", "-STOP", Long.toString(front.pid()),
+        Long.toString(data.pid())).inheritIO().start();
+    assertThat(stop.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    try {
+      // The pause under test, longer than the hung limit: a duration, not a synchronisation.
+      Thread.sleep(Supervisor.HUNG_AFTER_MILLIS + 1_000);
+    } finally {
+      Process cont = new ProcessBuilder("kill", "-CONT", Long.toString(front.pid()),
+          Long.toString(data.pid())).inheritIO().start();
+      assertThat(cont.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    }
+    // Each side logs its verdict on the peer at its first check after its own pause.
+    server.awaitLog("front " + front.pid() + " this process did not run for", TIMEOUT);
+    server.awaitLog("data " + data.pid() + " this process did not run for", TIMEOUT);
+    assertThat(server.log()).doesNotContain("killing");
+    assertThat(server.log()).doesNotContain("is down");
+    assertThat(server.frontPid()).isEqualTo(front.pid());
+    assertThat(server.dataPid()).isEqualTo(data.pid());
+    assertKeys(server, 1, 4);
+    server.stop();
+  }
+
   // --- Orderly stops: both stop, exit 0, nothing is relaunched, no orphan. ---
 
   @Test
