@@ -10,6 +10,12 @@
  * from the file, is a failure: a vector added on the Java side must be added here too.
  * Prints "N passed, M failed" (one count per vector, plus one per missing vector); exits 1 on any
  * failure.
+ *
+ * STATUS (PROTOCOL.md 7.4) is a control message between the two Java servers only: the C codec
+ * has no encoder for it and its opcode is unknown to the C client (which never sends or accepts
+ * it). Its vectors are encoded here field by field with the codec's generic header and integer
+ * helpers, and decoded field by field; the client-side checks (known opcode, response rules) are
+ * not applied to them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +37,22 @@ enum kind {
   K_INIT,
   K_INIT_OK,
   K_HEARTBEAT,
-  K_SHUTDOWN
+  K_SHUTDOWN,
+  K_STATUS_REQUEST, /* 7.4, control only: not in the C codec */
+  K_STATUS_OK       /* 7.4, control only: body fields in STATUS_BODY */
 };
+
+/* PROTOCOL.md 7.4: STATUS opcode and response body; the Java twins are in Protocol.java. */
+#define STATUS_OPCODE 0x23u
+#define STATUS_RESPONSE_BODY_BYTES 72
+
+/* The STATUS response body of the golden vector, in wire order (PROTOCOL.md 7.4). */
+static const struct {
+  uint64_t pid, uptime_millis, keys, value_bytes, sessions;
+  uint32_t connections, front_relaunches;
+  uint64_t backup_file_bytes, last_sync_millis;
+  uint32_t fsync_policy, flags;
+} STATUS_BODY = {4242, 3723000, 3, 1234, 2, 1, 0, 4096, 1767225600000ULL, 0, 0};
 
 /*
  * One vector's fields. a and b are the body fields of its kind:
@@ -95,6 +115,8 @@ static const struct vector VECTORS[] = {
     {"heartbeat", K_HEARTBEAT, PSISKV_OP_HEARTBEAT, 0, 0, 17, 0, 0, NULL, 0},
     {"shutdown_request", K_SHUTDOWN, PSISKV_OP_SHUTDOWN, 0, 0, 2, 0, 0, NULL, 0},
     {"shutdown_response", RESPONSE(PSISKV_OP_SHUTDOWN, PSISKV_ST_OK, 0, 2)},
+    {"status_request", K_STATUS_REQUEST, STATUS_OPCODE, 0, 0, 3, 0, 0, NULL, 0},
+    {"status_response", K_STATUS_OK, STATUS_OPCODE, PSISKV_ST_OK, 0, 3, 0, 0, NULL, 0},
 };
 #define VECTOR_COUNT (sizeof VECTORS / sizeof VECTORS[0])
 
@@ -105,11 +127,43 @@ static const struct vector VECTORS[] = {
 static int is_request(enum kind k) {
   switch (k) {
     case K_HELLO: case K_SESSION: case K_PING: case K_PUT: case K_GET: case K_DELETE: case K_INIT:
-    case K_HEARTBEAT: case K_SHUTDOWN:
+    case K_HEARTBEAT: case K_SHUTDOWN: case K_STATUS_REQUEST:
       return 1;
     default:
       return 0;
   }
+}
+
+/* Whether v is a control message the C codec does not know (see the comment at the top). */
+static int control_only(enum kind k) {
+  return k == K_STATUS_REQUEST || k == K_STATUS_OK;
+}
+
+/* Encodes a STATUS message field by field (header helper, then the body in wire order). */
+static size_t encode_status(const struct vector *v, uint8_t *buf) {
+  psiskv_header h;
+  uint8_t *b = buf + PSISKV_HEADER_BYTES;
+  h.magic = v->kind == K_STATUS_OK ? PSISKV_RESPONSE_MAGIC : PSISKV_REQUEST_MAGIC;
+  h.version = PSISKV_PROTOCOL_VERSION;
+  h.opcode = (uint8_t)v->opcode;
+  h.flags_or_status = (uint8_t)v->flags_or_status;
+  h.key = v->key;
+  h.request_id = v->id;
+  h.body_length = v->kind == K_STATUS_OK ? STATUS_RESPONSE_BODY_BYTES : 0;
+  psiskv_header_encode(buf, &h);
+  if (v->kind != K_STATUS_OK) return PSISKV_HEADER_BYTES;
+  psiskv_put_u64(b + 0, STATUS_BODY.pid);
+  psiskv_put_u64(b + 8, STATUS_BODY.uptime_millis);
+  psiskv_put_u64(b + 16, STATUS_BODY.keys);
+  psiskv_put_u64(b + 24, STATUS_BODY.value_bytes);
+  psiskv_put_u64(b + 32, STATUS_BODY.sessions);
+  psiskv_put_u32(b + 40, STATUS_BODY.connections);
+  psiskv_put_u32(b + 44, STATUS_BODY.front_relaunches);
+  psiskv_put_u64(b + 48, STATUS_BODY.backup_file_bytes);
+  psiskv_put_u64(b + 56, STATUS_BODY.last_sync_millis);
+  psiskv_put_u32(b + 64, STATUS_BODY.fsync_policy);
+  psiskv_put_u32(b + 68, STATUS_BODY.flags);
+  return PSISKV_HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
 }
 
 /* Encodes v with the C codec into buf; returns the length (value bytes appended). */
@@ -138,6 +192,7 @@ static size_t encode(const struct vector *v, uint8_t *buf) {
     case K_INIT_OK: n = psiskv_encode_init_ok(buf, v->id, v->a); break;
     case K_HEARTBEAT: n = psiskv_encode_heartbeat(buf, v->id); break;
     case K_SHUTDOWN: n = psiskv_encode_shutdown(buf, v->id); break;
+    case K_STATUS_REQUEST: case K_STATUS_OK: n = encode_status(v, buf); break;
   }
   if (v->value_len > 0) {
     memcpy(buf + n, v->value, v->value_len);
@@ -170,7 +225,8 @@ static int decode_matches(const struct vector *v, const uint8_t *bytes, size_t l
   if (h.key != v->key) return fail(v, "key");
   if (h.request_id != v->id) return fail(v, "request id");
   if (h.body_length != len - PSISKV_HEADER_BYTES) return fail(v, "body length");
-  if (!psiskv_opcode_known(h.opcode) && v->flags_or_status != PSISKV_ST_UNKNOWN_OPCODE) {
+  if (!psiskv_opcode_known(h.opcode) && v->flags_or_status != PSISKV_ST_UNKNOWN_OPCODE &&
+      !control_only(v->kind)) {
     return fail(v, "unknown opcode");
   }
   switch (v->kind) {
@@ -209,10 +265,30 @@ static int decode_matches(const struct vector *v, const uint8_t *bytes, size_t l
     case K_INIT_OK:
       if (psiskv_decode_init_ok(body) != v->a) return fail(v, "INIT response body");
       break;
+    case K_STATUS_OK:
+      if (h.body_length != STATUS_RESPONSE_BODY_BYTES) return fail(v, "STATUS body length");
+      if (psiskv_get_u64(body + 0) != STATUS_BODY.pid) return fail(v, "STATUS pid");
+      if (psiskv_get_u64(body + 8) != STATUS_BODY.uptime_millis) return fail(v, "STATUS uptime");
+      if (psiskv_get_u64(body + 16) != STATUS_BODY.keys) return fail(v, "STATUS keys");
+      if (psiskv_get_u64(body + 24) != STATUS_BODY.value_bytes) return fail(v, "STATUS values");
+      if (psiskv_get_u64(body + 32) != STATUS_BODY.sessions) return fail(v, "STATUS sessions");
+      if (psiskv_get_u32(body + 40) != STATUS_BODY.connections) return fail(v, "STATUS clients");
+      if (psiskv_get_u32(body + 44) != STATUS_BODY.front_relaunches) {
+        return fail(v, "STATUS front relaunches");
+      }
+      if (psiskv_get_u64(body + 48) != STATUS_BODY.backup_file_bytes) {
+        return fail(v, "STATUS backup file bytes");
+      }
+      if (psiskv_get_u64(body + 56) != STATUS_BODY.last_sync_millis) {
+        return fail(v, "STATUS last sync");
+      }
+      if (psiskv_get_u32(body + 64) != STATUS_BODY.fsync_policy) return fail(v, "STATUS fsync");
+      if (psiskv_get_u32(body + 68) != STATUS_BODY.flags) return fail(v, "STATUS flags");
+      break;
     default:
       break;
   }
-  if (!is_request(v->kind)) {
+  if (!is_request(v->kind) && !control_only(v->kind)) {
     /* The response must pass the client's checks against the request it answers. */
     uint32_t capacity = v->kind == K_GET_OK ? (uint32_t)v->value_len : 0;
     int check = psiskv_check_response(&h, (uint8_t)v->opcode, v->key, v->id, capacity);

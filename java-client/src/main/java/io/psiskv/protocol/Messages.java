@@ -14,6 +14,12 @@ public final class Messages {
   /** Bytes a buffer needs for any message of this class (header plus the largest fixed body). */
   public static final int MAX_FIXED_BYTES = HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
 
+  /**
+   * Bytes a buffer needs for any control message (§7): header plus the largest control body, the
+   * STATUS response. Larger than {@link #MAX_FIXED_BYTES}, which covers the client messages.
+   */
+  public static final int MAX_CONTROL_BYTES = HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
+
   /** §6.1 HELLO request. */
   public static int hello(byte[] buf, long requestId) {
     Header.encodeRequest(buf, 0, Opcode.HELLO, 0, 0, requestId, 0);
@@ -115,5 +121,35 @@ public final class Messages {
   public static int shutdown(byte[] buf, long requestId) {
     Header.encodeRequest(buf, 0, Opcode.SHUTDOWN, 0, 0, requestId, 0);
     return HEADER_BYTES;
+  }
+
+  /** §7.4 STATUS request from the Front Server. */
+  public static int statusRequest(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.STATUS, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+
+  /**
+   * §7.4 STATUS OK response from the Data Server; {@code buf} needs {@link #MAX_CONTROL_BYTES}.
+   * The arguments are the body's fields in wire order.
+   */
+  public static int statusOk(byte[] buf, long requestId, long pid, long uptimeMillis, long keys,
+      long valueBytes, long sessions, int connections, int frontRelaunches, long backupFileBytes,
+      long lastSyncMillis, int fsyncPolicy, int flags) {
+    Header.encodeResponse(buf, 0, Opcode.STATUS.code(), Status.OK, 0, requestId,
+        STATUS_RESPONSE_BODY_BYTES);
+    int b = HEADER_BYTES;
+    Header.putU64(buf, b + STATUS_OFF_PID, pid);
+    Header.putU64(buf, b + STATUS_OFF_UPTIME_MILLIS, uptimeMillis);
+    Header.putU64(buf, b + STATUS_OFF_KEYS, keys);
+    Header.putU64(buf, b + STATUS_OFF_VALUE_BYTES, valueBytes);
+    Header.putU64(buf, b + STATUS_OFF_SESSIONS, sessions);
+    Header.putU32(buf, b + STATUS_OFF_CONNECTIONS, connections);
+    Header.putU32(buf, b + STATUS_OFF_FRONT_RELAUNCHES, frontRelaunches);
+    Header.putU64(buf, b + STATUS_OFF_BACKUP_FILE_BYTES, backupFileBytes);
+    Header.putU64(buf, b + STATUS_OFF_LAST_SYNC_MILLIS, lastSyncMillis);
+    Header.putU32(buf, b + STATUS_OFF_FSYNC_POLICY, fsyncPolicy);
+    Header.putU32(buf, b + STATUS_OFF_FLAGS, flags);
+    return HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
   }
 }

@@ -18,8 +18,13 @@ public enum Opcode {
   INIT(0x20),
   /** §7.2 either direction on the control connection; never answered. */
   HEARTBEAT(0x21),
-  /** §7.3 Front Server to Data Server: orderly termination. */
-  SHUTDOWN(0x22);
+  /**
+   * §7.3 orderly termination: Front Server to Data Server "stop", or Data Server to Front Server
+   * "I am stopping on purpose, stop too".
+   */
+  SHUTDOWN(0x22),
+  /** §7.4 Front Server to Data Server: report your figures (the console's {@code status}). */
+  STATUS(0x23);
 
   private static final Opcode[] BY_CODE = new Opcode[256];
 

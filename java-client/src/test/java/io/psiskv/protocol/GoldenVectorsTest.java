@@ -81,6 +81,9 @@ class GoldenVectorsTest {
     ENCODERS.put("shutdown_request", b -> Messages.shutdown(b, 2));
     ENCODERS.put("shutdown_response",
         b -> Messages.status(b, Opcode.SHUTDOWN.code(), Status.OK, 0, 2));
+    ENCODERS.put("status_request", b -> Messages.statusRequest(b, 3));
+    ENCODERS.put("status_response", b -> Messages.statusOk(b, 3, 4242, 3_723_000, 3, 1234, 2, 1,
+        0, 4096, 1_767_225_600_000L, Protocol.STATUS_FSYNC_ALWAYS, 0));
   }
 
   private static int withValue(byte[] buf, int prefix, String hex) {
@@ -112,7 +115,7 @@ class GoldenVectorsTest {
   @Test
   void encodingMatchesEveryVectorByteForByte() {
     for (Map.Entry<String, Function<byte[], Integer>> e : ENCODERS.entrySet()) {
-      byte[] buf = new byte[64];
+      byte[] buf = new byte[Messages.MAX_CONTROL_BYTES + 16];
       int n = e.getValue().apply(buf);
       assertWithMessage(e.getKey())
           .that(HexFormat.of().formatHex(Arrays.copyOf(buf, n)))
@@ -162,6 +165,25 @@ class GoldenVectorsTest {
     byte[] init = VECTORS.get("init_request");
     assertThat(Header.getU16(init, HEADER_BYTES)).isEqualTo(10000);
     assertThat(Header.getU64(init, HEADER_BYTES + 2)).isEqualTo(4242);
+
+    byte[] status = VECTORS.get("status_response");
+    Header st = new Header().decode(status, 0);
+    assertThat(Rules.checkResponse(st, Opcode.STATUS, 3)).isNull();
+    assertThat(st.bodyLength).isEqualTo(Protocol.STATUS_RESPONSE_BODY_BYTES);
+    int b = HEADER_BYTES;
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_PID)).isEqualTo(4242);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_UPTIME_MILLIS)).isEqualTo(3_723_000);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_KEYS)).isEqualTo(3);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_VALUE_BYTES)).isEqualTo(1234);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_SESSIONS)).isEqualTo(2);
+    assertThat(Header.getU32(status, b + Protocol.STATUS_OFF_CONNECTIONS)).isEqualTo(1);
+    assertThat(Header.getU32(status, b + Protocol.STATUS_OFF_FRONT_RELAUNCHES)).isEqualTo(0);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_BACKUP_FILE_BYTES)).isEqualTo(4096);
+    assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_LAST_SYNC_MILLIS))
+        .isEqualTo(1_767_225_600_000L);
+    assertThat(Header.getU32(status, b + Protocol.STATUS_OFF_FSYNC_POLICY))
+        .isEqualTo(Protocol.STATUS_FSYNC_ALWAYS);
+    assertThat(Header.getU32(status, b + Protocol.STATUS_OFF_FLAGS)).isEqualTo(0);
   }
 
   @Test

@@ -5,6 +5,7 @@ import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
+import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
 import java.io.Closeable;
@@ -14,29 +15,68 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.ProtocolException;
 import java.net.Socket;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * One end of the control connection between the Data Server and the Front Server (PROTOCOL.md
- * §7): message framing, heartbeats and the silence watchdog, used by both processes.
+ * §7): message framing, heartbeats, the silence watchdog and the STATUS request, used by both
+ * processes. What a side does about a lost or silent peer is its {@link Handler}'s business (both
+ * hand it to their {@link Supervisor}).
  *
- * <p><b>Supervision protocol.</b> Each side sends HEARTBEAT every {@value
- * ServerConfig#HEARTBEAT_INTERVAL_MILLIS} ms. A side that has read nothing from its peer for
- * {@value ServerConfig#MISSED_HEARTBEATS_BEFORE_HUNG} intervals logs the peer as hung and calls
- * its {@code onHung} action (today: nothing more; the relaunch comes later). End of stream means
- * the peer died; the owner's reader thread sees it in {@link #read} and reacts.
+ * <p><b>Life.</b> The owner does the INIT handshake with {@link #read} and the send methods on its
+ * own thread, then calls {@link #start}, which starts the three threads below. {@link
+ * Handler#onClosed} is called exactly once, when the link ends for any reason (end of stream, I/O
+ * error, a protocol error, {@link #close}).
  *
- * <p><b>Threads.</b> Exactly one thread (the owner's reader) calls {@link #read}; it owns the
- * read buffer. Any thread may send: sends are 20- to 30-byte messages serialized by {@code
- * writeLock}, which guards only the write buffer and the stream. One "heartbeat" thread per link
- * (started by {@link #startHeartbeats}) sends heartbeats and checks the silence.
+ * <p><b>Threads</b> (daemons, started by {@link #start}):
+ *
+ * <ul>
+ *   <li>{@code control-reader}: the only caller of {@link #read} after the handshake; owns the read
+ *       buffer. Skips HEARTBEATs, completes pending STATUS requests, passes every other message
+ *       to {@link Handler#onMessage}.
+ *   <li>{@code heartbeat}: sends one HEARTBEAT every {@value Supervisor#HEARTBEAT_INTERVAL_MILLIS}
+ *       ms and does nothing else, so no other work can delay a heartbeat (a write can block only if
+ *       the peer stopped reading, which the peer's own watchdog then reports).
+ *   <li>{@code control-watchdog}: every {@value Supervisor#WATCHDOG_CHECK_MILLIS} ms, compares the
+ *       time since the last message read with {@value Supervisor#MISSED_HEARTBEATS_BEFORE_HUNG}
+ *       heartbeat intervals and calls {@link Handler#onSilent} once per silence. It does no I/O,
+ *       so a blocked write cannot stop it. After a pause of this very process it waits before
+ *       judging again ({@link Supervisor#SELF_PAUSE_MILLIS}).
+ * </ul>
+ *
+ * <p><b>Locks.</b> Any thread may send; sends are whole messages of at most {@link
+ * Messages#MAX_CONTROL_BYTES} bytes serialized by {@code writeLock}, which guards only the write
+ * buffer and the stream. Pending STATUS requests are in a concurrent map.
  */
 final class ControlLink implements Closeable {
-  /** Longest control message body (INIT's 10 bytes); longer claims are a protocol error. */
-  private static final int MAX_BODY_BYTES = 16;
+  /** Longest control message body (the STATUS response); longer claims are a protocol error. */
+  private static final int MAX_BODY_BYTES = Protocol.STATUS_RESPONSE_BODY_BYTES;
+
+  /** What the owner does with the link's events. */
+  interface Handler {
+    /**
+     * A message that is neither a HEARTBEAT nor the answer to a STATUS request of this side
+     * (reader thread). The body is in {@code buf} from {@link Protocol#HEADER_BYTES}. Throwing
+     * ends the link (a protocol error).
+     */
+    void onMessage(Header h, byte[] buf) throws IOException;
+
+    /** The link ended; called once, from the reader thread or from {@link #close}. */
+    void onClosed(String reason);
+
+    /** The peer sent nothing for {@code silentMillis} (watchdog thread, once per silence). */
+    void onSilent(long silentMillis);
+  }
 
   private final Socket socket;
   private final String peerName;
@@ -44,20 +84,28 @@ final class ControlLink implements Closeable {
   private final OutputStream out;
   private final AtomicLong requestIds = new AtomicLong();
 
-  // Owned by the reader thread.
+  // Owned by the reader (the handshake's thread, then control-reader).
   private final byte[] readBuf = new byte[HEADER_BYTES + MAX_BODY_BYTES];
   private final Header header = new Header();
 
   private final Object writeLock = new Object();
   /** Guarded by writeLock. */
-  private final byte[] writeBuf = new byte[Messages.MAX_FIXED_BYTES];
+  private final byte[] writeBuf = new byte[Messages.MAX_CONTROL_BYTES];
 
+  private final Map<Long, CompletableFuture<byte[]>> pendingStatus = new ConcurrentHashMap<>();
+  private final AtomicBoolean closed = new AtomicBoolean();
+  private volatile Handler handler;
   private volatile long lastReadNanos = System.nanoTime();
-  private ScheduledExecutorService heartbeat;
-  /** Heartbeat thread only. */
+  private volatile ScheduledExecutorService heartbeat;
+  private volatile ScheduledExecutorService watchdog;
+  /** Watchdog thread only. */
   private boolean peerSilent;
-  /** Heartbeat thread only. */
-  private long lastTickNanos;
+  /** Watchdog thread only. */
+  private long lastCheckNanos;
+  /** Watchdog thread only: when this process was last found to have been paused. */
+  private long resumedNanos;
+  /** Watchdog thread only: how long that pause was, until the peer was judged after it. */
+  private long pausedMillis;
 
   ControlLink(Socket socket, String peerName) throws IOException {
     this.socket = socket;
@@ -68,8 +116,9 @@ final class ControlLink implements Closeable {
   }
 
   /**
-   * Reads one message (reader thread only). The header is returned (a reused holder); the body,
-   * if any, is in {@link #body()} from offset {@link io.psiskv.protocol.Protocol#HEADER_BYTES}.
+   * Reads one message (the handshake's thread, or the reader thread after {@link #start}). The
+   * header is returned (a reused holder); the body, if any, is in {@link #body()} from offset
+   * {@link Protocol#HEADER_BYTES}.
    *
    * @throws EOFException at the end of the stream (the peer closed or died)
    */
@@ -125,6 +174,10 @@ final class ControlLink implements Closeable {
     }
   }
 
+  /**
+   * SHUTDOWN (§7.3): from the Front Server "stop" (answered OK when the Data Server is done); from
+   * the Data Server "I am stopping on purpose, stop too" (not answered).
+   */
   long sendShutdown() throws IOException {
     long id = requestIds.incrementAndGet();
     synchronized (writeLock) {
@@ -139,66 +192,183 @@ final class ControlLink implements Closeable {
     }
   }
 
-  void sendHeartbeat() throws IOException {
+  /** The STATUS OK answer (§7.4); the arguments are the body's fields in wire order. */
+  void sendStatusOk(long requestId, long pid, long uptimeMillis, long keys, long valueBytes,
+      long sessions, int connections, int frontRelaunches, long backupFileBytes,
+      long lastSyncMillis, int fsyncPolicy, int flags) throws IOException {
+    synchronized (writeLock) {
+      out.write(writeBuf, 0, Messages.statusOk(writeBuf, requestId, pid, uptimeMillis, keys,
+          valueBytes, sessions, connections, frontRelaunches, backupFileBytes, lastSyncMillis,
+          fsyncPolicy, flags));
+    }
+  }
+
+  private void sendHeartbeat() throws IOException {
     long id = requestIds.incrementAndGet();
     synchronized (writeLock) {
       out.write(writeBuf, 0, Messages.heartbeat(writeBuf, id));
     }
   }
 
-  /** Starts the heartbeat thread; {@code onHung} runs on it once per silence (may be null). */
-  void startHeartbeats(Runnable onHung) {
-    lastReadNanos = System.nanoTime();
-    lastTickNanos = lastReadNanos;
-    heartbeat = Executors.newSingleThreadScheduledExecutor(r -> {
-      Thread t = new Thread(r, "heartbeat");
-      t.setDaemon(true);
-      return t;
-    });
-    // Fixed delay, not fixed rate: after a pause of this process no burst of missed ticks.
-    heartbeat.scheduleWithFixedDelay(() -> tick(onHung), 0,
-        ServerConfig.HEARTBEAT_INTERVAL_MILLIS, TimeUnit.MILLISECONDS);
+  /**
+   * Sends STATUS (§7.4) and waits for its answer; any thread but the reader, after {@link
+   * #start}. Returns a copy of the response body ({@value Protocol#STATUS_RESPONSE_BODY_BYTES}
+   * bytes, fields at the {@code Protocol.STATUS_OFF_} offsets).
+   *
+   * @throws IOException if the link fails or closes, or no answer comes within the timeout
+   */
+  byte[] requestStatus(long timeoutMillis) throws IOException {
+    long id = requestIds.incrementAndGet();
+    CompletableFuture<byte[]> answer = new CompletableFuture<>();
+    pendingStatus.put(id, answer);
+    try {
+      if (closed.get()) {
+        throw new IOException("control connection closed");
+      }
+      synchronized (writeLock) {
+        out.write(writeBuf, 0, Messages.statusRequest(writeBuf, id));
+      }
+      return answer.get(timeoutMillis, TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      throw new IOException("no answer to STATUS within " + timeoutMillis + " ms");
+    } catch (ExecutionException e) {
+      throw new IOException(e.getCause().getMessage(), e.getCause());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while waiting for STATUS");
+    } finally {
+      pendingStatus.remove(id);
+    }
   }
 
-  private void tick(Runnable onHung) {
+  /** Starts the reader, heartbeat and watchdog threads; call once, after the handshake. */
+  void start(Handler handler) throws IOException {
+    this.handler = handler;
+    setReadTimeoutMillis(0);
+    lastReadNanos = System.nanoTime();
+    lastCheckNanos = lastReadNanos;
+    resumedNanos = lastReadNanos - Supervisor.SELF_PAUSE_MILLIS * 1_000_000L;
+    heartbeat = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "heartbeat"));
+    watchdog = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "control-watchdog"));
+    // Fixed delay, not fixed rate: after a pause of this process no burst of missed ticks.
+    heartbeat.scheduleWithFixedDelay(this::beat, 0, Supervisor.HEARTBEAT_INTERVAL_MILLIS,
+        TimeUnit.MILLISECONDS);
+    watchdog.scheduleWithFixedDelay(this::check, Supervisor.WATCHDOG_CHECK_MILLIS,
+        Supervisor.WATCHDOG_CHECK_MILLIS, TimeUnit.MILLISECONDS);
+    daemon(this::readLoop, "control-reader").start();
+  }
+
+  private static Thread daemon(Runnable r, String name) {
+    Thread t = new Thread(r, name);
+    t.setDaemon(true);
+    return t;
+  }
+
+  private void readLoop() {
+    String reason;
+    try {
+      while (true) {
+        Header h = read();
+        if (isRequest(h, Opcode.HEARTBEAT)) {
+          continue;
+        }
+        if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.STATUS.code()) {
+          CompletableFuture<byte[]> answer = pendingStatus.get(h.requestId);
+          if (answer == null) {
+            continue; // Its requester timed out already.
+          }
+          if (!isOkResponse(h, Opcode.STATUS, h.requestId)
+              || h.bodyLength != Protocol.STATUS_RESPONSE_BODY_BYTES) {
+            throw new ProtocolException("bad STATUS answer " + h);
+          }
+          answer.complete(Arrays.copyOfRange(readBuf, HEADER_BYTES,
+              HEADER_BYTES + Protocol.STATUS_RESPONSE_BODY_BYTES));
+          continue;
+        }
+        handler.onMessage(h, readBuf);
+      }
+    } catch (EOFException e) {
+      reason = e.getMessage();
+    } catch (IOException e) {
+      reason = closed.get() ? "closed" : e.toString();
+    } catch (RuntimeException e) {
+      reason = "failed: " + e;
+    }
+    end(reason);
+  }
+
+  private void beat() {
     try {
       sendHeartbeat();
     } catch (IOException e) {
-      // The reader thread sees the broken connection and reacts; nothing to do here.
+      // The reader thread sees the broken connection and reports it; nothing to do here.
     }
+  }
+
+  private void check() {
     long now = System.nanoTime();
-    long sinceLastTickMillis = (now - lastTickNanos) / 1_000_000L;
-    lastTickNanos = now;
-    if (sinceLastTickMillis > 2 * ServerConfig.HEARTBEAT_INTERVAL_MILLIS) {
+    long sinceLastCheckMillis = (now - lastCheckNanos) / 1_000_000L;
+    lastCheckNanos = now;
+    if (sinceLastCheckMillis > Supervisor.SELF_PAUSE_MILLIS) {
       // This process itself did not run for a while (suspended, starved): the peer's
-      // heartbeats may be waiting unread in the socket. Judge it at the next tick.
+      // heartbeats may be waiting unread in the socket. Give the reader time to catch up.
+      resumedNanos = now;
+      pausedMillis = sinceLastCheckMillis;
+      return;
+    }
+    if ((now - resumedNanos) / 1_000_000L < Supervisor.SELF_PAUSE_MILLIS) {
       return;
     }
     long silentMillis = (now - lastReadNanos) / 1_000_000L;
-    long limitMillis =
-        ServerConfig.HEARTBEAT_INTERVAL_MILLIS * ServerConfig.MISSED_HEARTBEATS_BEFORE_HUNG;
-    if (silentMillis > limitMillis && !peerSilent) {
+    if (pausedMillis > 0 && silentMillis <= Supervisor.HUNG_AFTER_MILLIS) {
+      Log.info("this process did not run for " + pausedMillis + " ms; the " + peerName
+          + " is alive (heard " + silentMillis + " ms ago)");
+    }
+    pausedMillis = 0;
+    if (silentMillis > Supervisor.HUNG_AFTER_MILLIS && !peerSilent) {
       peerSilent = true;
       Log.info(peerName + " silent for " + silentMillis + " ms ("
-          + ServerConfig.MISSED_HEARTBEATS_BEFORE_HUNG + " heartbeats missed): it looks hung");
-      if (onHung != null) {
-        try {
-          onHung.run();
-        } catch (RuntimeException e) {
-          Log.info("reaction to a hung " + peerName + " failed: " + e);
-        }
+          + Supervisor.MISSED_HEARTBEATS_BEFORE_HUNG + " heartbeats missed): it looks hung");
+      try {
+        handler.onSilent(silentMillis);
+      } catch (RuntimeException e) {
+        Log.info("reaction to a hung " + peerName + " failed: " + e);
       }
-    } else if (silentMillis <= limitMillis && peerSilent) {
+    } else if (silentMillis <= Supervisor.HUNG_AFTER_MILLIS && peerSilent) {
       peerSilent = false;
       Log.info(peerName + " is sending again");
     }
   }
 
-  @Override
-  public void close() {
-    if (heartbeat != null) {
-      heartbeat.shutdownNow();
+  /** Stops the threads, fails pending requests, reports the end once. */
+  private void end(String reason) {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
+    ScheduledExecutorService h = heartbeat;
+    if (h != null) {
+      h.shutdownNow();
+    }
+    ScheduledExecutorService w = watchdog;
+    if (w != null) {
+      w.shutdownNow();
     }
     Wire.closeQuietly(socket);
+    for (CompletableFuture<byte[]> f : pendingStatus.values()) {
+      f.completeExceptionally(new IOException("control connection ended: " + reason));
+    }
+    Handler owner = handler;
+    if (owner != null) {
+      owner.onClosed(reason);
+    }
+  }
+
+  boolean isClosed() {
+    return closed.get();
+  }
+
+  @Override
+  public void close() {
+    end("closed by this side");
   }
 }

@@ -3,27 +3,51 @@ package io.psiskv.server;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
+import java.io.BufferedReader;
+import java.io.File;
 import java.io.IOException;
+import java.io.InputStreamReader;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.ProtocolException;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The Data Server process (process 2): holds the pairs and serves PUT, GET and DELETE to clients
- * the Front Server redirected to it. Started by the Front Server only ({@code --control-port}).
+ * the Front Server redirected to it, and supervises the Front Server (relaunches it when it dies
+ * or hangs, see {@link Supervisor}). Started by a Front Server only ({@code --control-port},
+ * {@code --front-port}).
  *
- * <p><b>Start.</b> Bind the client listener (the configured address, an ephemeral port); [load
- * the backup file]; connect to the Front Server's control port on 127.0.0.1, send INIT (client
- * port, pid), read INIT OK (the front's pid); only then start serving.
+ * <p><b>Start.</b> Lock the data directory; bind the client listener (the configured address, an
+ * ephemeral port); load the backup file; connect to the Front Server's control port on
+ * 127.0.0.1, send INIT (client port, pid), read INIT OK (the front's pid); only then start
+ * serving.
+ *
+ * <p><b>Supervision of the Front Server.</b> When the front is down (its control connection
+ * ends, its process exits, or it is silent for {@value Supervisor#HUNG_AFTER_MILLIS} ms and is
+ * SIGKILLed) this process relaunches it: the same java and classpath, {@code
+ * io.psiskv.server.FrontServer} with the same settings, {@code --port} exactly the old client
+ * port and {@code --adopt-data <our pid>}; stdin /dev/null, stderr appended to {@value
+ * ServerConfig#FRONT_LOG_FILE} in the data directory, stdout a pipe: its first line {@code control
+ * port N} names the new front's control port, and every line is appended to the same log file
+ * ({@code front-stdout} thread). Then the same INIT handshake as at start. Data connections keep
+ * being served meanwhile; only new clients wait (they cannot reach a front).
  *
  * <p><b>Threads</b> (all but main are daemons; none holds a lock across socket I/O):
  *
@@ -35,27 +59,33 @@ import java.util.concurrent.atomic.AtomicInteger;
  *   <li>Policy {@code pool:N}: N {@code data-pool-I} threads created at start, each blocking in
  *       {@code accept()}, serving the connection it got until it closes, then accepting again. At
  *       most N clients are served at once; further ones wait in the listen backlog.
- *   <li>{@code control-reader}: reads the control connection; SHUTDOWN or end of stream starts
- *       the stop. {@code heartbeat}: see {@link ControlLink}.
- *   <li>{@code data-stop}: started when the Front Server's process exits (watched through {@code
- *       ProcessHandle.onExit}); the JVM's shutdown hook thread on SIGINT and SIGTERM.
+ *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
+ *       connection ({@link ControlLink}): SHUTDOWN starts the stop, STATUS is answered.
+ *   <li>{@code front-server-supervisor}: the relaunch loop; {@code front-stdout}: copies a
+ *       relaunched front's stdout into its log file.
+ *   <li>{@code data-maintenance}: compaction trigger and session expiry.
+ *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
  * </ul>
  *
  * <p><b>Shared state.</b> The {@link Store} locks per stripe. {@code lifecycleLock} guards {@code
  * stopping} and the registration of connections, so that no connection can join the live set
  * after the stop has looked at it; the live set itself is concurrent.
  *
- * <p><b>Stop</b> ({@link #stop}, idempotent; the first caller does the work, others wait): close
- * the listener; ask every connection to stop (idle ones close at once, busy ones after their
- * request); wait for them up to {@value ServerConfig#DRAIN_TIMEOUT_MILLIS} ms, then close the rest
- * by force; [close the backup file]; answer SHUTDOWN if that started it; close the control
- * connection; delete the pid file. Triggers: SHUTDOWN from the front, end of the control stream,
- * exit of the front's process (no Data Server outlives its Front Server), SIGINT/SIGTERM.
+ * <p><b>Stop</b> ({@link #stop}, idempotent; the first caller does the work, others wait): stop
+ * supervising (nothing is relaunched from then on); on a signal, tell the front with SHUTDOWN
+ * that this stop is on purpose (PROTOCOL.md §7.3: it stops too instead of relaunching us), or
+ * SIGTERM a front that is still starting; close the listener; ask every connection to stop (idle
+ * ones close at once, busy ones after their request); wait for them up to {@value
+ * ServerConfig#DRAIN_TIMEOUT_MILLIS} ms, then close the rest by force; sync and close the backup
+ * file; answer SHUTDOWN if that started it; close the control connection; delete the pid file.
+ * Triggers: SHUTDOWN from the front, SIGINT/SIGTERM. The front's death is no trigger any more: it
+ * is relaunched.
  */
 public final class DataServer {
   private static final long NO_REPLY = -1;
 
   private final ServerConfig config;
+  private final long startNanos = System.nanoTime();
   /** Set by start() before any connection is accepted. */
   private volatile Engine engine;
   private volatile DataDirLock dataDirLock;
@@ -65,12 +95,13 @@ public final class DataServer {
   private final Set<DataConnection> live = ConcurrentHashMap.newKeySet();
   private final CountDownLatch stopped = new CountDownLatch(1);
   private final AtomicInteger connectionNumbers = new AtomicInteger();
+  private final Supervisor supervisor;
   private volatile ServerSocket listener;
-  private volatile ControlLink control;
   private volatile int exitCode = ServerConfig.EXIT_OK;
 
   private DataServer(ServerConfig config) {
     this.config = config;
+    this.supervisor = new Supervisor("front server", this::launchFrontServer, () -> {});
   }
 
   public static void main(String[] args) {
@@ -78,7 +109,7 @@ public final class DataServer {
     Log.init(ServerConfig.Role.DATA.logName);
     DataServer server = new DataServer(config);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      server.stop("signal", NO_REPLY);
+      server.stop("signal", NO_REPLY, true);
       // A signal makes the JVM exit with 128 + signal; an orderly stop exits with our code.
       Runtime.getRuntime().halt(server.exitCode);
     }, "data-shutdown-hook"));
@@ -88,7 +119,7 @@ public final class DataServer {
       if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
         Log.info("start failed: " + e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
-        server.stop("start failed", NO_REPLY);
+        server.stop("start failed", NO_REPLY, false);
       }
     }
     server.awaitStopped();
@@ -122,27 +153,33 @@ public final class DataServer {
         + " sessions from " + engine.log().path() + " in "
         + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
 
-    long frontPid = handshake(server.getLocalPort());
+    ControlLink link = handshake(config.controlPort, -1);
+    long frontPid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
+    Optional<ProcessHandle> front = ProcessHandle.of(frontPid);
+    Supervisor.Peer peer;
     synchronized (lifecycleLock) {
       if (stopping) {
+        link.close();
         return;
       }
       startServingThreads(server);
       Log.info("serving on " + config.bindAddress.getHostAddress() + ":"
           + server.getLocalPort() + " (" + config + "); front server pid " + frontPid);
+      peer = front.isPresent() ? supervisor.adopt(front.get()) : null;
+      if (peer != null) {
+        peer.linked(link);
+      }
     }
     startMaintenance();
-    ControlLink link = control;
-    link.startHeartbeats(null);
-    Thread reader = new Thread(() -> readControl(link), "control-reader");
-    reader.setDaemon(true);
-    reader.start();
-    Optional<ProcessHandle> front = ProcessHandle.of(frontPid);
-    if (front.isEmpty()) {
-      stopAsync("front server process " + frontPid + " is gone");
-    } else {
-      front.get().onExit().thenRun(() -> stopAsync("front server process exited"));
+    if (peer == null) {
+      link.close();
+      supervisor.startLoop(null, "the front server (pid " + frontPid + ") is gone");
+      return;
     }
+    link.start(frontLinkHandler(peer));
+    // Not our child: the JDK polls its exit; the control connection usually tells first.
+    peer.handle.onExit().thenRun(() -> supervisor.peerDown(peer, "its process exited"));
+    supervisor.startLoop(peer, null);
   }
 
   /**
@@ -168,27 +205,169 @@ public final class DataServer {
     t.start();
   }
 
-  /** Connects to the front's control port and does INIT; returns the front's pid. */
-  private long handshake(int clientPort) throws IOException {
+  /**
+   * Connects to a front's control port and does INIT; returns the link, with the INIT OK (the
+   * front's pid) in its {@link ControlLink#body()}. A relaunched front must answer with {@code
+   * expectedPid}; -1 accepts any (the front that started us).
+   */
+  private ControlLink handshake(int controlPort, long expectedPid) throws IOException {
     Socket socket = new Socket();
     try {
-      socket.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), config.controlPort),
+      socket.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), controlPort),
           ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
       ControlLink link = new ControlLink(socket, "front server");
-      control = link;
       link.setReadTimeoutMillis(ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
-      long id = link.sendInit(clientPort, ProcessHandle.current().pid());
+      long id = link.sendInit(listener.getLocalPort(), ProcessHandle.current().pid());
       Header h = link.read();
-      if (!ControlLink.isOkResponse(h, Opcode.INIT, id) || h.bodyLength != 8) {
+      if (!ControlLink.isOkResponse(h, Opcode.INIT, id)
+          || h.bodyLength != Protocol.INIT_RESPONSE_BODY_BYTES) {
         throw new IOException("unexpected answer to INIT: " + h);
       }
+      long pid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
+      if (expectedPid != -1 && pid != expectedPid) {
+        throw new IOException("INIT OK from pid " + pid + ", expected " + expectedPid);
+      }
       link.setReadTimeoutMillis(0);
-      return Header.getU64(link.body(), Protocol.HEADER_BYTES);
+      return link;
     } catch (IOException e) {
       Wire.closeQuietly(socket);
       throw new IOException("control connection to the front server on port "
-          + config.controlPort + " failed: " + e.getMessage(), e);
+          + controlPort + " failed: " + e.getMessage(), e);
     }
+  }
+
+  /**
+   * Relaunches the Front Server ({@link Supervisor.Launcher}, on the supervisor's thread): see
+   * the class comment. On failure the process is killed, unless a stop began.
+   */
+  private Supervisor.Peer launchFrontServer() throws IOException {
+    Path logFile = config.dataDir.resolve(ServerConfig.FRONT_LOG_FILE);
+    List<String> command = Supervisor.javaCommand(FrontServer.class,
+        config.frontServerArgs(ProcessHandle.current().pid()));
+    ProcessBuilder builder = new ProcessBuilder(command)
+        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+        .redirectOutput(ProcessBuilder.Redirect.PIPE)
+        .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()));
+    Supervisor.Peer peer = supervisor.track(builder);
+    Log.info("launched front server pid " + peer.pid() + " (its log: " + logFile + ")");
+    CompletableFuture<Integer> controlPort = new CompletableFuture<>();
+    Thread pump = new Thread(() -> pumpFrontStdout(peer.process, logFile, controlPort),
+        "front-stdout");
+    pump.setDaemon(true);
+    pump.start();
+    try {
+      int port;
+      try {
+        port = controlPort.get(Supervisor.PEER_START_TIMEOUT_MILLIS, TimeUnit.MILLISECONDS);
+      } catch (TimeoutException e) {
+        throw new IOException("the front server (pid " + peer.pid() + ") did not print its"
+            + " control port within " + Supervisor.PEER_START_TIMEOUT_MILLIS + " ms");
+      } catch (ExecutionException e) {
+        throw new IOException(e.getCause().getMessage(), e.getCause());
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted");
+      }
+      ControlLink link = handshake(port, peer.pid());
+      synchronized (lifecycleLock) {
+        if (stopping) {
+          link.close(); // The stop found no link and sends SIGTERM to the front.
+          throw new IOException("stopping");
+        }
+        peer.linked(link);
+      }
+      link.start(frontLinkHandler(peer));
+    } catch (IOException | RuntimeException e) {
+      if (!supervisor.isStopped()) {
+        peer.handle.destroyForcibly();
+        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
+      }
+      throw e;
+    }
+    peer.process.onExit().thenRun(() -> supervisor.peerDown(peer, peer.exitDescription()));
+    return peer;
+  }
+
+  /**
+   * The {@code front-stdout} thread: appends a relaunched front's stdout lines to its log file
+   * and completes {@code controlPort} with the port of its first line {@code control port N}
+   * (exceptionally if the output ends first: the front died during its start).
+   */
+  private static void pumpFrontStdout(Process front, Path logFile,
+      CompletableFuture<Integer> controlPort) {
+    try (BufferedReader r = new BufferedReader(
+        new InputStreamReader(front.getInputStream(), StandardCharsets.UTF_8))) {
+      for (String line; (line = r.readLine()) != null; ) {
+        if (!controlPort.isDone() && line.startsWith(FrontServer.CONTROL_PORT_LINE)) {
+          try {
+            controlPort.complete(
+                Integer.parseInt(line.substring(FrontServer.CONTROL_PORT_LINE.length()).trim()));
+          } catch (NumberFormatException e) {
+            controlPort.completeExceptionally(new IOException("bad control port line: " + line));
+          }
+        }
+        try {
+          Files.writeString(logFile, "[stdout] " + line + "\n", StandardCharsets.UTF_8,
+              StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        } catch (IOException e) {
+          // The log is a diagnostic aid; keep reading so the front never blocks on its stdout.
+        }
+      }
+    } catch (IOException e) {
+      // The front is gone; fall through.
+    }
+    controlPort.completeExceptionally(new IOException("the front server (pid " + front.pid()
+        + ") ended its output before it printed its control port (it exited: see "
+        + logFile + ")"));
+  }
+
+  /** The Data Server's reactions to its front's control connection. */
+  private ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
+    return new ControlLink.Handler() {
+      @Override
+      public void onMessage(Header h, byte[] buf) throws IOException {
+        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
+          stop("SHUTDOWN from the front server", h.requestId, false);
+          return;
+        }
+        if (ControlLink.isRequest(h, Opcode.STATUS)) {
+          sendStatus(peer.link(), h.requestId);
+          return;
+        }
+        throw new ProtocolException("unexpected control message " + h);
+      }
+
+      @Override
+      public void onClosed(String reason) {
+        peer.linkClosed();
+        if (!isStopping()) {
+          supervisor.peerDown(peer, "control connection lost (" + reason + ")");
+        }
+      }
+
+      @Override
+      public void onSilent(long silentMillis) {
+        if (!isStopping()) {
+          Log.info("killing the hung front server (pid " + peer.pid() + ") with SIGKILL");
+          peer.handle.destroyForcibly();
+          supervisor.peerDown(peer, "hung (silent for " + silentMillis + " ms), killed");
+        }
+      }
+    };
+  }
+
+  /** Answers STATUS (PROTOCOL.md §7.4) with this process's figures. */
+  private void sendStatus(ControlLink link, long requestId) throws IOException {
+    Engine e = engine;
+    BackupLog.Stats stats = e.log().stats();
+    int fsync = config.fsync == FsyncPolicy.ALWAYS ? Protocol.STATUS_FSYNC_ALWAYS
+        : config.fsync == FsyncPolicy.EVERYSEC ? Protocol.STATUS_FSYNC_EVERYSEC
+        : Protocol.STATUS_FSYNC_NO;
+    link.sendStatusOk(requestId, ProcessHandle.current().pid(),
+        (System.nanoTime() - startNanos) / 1_000_000L, e.store().size(),
+        e.store().valueBytes(), e.sessions().size(), live.size(), supervisor.relaunches(),
+        stats.fileBytes(), stats.lastSyncMillis(), fsync,
+        stats.failed() ? Protocol.STATUS_FLAG_BACKUP_FAILED : 0);
   }
 
   /** Caller holds lifecycleLock. */
@@ -268,38 +447,10 @@ public final class DataServer {
     }
   }
 
-  private void readControl(ControlLink link) {
-    try {
-      while (true) {
-        Header h = link.read();
-        if (ControlLink.isRequest(h, Opcode.HEARTBEAT)) {
-          continue;
-        }
-        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
-          stop("SHUTDOWN from the front server", h.requestId);
-          return;
-        }
-        stop("unexpected control message from the front server: " + h, NO_REPLY);
-        return;
-      }
-    } catch (IOException e) {
-      if (!isStopping()) {
-        stop("control connection lost (" + e.getMessage() + "): the front server is gone",
-            NO_REPLY);
-      }
-    }
-  }
-
   private boolean isStopping() {
     synchronized (lifecycleLock) {
       return stopping;
     }
-  }
-
-  private void stopAsync(String reason) {
-    Thread t = new Thread(() -> stop(reason, NO_REPLY), "data-stop");
-    t.setDaemon(true);
-    t.start();
   }
 
   /**
@@ -307,8 +458,9 @@ public final class DataServer {
    * when the stop has finished (also to callers that came second).
    *
    * @param shutdownRequestId the SHUTDOWN to answer OK when done, or {@link #NO_REPLY}
+   * @param onPurpose this process decided to stop (a signal): tell the front, which stops too
    */
-  private void stop(String reason, long shutdownRequestId) {
+  private void stop(String reason, long shutdownRequestId, boolean onPurpose) {
     boolean first;
     synchronized (lifecycleLock) {
       first = !stopping;
@@ -320,6 +472,11 @@ public final class DataServer {
     }
     try {
       Log.info("stopping: " + reason);
+      Supervisor.Peer front = supervisor.stop(); // Nothing is relaunched from here on.
+      ControlLink link = front == null ? null : front.link();
+      if (onPurpose && front != null) {
+        tellFront(front, link);
+      }
       Wire.closeQuietly(listener);
       for (DataConnection conn : live) {
         conn.requestStop();
@@ -355,7 +512,6 @@ public final class DataServer {
           Log.info("releasing the data directory lock failed: " + ex.getMessage());
         }
       }
-      ControlLink link = control;
       if (link != null) {
         if (shutdownRequestId != NO_REPLY) {
           try {
@@ -372,6 +528,29 @@ public final class DataServer {
       Thread.currentThread().interrupt();
     } finally {
       stopped.countDown();
+    }
+  }
+
+  /**
+   * This process stops on purpose: the front must stop too, not relaunch us. A linked front gets
+   * SHUTDOWN (§7.3); a front still starting gets SIGTERM (its stop then SIGTERMs us: harmless).
+   */
+  private static void tellFront(Supervisor.Peer front, ControlLink link) {
+    if (front.isGone()) {
+      return;
+    }
+    if (link != null && !link.isClosed()) {
+      try {
+        link.sendShutdown();
+        Log.info("told the front server (pid " + front.pid() + ") that this stop is on"
+            + " purpose");
+        return;
+      } catch (IOException e) {
+        Log.info("could not send SHUTDOWN to the front server: " + e.getMessage());
+      }
+    }
+    if (front.process != null) {
+      front.handle.destroy(); // SIGTERM to the front we launched: it stops in order.
     }
   }
 

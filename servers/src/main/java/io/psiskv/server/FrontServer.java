@@ -9,12 +9,12 @@ import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
 import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.net.BindException;
+import java.net.ProtocolException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -22,52 +22,74 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
+import java.time.Instant;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Semaphore;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The Front Server process (process 1, the jar's Main-Class): starts the Data Server as a second
- * OS process, redirects clients to it (HELLO), and owns the console and the orderly stop of both.
+ * OS process, redirects clients to it (HELLO), supervises it (relaunches it when it dies or hangs,
+ * see {@link Supervisor}), and owns the console and the orderly stop of both.
  *
- * <p><b>Start.</b> Open the control listener (127.0.0.1, ephemeral port); launch the Data Server
- * (same java binary and classpath, no shell, {@code --control-port}); wait up to {@value
- * ServerConfig#DATA_START_TIMEOUT_MILLIS} ms for its INIT, accepted only from the launched pid;
- * answer INIT OK; then bind the client port ({@code --port}, or the first free one of the next
- * {@value ServerConfig#PORT_SEARCH_ATTEMPTS}) and print {@code psiskv front server listening on
- * ADDR:PORT}. A failure or timeout kills the child and exits 1.
+ * <p><b>Start.</b> Bind the client port ({@code --port}, or the first free one of the next {@value
+ * ServerConfig#PORT_SEARCH_ATTEMPTS}); open the control listener (127.0.0.1, ephemeral port);
+ * launch the Data Server (same java binary and classpath, no shell, {@code --control-port} and
+ * {@code --front-port}); wait up to {@value ServerConfig#DATA_START_TIMEOUT_MILLIS} ms for its
+ * INIT, accepted only from the launched pid; answer INIT OK; then accept clients and print {@code
+ * data server pid P port Q} and {@code psiskv front server listening on ADDR:PORT}. A failure or
+ * timeout kills the child and exits 1. Clients that connect before INIT wait in the backlog.
+ *
+ * <p><b>Adopted start</b> ({@code --adopt-data PID}: this process was relaunched by the Data Server
+ * PID after the previous Front Server died). Bind exactly {@code --port} (no search), open the
+ * control listener, print {@code control port N} as the first stdout line (the Data Server reads
+ * it from the pipe), wait for INIT from PID, then serve as usual. There is no console (stdin is
+ * /dev/null); stdout and stderr end up in {@value ServerConfig#FRONT_LOG_FILE} in the data
+ * directory. If PID dies before its INIT, this process launches a new Data Server at once.
+ *
+ * <p><b>Supervision of the Data Server.</b> While it is down HELLO answers UNAVAILABLE; the
+ * relaunched one replays the backup file before its INIT, and HELLO redirects to it from its
+ * INIT on. A Data Server that sends SHUTDOWN (it got SIGINT or SIGTERM) is stopping on purpose:
+ * this process stops too and relaunches nothing.
  *
  * <p><b>Threads</b> (all but main are daemons):
  *
  * <ul>
- *   <li>{@code main}: starts everything, waits for {@code quit}, stops, exits.
+ *   <li>{@code main}: starts everything, waits for a stop request, stops, exits.
  *   <li>{@code front-acceptor}: accepts client connections and starts one {@code front-conn-N}
  *       thread per connection (at most {@value ServerConfig#MAX_FRONT_CONNECTIONS}; more are
  *       refused); each reads with a {@value ServerConfig#FRONT_READ_TIMEOUT_MILLIS} ms timeout,
  *       so a silent client costs one thread for a bounded time and blocks no one else.
  *   <li>{@code console}: reads stdin lines; end of stdin ends only the console.
- *   <li>{@code control-reader} and {@code heartbeat}: the control connection ({@link
- *       ControlLink}); a JDK thread reports the Data Server process's exit.
+ *   <li>{@code data-server-supervisor}: the relaunch loop ({@link Supervisor}), which also runs
+ *       the launches and INIT handshakes after the first.
+ *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
+ *       connection ({@link ControlLink}); a JDK thread reports the Data Server process's exit.
  *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
  * </ul>
  *
  * <p><b>Shared state.</b> {@code endpoint} (volatile, immutable record) is where HELLO sends
- * clients; null means UNAVAILABLE. {@code lifecycleLock} guards {@code stopping}, {@code
- * dataProcess} and {@code control}, so that a stop can never miss a child launched concurrently.
+ * clients; null means UNAVAILABLE. It is set and cleared under the supervisor's lock ({@link
+ * Supervisor#ifUp}, the supervisor's down hook), so a Data Server found down is never advertised
+ * afterwards. {@code lifecycleLock} guards {@code stopping} and the linking of a new Data Server's
+ * control connection, so that a stop either sees the link (and sends SHUTDOWN) or the launch sees
+ * the stop (and leaves the Data Server to the stop's SIGTERM).
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent, race-free between {@code quit} and a signal: the
- * first caller does the work, later ones wait for it): redirect no one, close the listeners, send
- * SHUTDOWN, wait up to {@value ServerConfig#SHUTDOWN_TIMEOUT_MILLIS} ms for the Data Server
- * process to exit, else kill it (and exit 1), delete the pid file, exit 0. Ctrl-C reaches both
- * processes; each stops in order on its own and the SHUTDOWN is then merely redundant.
+ * first caller does the work, later ones wait for it): stop supervising (nothing is relaunched
+ * from then on), redirect no one, close the listeners, send SHUTDOWN (SIGTERM to a Data Server
+ * that has not sent INIT yet), wait up to {@value ServerConfig#SHUTDOWN_TIMEOUT_MILLIS} ms for
+ * the Data Server process to exit, else kill it (and exit 1), delete the pid file, exit 0. Ctrl-C
+ * reaches both processes; each stops in order on its own and the SHUTDOWNs are then merely
+ * redundant.
  */
 public final class FrontServer {
+  /** First stdout line of an adopted start, followed by the control port (the Data Server reads it). */
+  static final String CONTROL_PORT_LINE = "control port ";
+
   /** Where HELLO redirects clients; immutable, replaced as a whole. */
   private static final class DataEndpoint {
     final long pid;
@@ -89,19 +111,20 @@ public final class FrontServer {
   }
 
   private final ServerConfig config;
+  /** Started by the Data Server to replace a dead Front Server ({@code --adopt-data}). */
+  private final boolean adopted;
   private final long startNanos = System.nanoTime();
   /** The HELLO answer's address: 0 ("the host you reached me at") for the wildcard bind. */
   private final int helloAddress;
   private final Object lifecycleLock = new Object();
   /** Guarded by lifecycleLock. */
   private boolean stopping;
-  /** Guarded by lifecycleLock. */
-  private Process dataProcess;
-  /** Guarded by lifecycleLock. */
-  private ControlLink control;
   private volatile DataEndpoint endpoint;
+  private final Supervisor supervisor;
   private volatile ServerSocket controlListener;
   private volatile ServerSocket clientListener;
+  /** An adopted start that failed leaves the adopted Data Server alone (it relaunches us). */
+  private volatile boolean leaveDataServer;
   private final CountDownLatch stopRequested = new CountDownLatch(1);
   private volatile String stopReason = "";
   private final CountDownLatch stopped = new CountDownLatch(1);
@@ -111,8 +134,10 @@ public final class FrontServer {
 
   private FrontServer(ServerConfig config) {
     this.config = config;
+    this.adopted = config.adoptDataPid != 0;
     this.helloAddress = config.bindAddress.isAnyLocalAddress()
         ? 0 : Header.getU32(config.bindAddress.getAddress(), 0);
+    this.supervisor = new Supervisor("data server", this::launchDataServer, () -> endpoint = null);
   }
 
   public static void main(String[] args) {
@@ -134,7 +159,8 @@ public final class FrontServer {
       }
       Log.info("start failed: " + (e instanceof StartException ? e.getMessage() : e.toString()));
       server.exitCode = ServerConfig.EXIT_FAILURE;
-      server.killDataServer();
+      // A launched Data Server was killed by its launch; an adopted one relaunches us.
+      server.leaveDataServer = server.adopted;
       server.stop("start failed");
       System.exit(server.exitCode);
     }
@@ -151,111 +177,148 @@ public final class FrontServer {
     }
     for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
       Optional<ProcessHandle> other = PidFile.livePeer(config.dataDir, name);
-      if (other.isPresent()) {
+      if (other.isPresent() && !(adopted && other.get().pid() == config.adoptDataPid)) {
         throw new StartException("another psiskv server (pid " + other.get().pid() + ", "
             + name + ") uses data directory " + config.dataDir
             + "; stop it first (build-scripts/psiskv-stop --data-dir " + config.dataDir + ")");
       }
     }
     PidFile.write(config.dataDir, PidFile.FRONT);
-    Log.info("starting (" + config + ")");
+    Log.info("starting (" + config + ")" + (adopted ? "; relaunched by the data server (pid "
+        + config.adoptDataPid + ") after the previous front server died" : ""));
 
-    ServerSocket controlServer =
-        new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-    controlListener = controlServer;
-    Process process = launchDataServer(controlServer.getLocalPort());
-    if (process == null) {
-      return; // Stopping already.
-    }
-    process.onExit().thenRun(() -> {
-      if (endpoint == null) {
-        Wire.closeQuietly(controlServer); // Wakes awaitInit: the child died during start.
-      }
-    });
-    int dataPort = awaitInit(process, controlServer);
-    ServerSocket clients = bindClientPort();
+    // Bound before the Data Server starts: it must know the port, to bind it again should it
+    // ever relaunch this process. Clients connecting before INIT wait in the backlog.
+    ServerSocket clients = adopted ? bind(config.port) : bindClientPort();
     clientListener = clients;
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        Wire.closeQuietly(clients);
-        return;
+    ServerSocket controlServer = new ServerSocket(0, 8, InetAddress.getLoopbackAddress());
+    controlListener = controlServer;
+
+    Supervisor.Peer first;
+    String noPeerReason = null;
+    if (adopted) {
+      // The Data Server that launched us reads this line from our stdout, then connects.
+      System.out.println(CONTROL_PORT_LINE + controlServer.getLocalPort());
+      System.out.flush();
+      Optional<ProcessHandle> data = ProcessHandle.of(config.adoptDataPid);
+      if (data.isEmpty()) {
+        first = null;
+        noPeerReason = "the adopted data server (pid " + config.adoptDataPid + ") is gone";
+      } else {
+        first = supervisor.adopt(data.get());
+        Supervisor.Peer adoptedPeer = first;
+        // Not our child: the JDK polls its exit; the control connection usually tells first.
+        adoptedPeer.handle.onExit().thenRun(
+            () -> supervisor.peerDown(adoptedPeer, "its process exited"));
+        try {
+          awaitInit(first);
+        } catch (IOException e) {
+          if (isStopping()) {
+            throw new StartException("stopped during start");
+          }
+          Log.info("no INIT from the adopted data server (pid " + first.pid() + "): "
+              + e.getMessage());
+          supervisor.peerDown(first, "it sent no INIT to the relaunched front server");
+        }
       }
-      endpoint = new DataEndpoint(process.pid(), dataPort);
+    } else {
+      first = launchDataServer();
     }
-    process.onExit().thenAccept(p -> {
-      if (!isStopping()) {
-        endpoint = null;
-        Log.info("data server (pid " + p.pid() + ") exited with code " + p.exitValue()
-            + "; clients get UNAVAILABLE");
-      }
-    });
+
     Thread acceptor = new Thread(() -> acceptClients(clients), "front-acceptor");
     acceptor.setDaemon(true);
     acceptor.start();
 
     String bind = config.bindAddress.getHostAddress();
-    System.out.println("data server pid " + process.pid() + " port " + dataPort);
+    DataEndpoint e = endpoint;
+    if (e != null) {
+      System.out.println("data server pid " + e.pid + " port " + e.port);
+    }
     System.out.println("psiskv front server listening on " + bind + ":" + clients.getLocalPort());
     System.out.flush();
-    Log.info("listening on " + bind + ":" + clients.getLocalPort() + "; data server pid "
-        + process.pid() + " on port " + dataPort);
+    Log.info("listening on " + bind + ":" + clients.getLocalPort() + (e == null
+        ? "; no data server yet" : "; data server pid " + e.pid + " on port " + e.port));
+    supervisor.startLoop(first, noPeerReason);
 
-    Thread console = new Thread(this::runConsole, "console");
-    console.setDaemon(true);
-    console.start();
-  }
-
-  /** Launches the Data Server process; null if the stop began first. */
-  private Process launchDataServer(int controlPort) throws IOException {
-    List<String> command = new ArrayList<>();
-    command.add(javaBinary());
-    command.add("-cp");
-    command.add(absoluteClassPath());
-    command.add(DataServer.class.getName());
-    command.addAll(config.dataServerArgs(controlPort));
-    ProcessBuilder builder = new ProcessBuilder(command)
-        .redirectInput(ProcessBuilder.Redirect.PIPE)
-        .redirectOutput(ProcessBuilder.Redirect.INHERIT)
-        .redirectError(ProcessBuilder.Redirect.INHERIT);
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        return null;
-      }
-      Process process = builder.start();
-      process.getOutputStream().close(); // The console is ours; the child reads no stdin.
-      dataProcess = process;
-      Log.info("launched data server pid " + process.pid());
-      return process;
+    if (adopted) {
+      Log.info("console off (started by the data server): stop with SIGTERM or"
+          + " build-scripts/psiskv-stop");
+    } else {
+      Thread console = new Thread(this::runConsole, "console");
+      console.setDaemon(true);
+      console.start();
     }
   }
 
   /**
-   * Waits for INIT from the launched process on the control listener; returns the Data Server's
-   * client port. Connections that are not the child's INIT are closed and ignored.
+   * Launches a Data Server and waits for its INIT ({@link Supervisor.Launcher}): at start on the
+   * main thread, later on the supervisor's. On failure the process is killed, unless a stop began
+   * (the stop then deals with it).
    */
-  private int awaitInit(Process process, ServerSocket controlServer) throws IOException {
+  private Supervisor.Peer launchDataServer() throws IOException {
+    List<String> command = Supervisor.javaCommand(DataServer.class,
+        config.dataServerArgs(controlListener.getLocalPort(), clientListener.getLocalPort()));
+    ProcessBuilder builder = new ProcessBuilder(command)
+        .redirectInput(ProcessBuilder.Redirect.PIPE)
+        .redirectOutput(ProcessBuilder.Redirect.INHERIT)
+        .redirectError(ProcessBuilder.Redirect.INHERIT);
+    Supervisor.Peer peer;
+    try {
+      peer = supervisor.track(builder);
+    } catch (IOException e) {
+      throw isStopping() ? new StartException("stopped during start") : e;
+    }
+    peer.process.getOutputStream().close(); // The console is ours; the child reads no stdin.
+    Log.info("launched data server pid " + peer.pid());
+    try {
+      awaitInit(peer);
+    } catch (IOException | RuntimeException e) {
+      if (!supervisor.isStopped()) {
+        peer.handle.destroyForcibly();
+        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
+      }
+      throw e;
+    }
+    peer.process.onExit().thenRun(() -> supervisor.peerDown(peer, peer.exitDescription()));
+    return peer;
+  }
+
+  /**
+   * Waits for INIT from {@code peer} on the control listener, answers INIT OK, starts the link
+   * and makes the peer the endpoint. Connections that are not the peer's INIT are closed and
+   * ignored. The accept wakes every {@value ServerConfig#INIT_ACCEPT_POLL_MILLIS} ms to notice a
+   * peer that died before it connected, or a stop.
+   */
+  private void awaitInit(Supervisor.Peer peer) throws IOException {
+    ServerSocket controlServer = controlListener;
     long deadline =
         System.nanoTime() + ServerConfig.DATA_START_TIMEOUT_MILLIS * 1_000_000L;
     while (true) {
+      if (isStopping() || supervisor.isStopped()) {
+        throw new StartException("stopped during start");
+      }
+      if (peer.isGone()) {
+        throw new StartException(peer.process != null
+            ? "the data server exited during start with code " + peer.process.exitValue()
+                + " (see its log lines above)"
+            : "the data server (pid " + peer.pid() + ") is gone");
+      }
       long remaining = Wire.remainingMillis(deadline);
       if (remaining == 0) {
-        throw new StartException("the data server (pid " + process.pid()
+        throw new StartException("the data server (pid " + peer.pid()
             + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
             + " ms");
       }
       Socket socket;
       try {
-        controlServer.setSoTimeout((int) Math.min(Integer.MAX_VALUE, remaining));
+        controlServer.setSoTimeout(
+            (int) Math.min(ServerConfig.INIT_ACCEPT_POLL_MILLIS, Math.max(1, remaining)));
         socket = controlServer.accept();
       } catch (SocketTimeoutException e) {
-        continue; // The deadline check above reports it.
+        continue; // The checks above run again.
       } catch (IOException e) {
         if (isStopping()) {
           throw new StartException("stopped during start");
-        }
-        if (!process.isAlive()) {
-          throw new StartException("the data server exited during start with code "
-              + process.exitValue() + " (see its log lines above)");
         }
         throw e;
       }
@@ -268,23 +331,20 @@ public final class FrontServer {
         }
         int port = Header.getU16(link.body(), HEADER_BYTES);
         long pid = Header.getU64(link.body(), HEADER_BYTES + 2);
-        if (pid != process.pid()) {
-          throw new IOException("INIT from pid " + pid + ", expected " + process.pid());
+        if (pid != peer.pid()) {
+          throw new IOException("INIT from pid " + pid + ", expected " + peer.pid());
         }
         link.sendInitOk(h.requestId, ProcessHandle.current().pid());
-        link.setReadTimeoutMillis(0);
         synchronized (lifecycleLock) {
           if (stopping) {
-            link.close();
+            // The stop found no link and sends SIGTERM; the Data Server stops on that.
             throw new StartException("stopped during start");
           }
-          control = link;
+          peer.linked(link);
         }
-        link.startHeartbeats(null);
-        Thread reader = new Thread(() -> readControl(link), "control-reader");
-        reader.setDaemon(true);
-        reader.start();
-        return port;
+        link.start(dataLinkHandler(peer));
+        supervisor.ifUp(peer, () -> endpoint = new DataEndpoint(peer.pid(), port));
+        return;
       } catch (StartException e) {
         throw e;
       } catch (IOException e) {
@@ -293,6 +353,47 @@ public final class FrontServer {
         link.close();
       }
     }
+  }
+
+  /** The Front Server's reactions to its Data Server's control connection. */
+  private ControlLink.Handler dataLinkHandler(Supervisor.Peer peer) {
+    return new ControlLink.Handler() {
+      @Override
+      public void onMessage(Header h, byte[] buf) throws IOException {
+        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
+          // PROTOCOL.md §7.3: the Data Server got SIGINT/SIGTERM and stops in order; its end is
+          // no crash. Both stop.
+          peer.stoppingOnPurpose = true;
+          endpoint = null;
+          Log.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
+              + " server stops too");
+          requestStop("the data server is stopping on purpose");
+          return;
+        }
+        if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
+          Log.info("data server acknowledged SHUTDOWN");
+          return;
+        }
+        throw new ProtocolException("unexpected control message " + h);
+      }
+
+      @Override
+      public void onClosed(String reason) {
+        peer.linkClosed();
+        if (!isStopping()) {
+          supervisor.peerDown(peer, "control connection lost (" + reason + ")");
+        }
+      }
+
+      @Override
+      public void onSilent(long silentMillis) {
+        if (!isStopping() && !peer.stoppingOnPurpose) {
+          Log.info("killing the hung data server (pid " + peer.pid() + ") with SIGKILL");
+          peer.handle.destroyForcibly();
+          supervisor.peerDown(peer, "hung (silent for " + silentMillis + " ms), killed");
+        }
+      }
+    };
   }
 
   /** The configured port, else the first free one above it; port 0 means any free port. */
@@ -417,29 +518,6 @@ public final class FrontServer {
     Log.info("front connection " + Wire.peer(socket) + ": " + message);
   }
 
-  private void readControl(ControlLink link) {
-    try {
-      while (true) {
-        Header h = link.read();
-        if (ControlLink.isRequest(h, Opcode.HEARTBEAT)) {
-          continue;
-        }
-        if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
-          Log.info("data server acknowledged SHUTDOWN");
-          continue;
-        }
-        throw new IOException("unexpected control message " + h);
-      }
-    } catch (IOException e) {
-      if (!isStopping()) {
-        endpoint = null;
-        Log.info("control connection to the data server lost (" + e.getMessage()
-            + "); clients get UNAVAILABLE");
-        link.close();
-      }
-    }
-  }
-
   private void runConsole() {
     BufferedReader reader =
         new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -454,8 +532,8 @@ public final class FrontServer {
             requestStop("quit on the console");
             return;
           case "help":
-            System.out.println("commands: status (pids, ports, uptime), help, quit (stop both"
-                + " servers)");
+            System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
+                + " relaunches), help, quit (stop both servers)");
             break;
           case "status":
             printStatus();
@@ -472,21 +550,77 @@ public final class FrontServer {
     }
   }
 
+  /**
+   * The console's {@code status}: this process's figures, and the Data Server's from a STATUS
+   * control request (PROTOCOL.md §7.4). One {@code name: fields} line per subject.
+   */
   private void printStatus() {
-    Duration up = Duration.ofNanos(System.nanoTime() - startNanos);
     ServerSocket clients = clientListener;
     DataEndpoint e = endpoint;
-    System.out.printf("front server: pid %d, listening on %s:%d, up %dh%02dm%02ds%n",
-        ProcessHandle.current().pid(), config.bindAddress.getHostAddress(),
-        clients == null ? -1 : clients.getLocalPort(), up.toHours(), up.toMinutesPart(),
-        up.toSecondsPart());
-    if (e == null) {
-      System.out.println("data server: not available");
+    System.out.printf("front server: pid %d, listening on %s:%d, up %s, data server relaunches"
+            + " %d%n", ProcessHandle.current().pid(), config.bindAddress.getHostAddress(),
+        clients == null ? -1 : clients.getLocalPort(),
+        formatDuration(System.nanoTime() - startNanos), supervisor.relaunches());
+    Supervisor.Peer peer = currentLinkedPeer();
+    if (e == null || peer == null) {
+      System.out.println("data server: not available (being started or relaunched)");
     } else {
-      System.out.printf("data server: pid %d, port %d, threads %s, max value %d bytes%n",
-          e.pid, e.port, config.threadsDescription(), config.maxValueBytes);
+      byte[] b;
+      try {
+        b = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
+      } catch (IOException ex) {
+        System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
+            ex.getMessage());
+        b = null;
+      }
+      if (b != null) {
+        long lastSync = Header.getU64(b, Protocol.STATUS_OFF_LAST_SYNC_MILLIS);
+        int flags = Header.getU32(b, Protocol.STATUS_OFF_FLAGS);
+        System.out.printf("data server: pid %d, port %d, up %s, threads %s, max value %d bytes,"
+                + " front server relaunches %d%n",
+            Header.getU64(b, Protocol.STATUS_OFF_PID), e.port,
+            formatDuration(Header.getU64(b, Protocol.STATUS_OFF_UPTIME_MILLIS) * 1_000_000L),
+            config.threadsDescription(), config.maxValueBytes,
+            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_FRONT_RELAUNCHES)));
+        System.out.printf("store: %d keys, %d value bytes, %d sessions, %d connected clients%n",
+            Header.getU64(b, Protocol.STATUS_OFF_KEYS),
+            Header.getU64(b, Protocol.STATUS_OFF_VALUE_BYTES),
+            Header.getU64(b, Protocol.STATUS_OFF_SESSIONS),
+            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_CONNECTIONS)));
+        System.out.printf("backup file: %s, %d bytes, last sync %s, fsync %s%s%n",
+            config.dataDir.resolve(BackupLog.FILE_NAME),
+            Header.getU64(b, Protocol.STATUS_OFF_BACKUP_FILE_BYTES),
+            lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(),
+            fsyncName(Header.getU32(b, Protocol.STATUS_OFF_FSYNC_POLICY)),
+            (flags & Protocol.STATUS_FLAG_BACKUP_FAILED) != 0
+                ? ", FAILED: writes are refused until it recovers" : "");
+      }
     }
     System.out.println("data dir: " + config.dataDir);
+  }
+
+  /** The Data Server being served to clients, if its control link is up. */
+  private Supervisor.Peer currentLinkedPeer() {
+    Supervisor.Peer p = supervisor.current();
+    return p != null && p.link() != null && !p.link().isClosed() ? p : null;
+  }
+
+  private static String fsyncName(int code) {
+    switch (code) {
+      case Protocol.STATUS_FSYNC_ALWAYS:
+        return "always";
+      case Protocol.STATUS_FSYNC_EVERYSEC:
+        return "everysec";
+      case Protocol.STATUS_FSYNC_NO:
+        return "no";
+      default:
+        return "unknown (" + code + ")";
+    }
+  }
+
+  private static String formatDuration(long nanos) {
+    Duration d = Duration.ofNanos(nanos);
+    return String.format("%dh%02dm%02ds", d.toHours(), d.toMinutesPart(), d.toSecondsPart());
   }
 
   private void requestStop(String reason) {
@@ -500,27 +634,12 @@ public final class FrontServer {
     }
   }
 
-  /** Start failure: the child is killed at once rather than asked. */
-  private void killDataServer() {
-    Process p;
-    synchronized (lifecycleLock) {
-      p = dataProcess;
-    }
-    if (p != null && p.isAlive()) {
-      p.destroyForcibly();
-    }
-  }
-
   /** The orderly stop of both processes; see the class comment. */
   private void stop(String reason) {
     boolean first;
-    Process process;
-    ControlLink link;
     synchronized (lifecycleLock) {
       first = !stopping;
       stopping = true;
-      process = dataProcess;
-      link = control;
     }
     if (!first) {
       awaitQuietly(stopped);
@@ -528,14 +647,12 @@ public final class FrontServer {
     }
     try {
       Log.info("stopping: " + reason);
+      Supervisor.Peer peer = supervisor.stop(); // Nothing is relaunched from here on.
       endpoint = null;
       Wire.closeQuietly(clientListener);
       Wire.closeQuietly(controlListener);
-      if (process != null) {
-        stopDataServer(process, link);
-      }
-      if (link != null) {
-        link.close();
+      if (peer != null && !leaveDataServer) {
+        stopDataServer(peer);
       }
       PidFile.deleteIfOurs(config.dataDir, PidFile.FRONT);
       Log.info("stopped");
@@ -544,50 +661,37 @@ public final class FrontServer {
     }
   }
 
-  private void stopDataServer(Process process, ControlLink link) {
-    if (!process.isAlive()) {
-      return; // Its exit was logged when it happened.
-    }
-    boolean asked = false;
-    if (link != null) {
-      try {
-        link.sendShutdown();
-        asked = true;
-      } catch (IOException e) {
-        Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
-      }
-    }
-    if (!asked) {
-      process.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
-    }
-    boolean exited = waitFor(process, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS);
-    if (!exited) {
-      Log.info("data server (pid " + process.pid() + ") did not exit within "
-          + ServerConfig.SHUTDOWN_TIMEOUT_MILLIS + " ms; killing it");
-      process.destroyForcibly();
-      waitFor(process, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS);
-      exitCode = ServerConfig.EXIT_FAILURE;
-    }
-    if (!process.isAlive()) {
-      Log.info("data server (pid " + process.pid() + ") exited with code "
-          + process.exitValue());
-    }
-  }
-
-  private static boolean waitFor(Process process, long millis) {
-    boolean interrupted = false;
-    long deadline = System.nanoTime() + millis * 1_000_000L;
+  private void stopDataServer(Supervisor.Peer peer) {
+    ControlLink link = peer.link();
     try {
-      while (true) {
+      if (peer.isGone()) {
+        return; // Its exit was logged when it happened.
+      }
+      boolean asked = false;
+      if (link != null && !link.isClosed()) {
         try {
-          return process.waitFor(Wire.remainingMillis(deadline), TimeUnit.MILLISECONDS);
-        } catch (InterruptedException e) {
-          interrupted = true;
+          link.sendShutdown();
+          asked = true;
+        } catch (IOException e) {
+          Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
         }
       }
+      if (!asked) {
+        peer.handle.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
+      }
+      if (!Supervisor.awaitGone(peer, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS)) {
+        Log.info("data server (pid " + peer.pid() + ") did not exit within "
+            + ServerConfig.SHUTDOWN_TIMEOUT_MILLIS + " ms; killing it");
+        peer.handle.destroyForcibly();
+        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
+        exitCode = ServerConfig.EXIT_FAILURE;
+      }
+      if (peer.isGone()) {
+        Log.info("data server (pid " + peer.pid() + ") " + peer.exitDescription());
+      }
     } finally {
-      if (interrupted) {
-        Thread.currentThread().interrupt();
+      if (link != null) {
+        link.close();
       }
     }
   }
@@ -605,25 +709,5 @@ public final class FrontServer {
     if (interrupted) {
       Thread.currentThread().interrupt();
     }
-  }
-
-  /** The running JVM's own java launcher: the Data Server runs on the same Java. */
-  private static String javaBinary() {
-    Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-    if (Files.isExecutable(java)) {
-      return java.toString();
-    }
-    return ProcessHandle.current().info().command().orElse("java");
-  }
-
-  /** This JVM's classpath with absolute entries, so the child does not depend on our cwd. */
-  private static String absoluteClassPath() {
-    List<String> entries = new ArrayList<>();
-    for (String entry : System.getProperty("java.class.path").split(File.pathSeparator)) {
-      if (!entry.isEmpty()) {
-        entries.add(Path.of(entry).toAbsolutePath().toString());
-      }
-    }
-    return String.join(File.pathSeparator, entries);
   }
 }

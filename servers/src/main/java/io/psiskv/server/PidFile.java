@@ -43,8 +43,9 @@ final class PidFile {
   }
 
   /**
-   * The live psiskv process named by the file, if any: a pid whose process is gone, or whose
-   * command line does not mention psiskv (the pid was reused), counts as stale.
+   * The live psiskv process named by the file, if any: a pid whose process is gone (or a zombie:
+   * dead, waiting for init to reap it), or whose command line does not mention psiskv (the pid
+   * was reused), counts as stale.
    */
   static Optional<ProcessHandle> livePeer(Path dir, String name) {
     Path file = dir.resolve(name);
@@ -54,7 +55,7 @@ final class PidFile {
         return Optional.empty();
       }
       return ProcessHandle.of(pid.get())
-          .filter(ProcessHandle::isAlive)
+          .filter(p -> !Supervisor.isGone(p))
           .filter(p -> p.info().commandLine().map(c -> c.contains("psiskv")).orElse(true));
     } catch (IOException e) {
       return Optional.empty();

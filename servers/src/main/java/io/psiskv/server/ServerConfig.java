@@ -34,16 +34,21 @@ final class ServerConfig {
   /** Largest N accepted in {@code --threads pool:N}. */
   static final int MAX_POOL_THREADS = 10_000;
 
-  // --- Control connection (PROTOCOL.md §7). ---
+  // --- Control connection (PROTOCOL.md §7). Supervision's numbers are in Supervisor. ---
 
-  /** Each side sends a HEARTBEAT this often. */
-  static final long HEARTBEAT_INTERVAL_MILLIS = 500;
-  /** A peer silent for this many heartbeat intervals is considered hung. */
-  static final int MISSED_HEARTBEATS_BEFORE_HUNG = 3;
-  /** Front Server: how long it waits for the Data Server's INIT after launching it. */
+  /** Front Server: how long it waits for the Data Server's INIT after launching it at start. */
   static final long DATA_START_TIMEOUT_MILLIS = 60_000;
   /** Data Server: how long it waits for INIT OK after sending INIT. */
   static final int INIT_REPLY_TIMEOUT_MILLIS = 10_000;
+  /** Front Server: how long it waits for a STATUS answer for the console. */
+  static final long STATUS_TIMEOUT_MILLIS = 2_000;
+  /**
+   * Front Server: how often the wait for INIT wakes up to notice a launched Data Server that died
+   * before it connected, or a stop (accept has no other way to be woken).
+   */
+  static final int INIT_ACCEPT_POLL_MILLIS = 100;
+  /** A Front Server started by the Data Server writes its log here, in the data directory. */
+  static final String FRONT_LOG_FILE = "front.log";
   /** Front Server: how long it waits for the Data Server to exit after SHUTDOWN before killing. */
   static final long SHUTDOWN_TIMEOUT_MILLIS = 15_000;
   /** Data Server: how long a stop waits for in-flight requests before closing them by force. */
@@ -132,6 +137,16 @@ final class ServerConfig {
   final int maxValueBytes;
   /** Data Server only: the Front Server's control port on 127.0.0.1; -1 for the Front Server. */
   final int controlPort;
+  /**
+   * Data Server only: the Front Server's client port, which a Front Server it relaunches binds
+   * again; -1 for the Front Server.
+   */
+  final int frontPort;
+  /**
+   * Front Server only: 0 normally; else the pid of a running Data Server that relaunched this
+   * Front Server and that it adopts instead of launching one (no console, exact port).
+   */
+  final long adoptDataPid;
   /** When a write is acknowledged relative to the disk (PROTOCOL.md §11.4). */
   final FsyncPolicy fsync;
   /** Start even if the backup file is damaged before its tail, salvaging up to the damage. */
@@ -139,7 +154,8 @@ final class ServerConfig {
 
   private ServerConfig(
       Role role, int port, InetAddress bindAddress, Path dataDir, int poolThreads,
-      int maxValueBytes, int controlPort, FsyncPolicy fsync, boolean salvage) {
+      int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
+      boolean salvage) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -147,6 +163,8 @@ final class ServerConfig {
     this.poolThreads = poolThreads;
     this.maxValueBytes = maxValueBytes;
     this.controlPort = controlPort;
+    this.frontPort = frontPort;
+    this.adoptDataPid = adoptDataPid;
     this.fsync = fsync;
     this.salvage = salvage;
   }
@@ -159,6 +177,8 @@ final class ServerConfig {
     int poolThreads = 0;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
+    int frontPort = -1;
+    long adoptDataPid = 0;
     FsyncPolicy fsync = DEFAULT_FSYNC;
     boolean salvage = false;
     for (int i = 0; i < args.length; i++) {
@@ -203,6 +223,20 @@ final class ServerConfig {
           }
           controlPort = parseInt(name, value != null ? value : next(args, ++i, name), 1, 65535);
           break;
+        case "--front-port":
+          if (role != Role.DATA) {
+            throw new ConfigException(
+                "--front-port is for the Data Server, which the Front Server starts itself");
+          }
+          frontPort = parseInt(name, value != null ? value : next(args, ++i, name), 1, 65535);
+          break;
+        case "--adopt-data":
+          if (role != Role.FRONT) {
+            throw new ConfigException("--adopt-data is for the Front Server");
+          }
+          adoptDataPid = parseInt(name, value != null ? value : next(args, ++i, name), 1,
+              Integer.MAX_VALUE);
+          break;
         default:
           throw new ConfigException("unknown option '" + arg + "' (try --help)");
       }
@@ -211,8 +245,15 @@ final class ServerConfig {
       throw new ConfigException("--control-port is required: the Data Server is started by the"
           + " Front Server (run io.psiskv.server.FrontServer)");
     }
+    if (role == Role.DATA && frontPort < 0) {
+      throw new ConfigException("--front-port is required: the Data Server is started by the"
+          + " Front Server (run io.psiskv.server.FrontServer)");
+    }
+    if (adoptDataPid != 0 && port == 0) {
+      throw new ConfigException("--adopt-data needs the exact --port to bind again, not 0");
+    }
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), poolThreads,
-        maxValueBytes, controlPort, fsync, salvage);
+        maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage);
   }
 
   /**
@@ -253,13 +294,41 @@ final class ServerConfig {
     if (role == Role.DATA) {
       out.println("  --control-port P       the Front Server's control port (set by the Front"
           + " Server)");
+      out.println("  --front-port P         the Front Server's client port (set by the Front"
+          + " Server)");
+    } else {
+      out.println("  --adopt-data PID       (internal) started by the Data Server PID after the"
+          + " Front Server died: adopt it, bind exactly --port, no console");
     }
     out.println("  --help                 this text");
     out.println("console commands: status, help, quit");
   }
 
   /** The options the Front Server passes to the Data Server it launches. */
-  List<String> dataServerArgs(int controlPort) {
+  List<String> dataServerArgs(int controlPort, int frontPort) {
+    List<String> args = sharedArgs();
+    args.add("--control-port");
+    args.add(Integer.toString(controlPort));
+    args.add("--front-port");
+    args.add(Integer.toString(frontPort));
+    return args;
+  }
+
+  /**
+   * The options the Data Server passes to the Front Server it relaunches: the same settings, the
+   * front's client port exactly, and {@code --adopt-data} with the Data Server's pid.
+   */
+  List<String> frontServerArgs(long dataPid) {
+    List<String> args = sharedArgs();
+    args.add("--port");
+    args.add(Integer.toString(frontPort));
+    args.add("--adopt-data");
+    args.add(Long.toString(dataPid));
+    return args;
+  }
+
+  /** The settings both processes share, as options. */
+  private List<String> sharedArgs() {
     List<String> args = new ArrayList<>();
     args.add("--bind");
     args.add(bindAddress.getHostAddress());
@@ -274,8 +343,6 @@ final class ServerConfig {
     if (salvage) {
       args.add("--salvage");
     }
-    args.add("--control-port");
-    args.add(Integer.toString(controlPort));
     return args;
   }
 

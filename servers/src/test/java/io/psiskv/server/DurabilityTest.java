@@ -19,6 +19,7 @@ import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -49,6 +50,9 @@ class DurabilityTest {
     Map<Integer, KeyState> model = new ConcurrentHashMap<>();
     AtomicLong acks = new AtomicLong();
     CountDownLatch enough = new CountDownLatch(1);
+    // Set right after the kill: writers end at their next operation. Without it a client that
+    // reconnects (PROTOCOL.md §12) to the relaunched Data Server would write forever.
+    AtomicBoolean killed = new AtomicBoolean();
     List<Thread> writers = new ArrayList<>();
     List<Throwable> failures = new ArrayList<>();
     for (int w = 0; w < WRITERS; w++) {
@@ -57,7 +61,7 @@ class DurabilityTest {
       Thread t = new Thread(() -> {
         SplittableRandom random = new SplittableRandom(seed);
         try (KvClient kv = KvClient.connect(server.host(), server.port())) {
-          for (long op = 0; ; op++) {
+          for (long op = 0; !killed.get(); op++) {
             int key = base + random.nextInt(KEYS_PER_WRITER);
             KeyState st = model.computeIfAbsent(key, k -> new KeyState());
             int kind = random.nextInt(10);
@@ -80,7 +84,8 @@ class DurabilityTest {
             }
           }
         } catch (KvException expectedAfterKill) {
-          // The Data Server died under this writer; its last write stays uncertain.
+          // The Data Server died under this writer (a client without reconnection); its last
+          // write stays uncertain.
         } catch (Throwable t2) {
           synchronized (failures) {
             failures.add(t2);
@@ -93,6 +98,7 @@ class DurabilityTest {
     }
     enough.await();
     server.dataProcess().destroyForcibly(); // SIGKILL
+    killed.set(true);
     for (Thread t : writers) {
       t.join(Duration.ofSeconds(60).toMillis());
       assertThat(t.isAlive()).isFalse();

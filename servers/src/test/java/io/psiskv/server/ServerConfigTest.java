@@ -58,18 +58,46 @@ class ServerConfigTest {
     assertThat(error(Role.FRONT, "--verbose")).contains("unknown option '--verbose'");
     assertThat(error(Role.FRONT, "--control-port", "5")).contains("for the Data Server");
     assertThat(error(Role.DATA)).contains("--control-port is required");
+    assertThat(error(Role.DATA, "--control-port", "5")).contains("--front-port is required");
+    assertThat(error(Role.FRONT, "--front-port", "5")).contains("for the Data Server");
+    assertThat(error(Role.DATA, "--control-port", "5", "--front-port", "6", "--adopt-data", "7"))
+        .contains("for the Front Server");
+    assertThat(error(Role.FRONT, "--port", "0", "--adopt-data", "7"))
+        .contains("--adopt-data needs the exact --port");
   }
 
   @Test
   void dataServerArgsCarryEverySettingAcross() throws Exception {
     ServerConfig front = ServerConfig.parse(Role.FRONT, "--bind", "127.0.0.1", "--data-dir",
-        "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77");
+        "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "everysec",
+        "--salvage");
     ServerConfig data = ServerConfig.parse(Role.DATA,
-        front.dataServerArgs(4242).toArray(new String[0]));
+        front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.bindAddress).isEqualTo(front.bindAddress);
     assertThat(data.dataDir).isEqualTo(front.dataDir);
     assertThat(data.poolThreads).isEqualTo(3);
     assertThat(data.maxValueBytes).isEqualTo(77);
+    assertThat(data.fsync).isEqualTo(FsyncPolicy.EVERYSEC);
+    assertThat(data.salvage).isTrue();
     assertThat(data.controlPort).isEqualTo(4242);
+    assertThat(data.frontPort).isEqualTo(9876);
+  }
+
+  @Test
+  void frontServerArgsOfARelaunchCarryEverySettingTheExactPortAndTheAdoption() throws Exception {
+    ServerConfig data = ServerConfig.parse(Role.DATA, "--bind", "127.0.0.1", "--data-dir",
+        "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "no",
+        "--control-port", "5", "--front-port", "9876");
+    ServerConfig front = ServerConfig.parse(Role.FRONT,
+        data.frontServerArgs(4242).toArray(new String[0]));
+    assertThat(front.port).isEqualTo(9876);
+    assertThat(front.adoptDataPid).isEqualTo(4242);
+    assertThat(front.bindAddress).isEqualTo(data.bindAddress);
+    assertThat(front.dataDir).isEqualTo(data.dataDir);
+    assertThat(front.poolThreads).isEqualTo(3);
+    assertThat(front.maxValueBytes).isEqualTo(77);
+    assertThat(front.fsync).isEqualTo(FsyncPolicy.NO);
+    assertThat(front.salvage).isFalse();
+    assertThat(ServerConfig.parse(Role.FRONT).adoptDataPid).isEqualTo(0);
   }
 }

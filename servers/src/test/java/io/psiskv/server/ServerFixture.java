@@ -16,9 +16,12 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -48,8 +51,15 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  *
  * <p>Each start gets a run directory {@code target/server-fixture/<Class>-<method>-<n>/} holding
  * {@code data/} and {@code server.log} (both processes' stderr and the front's stdout, prefixed
- * {@code [stdout]}); nothing goes to the console. A failing test prints the log's path. A JVM
- * shutdown hook kills both processes should the test JVM itself be stopped.
+ * {@code [stdout]}); nothing goes to the console. A Front Server relaunched by the Data Server
+ * logs to {@code data/front.log} instead; {@link #log()} returns both. A failing test prints the
+ * log's path. A JVM shutdown hook kills both processes should the test JVM itself be stopped.
+ *
+ * <p><b>Relaunches.</b> The servers relaunch each other, so pids change during a test: {@link
+ * #frontPid()} and {@link #dataPid()} read the pid files, and every process the fixture has seen
+ * (the started front, the printed data server, every pid read from a pid file, and their
+ * descendants) is remembered. {@link #killBoth()} first SIGSTOPs all of them, so that none can
+ * relaunch another while they are being killed, then SIGKILLs them: no test leaves an orphan.
  */
 public final class ServerFixture
     implements BeforeAllCallback, AfterAllCallback, BeforeEachCallback, AfterEachCallback {
@@ -79,6 +89,13 @@ public final class ServerFixture
   private int port;
   private int dataPort;
   private final List<String> stdoutLines = new CopyOnWriteArrayList<>();
+  /** Every server process seen since the first start (handles check the start time on kill). */
+  private final Set<ProcessHandle> seen = ConcurrentHashMap.newKeySet();
+  /**
+   * Whether the pid files name our processes: only once our pair has started. A pair refused on
+   * another pair's data directory must not take that pair's processes for its own.
+   */
+  private volatile boolean ownsPidFiles;
   private Thread killHook;
 
   private ServerFixture(Builder b) {
@@ -226,11 +243,13 @@ public final class ServerFixture
 
     stdoutLines.clear();
     data = null;
+    ownsPidFiles = false;
     ProcessBuilder builder = new ProcessBuilder(command)
         .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
         .redirectOutput(ProcessBuilder.Redirect.PIPE)
         .redirectInput(ProcessBuilder.Redirect.PIPE);
     front = builder.start();
+    seen.add(front.toHandle());
     installKillHook();
     stdin = new OutputStreamWriter(front.getOutputStream(), UTF_8);
     CompletableFuture<Void> ready = new CompletableFuture<>();
@@ -240,6 +259,7 @@ public final class ServerFixture
     pump.start();
     try {
       ready.get(START_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+      ownsPidFiles = true;
     } catch (ExecutionException | TimeoutException e) {
       killBoth();
       throw new IOException("server pair did not start (" + e.getMessage() + "); log "
@@ -252,18 +272,29 @@ public final class ServerFixture
   }
 
   /**
-   * Orderly stop through the console: writes {@code quit}, waits for the Front Server to exit,
-   * and asserts exit code 0 and that the Data Server process is gone.
+   * Orderly stop. While the started Front Server runs: writes {@code quit} on its console, waits
+   * for it to exit, and asserts exit code 0 and that the Data Server process is gone. After it
+   * was relaunched (no console, not our child): SIGTERM to the current front and asserts that
+   * every server process disappears and the pid files are removed.
    */
   public synchronized int stop() {
-    console("quit");
-    int code = awaitExit(STOP_TIMEOUT);
-    assertWithMessage("front server exit code; log %s", logFile).that(code).isEqualTo(0);
-    assertDataServerGone(STOP_TIMEOUT);
-    return code;
+    if (front.isAlive()) {
+      console("quit");
+      int code = awaitExit(STOP_TIMEOUT);
+      assertWithMessage("front server exit code; log %s", logFile).that(code).isEqualTo(0);
+      assertDataServerGone(STOP_TIMEOUT);
+      return code;
+    }
+    ProcessHandle current = frontProcess();
+    current.destroy(); // SIGTERM
+    assertAllGone(STOP_TIMEOUT);
+    assertWithMessage("pid files left; log %s", logFile)
+        .that(Files.exists(dataDir.resolve(PidFile.FRONT))
+            || Files.exists(dataDir.resolve(PidFile.DATA))).isFalse();
+    return 0;
   }
 
-  /** Waits for the Front Server to exit and returns its exit code; kills both on timeout. */
+  /** Waits for the started Front Server to exit and returns its exit code; kills all on timeout. */
   public int awaitExit(Duration timeout) {
     Process p = front;
     try {
@@ -279,13 +310,28 @@ public final class ServerFixture
     return p.exitValue();
   }
 
-  /** Asserts that the Data Server process disappears within {@code timeout}. */
+  /**
+   * Asserts that the Data Server disappears within {@code timeout}: the current one and every
+   * server process seen so far other than the started Front Server (relaunched ones included).
+   */
   public void assertDataServerGone(Duration timeout) {
-    ProcessHandle d = data;
-    if (d != null) {
-      Poll.require(timeout, () -> !d.isAlive(),
-          () -> "data server pid " + d.pid() + " still alive; log " + logFile);
-    }
+    currentData();
+    Poll.require(timeout, () -> liveProcesses().stream().allMatch(p -> p.pid() == front.pid()),
+        () -> "server processes still alive: " + liveProcesses() + "; log " + logFile);
+  }
+
+  /** Asserts that every server process the fixture has seen disappears within {@code timeout}. */
+  public void assertAllGone(Duration timeout) {
+    Poll.require(timeout, () -> liveProcesses().isEmpty(),
+        () -> "server processes still alive: " + liveProcesses() + "; log " + logFile);
+  }
+
+  /**
+   * Whether a process has ended: not alive, or a zombie (a dead orphan waits for init to reap
+   * it, and {@link ProcessHandle#isAlive} still says true for it).
+   */
+  public static boolean isGone(ProcessHandle p) {
+    return Supervisor.isGone(p);
   }
 
   /** Writes one line to the Front Server's console (stdin). */
@@ -303,24 +349,71 @@ public final class ServerFixture
     stdin.close();
   }
 
-  /** Kills both processes at once (no orderly stop). */
+  /**
+   * Kills every server process at once, relaunched ones included (no orderly stop): SIGSTOP all
+   * (so that none relaunches another meanwhile; repeated until no new one appears), then SIGKILL
+   * all, then waits until they are gone.
+   */
   public void killBoth() {
-    if (front != null) {
-      front.destroyForcibly();
+    Set<ProcessHandle> victims = new HashSet<>();
+    for (int round = 0; round < 20; round++) {
+      List<ProcessHandle> fresh = new ArrayList<>();
+      for (ProcessHandle p : liveProcesses()) {
+        if (victims.add(p)) {
+          fresh.add(p);
+        }
+      }
+      if (fresh.isEmpty()) {
+        break;
+      }
+      signal("-STOP", fresh);
     }
-    if (data != null) {
-      data.destroyForcibly();
+    for (ProcessHandle p : victims) {
+      p.destroyForcibly();
+    }
+    if (front != null) {
+      try {
+        front.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    Poll.until(STOP_TIMEOUT, () -> victims.stream().allMatch(ServerFixture::isGone));
+  }
+
+  /** Sends a signal with kill(1) (Java has no SIGSTOP); best effort. */
+  private static void signal(String signal, List<ProcessHandle> targets) {
+    List<String> command = new ArrayList<>(List.of("kill", signal));
+    for (ProcessHandle p : targets) {
+      command.add(Long.toString(p.pid()));
     }
     try {
-      if (front != null) {
-        front.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-      }
+      Process k = new ProcessBuilder(command).redirectErrorStream(true)
+          .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+      k.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (IOException e) {
+      // kill(1) missing: the SIGKILL below still ends them, with a small relaunch race.
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    if (data != null) {
-      Poll.until(STOP_TIMEOUT, () -> !data.isAlive());
+  }
+
+  /**
+   * The live server processes: every one seen so far, those the pid files name now, and all
+   * their descendants (a relaunched peer is a child of its relauncher).
+   */
+  public Set<ProcessHandle> liveProcesses() {
+    currentFront();
+    currentData();
+    Set<ProcessHandle> all = new HashSet<>();
+    for (ProcessHandle p : seen) {
+      if (!isGone(p)) {
+        all.add(p);
+        p.descendants().filter(d -> !isGone(d)).forEach(all::add);
+      }
     }
+    seen.addAll(all);
+    return all;
   }
 
   // --- What tests read. ---
@@ -348,20 +441,54 @@ public final class ServerFixture
     return logFile;
   }
 
+  /**
+   * The current Front Server's pid: the one {@code front.pid} names (a relaunched front writes
+   * it), else the started one's.
+   */
   public long frontPid() {
-    return front.pid();
+    return currentFront().map(ProcessHandle::pid).orElse(front.pid());
   }
 
+  /** The current Data Server's pid: the one {@code data.pid} names, else the printed one's. */
   public long dataPid() {
-    return data.pid();
+    return currentData().map(ProcessHandle::pid).orElse(data.pid());
   }
 
+  /** The current Front Server (see {@link #frontPid()}); its handle, for signals. */
   public ProcessHandle frontProcess() {
-    return front.toHandle();
+    return currentFront().orElse(front.toHandle());
   }
 
+  /** The current Data Server (see {@link #dataPid()}); its handle, for signals. */
   public ProcessHandle dataProcess() {
-    return data;
+    return currentData().orElse(data);
+  }
+
+  /** The live process a pid file names, remembered for the cleanup. */
+  private Optional<ProcessHandle> fromPidFile(String name) {
+    if (dataDir == null || !ownsPidFiles) {
+      return Optional.empty();
+    }
+    try {
+      String text = Files.readString(dataDir.resolve(name), UTF_8).trim();
+      Optional<ProcessHandle> p = ProcessHandle.of(Long.parseLong(text));
+      p.ifPresent(seen::add);
+      return p;
+    } catch (IOException | NumberFormatException e) {
+      return Optional.empty(); // No file (stopped, not yet written) or mid-rename.
+    }
+  }
+
+  private Optional<ProcessHandle> currentFront() {
+    Optional<ProcessHandle> p = fromPidFile(PidFile.FRONT);
+    if (p.isPresent() && front != null && p.get().pid() == front.pid()) {
+      return Optional.of(front.toHandle()); // Our child: the same handle as process().
+    }
+    return p;
+  }
+
+  private Optional<ProcessHandle> currentData() {
+    return fromPidFile(PidFile.DATA);
   }
 
   /** The Front Server's process, e.g. for its exit value. */
@@ -378,10 +505,18 @@ public final class ServerFixture
     return List.copyOf(stdoutLines);
   }
 
-  /** The whole log file so far. */
+  /**
+   * The whole log so far: {@code server.log}, then the log of Front Servers relaunched by the
+   * Data Server ({@code data/front.log}), if any.
+   */
   public String log() {
     try {
-      return Files.exists(logFile) ? Files.readString(logFile, UTF_8) : "";
+      String main = Files.exists(logFile) ? Files.readString(logFile, UTF_8) : "";
+      Path relaunched = dataDir == null ? null : dataDir.resolve("front.log");
+      if (relaunched != null && Files.exists(relaunched)) {
+        main += "[fixture] --- " + relaunched + " ---\n" + Files.readString(relaunched, UTF_8);
+      }
+      return main;
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
@@ -406,6 +541,7 @@ public final class ServerFixture
         if (d.matches()) {
           Optional<ProcessHandle> handle = ProcessHandle.of(Long.parseLong(d.group(1)));
           data = handle.orElse(null);
+          handle.ifPresent(seen::add);
           dataPort = Integer.parseInt(d.group(2));
         }
         Matcher m = LISTENING.matcher(line);
@@ -448,6 +584,10 @@ public final class ServerFixture
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
+    } else if (front != null) {
+      // Relaunched front (no console): the orderly stop is SIGTERM.
+      currentFront().filter(p -> !isGone(p)).ifPresent(ProcessHandle::destroy);
+      Poll.until(STOP_TIMEOUT, () -> liveProcesses().isEmpty());
     }
     killBoth();
     if (killHook != null) {
