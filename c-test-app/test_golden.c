@@ -42,9 +42,6 @@ enum kind {
   K_STATUS_OK       /* 7.4, control only: body fields in STATUS_BODY */
 };
 
-/* PROTOCOL.md 7.4: STATUS opcode and response body; the Java twins are in Protocol.java. */
-#define STATUS_OPCODE 0x23u
-#define STATUS_RESPONSE_BODY_BYTES 72
 
 /* The STATUS response body of the golden vector, in wire order (PROTOCOL.md 7.4). */
 static const struct {
@@ -115,8 +112,8 @@ static const struct vector VECTORS[] = {
     {"heartbeat", K_HEARTBEAT, PSISKV_OP_HEARTBEAT, 0, 0, 17, 0, 0, NULL, 0},
     {"shutdown_request", K_SHUTDOWN, PSISKV_OP_SHUTDOWN, 0, 0, 2, 0, 0, NULL, 0},
     {"shutdown_response", RESPONSE(PSISKV_OP_SHUTDOWN, PSISKV_ST_OK, 0, 2)},
-    {"status_request", K_STATUS_REQUEST, STATUS_OPCODE, 0, 0, 3, 0, 0, NULL, 0},
-    {"status_response", K_STATUS_OK, STATUS_OPCODE, PSISKV_ST_OK, 0, 3, 0, 0, NULL, 0},
+    {"status_request", K_STATUS_REQUEST, PSISKV_OP_STATUS, 0, 0, 3, 0, 0, NULL, 0},
+    {"status_response", K_STATUS_OK, PSISKV_OP_STATUS, PSISKV_ST_OK, 0, 3, 0, 0, NULL, 0},
 };
 #define VECTOR_COUNT (sizeof VECTORS / sizeof VECTORS[0])
 
@@ -149,7 +146,7 @@ static size_t encode_status(const struct vector *v, uint8_t *buf) {
   h.flags_or_status = (uint8_t)v->flags_or_status;
   h.key = v->key;
   h.request_id = v->id;
-  h.body_length = v->kind == K_STATUS_OK ? STATUS_RESPONSE_BODY_BYTES : 0;
+  h.body_length = v->kind == K_STATUS_OK ? PSISKV_STATUS_RESPONSE_BODY_BYTES : 0;
   psiskv_header_encode(buf, &h);
   if (v->kind != K_STATUS_OK) return PSISKV_HEADER_BYTES;
   psiskv_put_u64(b + 0, STATUS_BODY.pid);
@@ -163,7 +160,7 @@ static size_t encode_status(const struct vector *v, uint8_t *buf) {
   psiskv_put_u64(b + 56, STATUS_BODY.last_sync_millis);
   psiskv_put_u32(b + 64, STATUS_BODY.fsync_policy);
   psiskv_put_u32(b + 68, STATUS_BODY.flags);
-  return PSISKV_HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
+  return PSISKV_HEADER_BYTES + PSISKV_STATUS_RESPONSE_BODY_BYTES;
 }
 
 /* Encodes v with the C codec into buf; returns the length (value bytes appended). */
@@ -266,7 +263,7 @@ static int decode_matches(const struct vector *v, const uint8_t *bytes, size_t l
       if (psiskv_decode_init_ok(body) != v->a) return fail(v, "INIT response body");
       break;
     case K_STATUS_OK:
-      if (h.body_length != STATUS_RESPONSE_BODY_BYTES) return fail(v, "STATUS body length");
+      if (h.body_length != PSISKV_STATUS_RESPONSE_BODY_BYTES) return fail(v, "STATUS body length");
       if (psiskv_get_u64(body + 0) != STATUS_BODY.pid) return fail(v, "STATUS pid");
       if (psiskv_get_u64(body + 8) != STATUS_BODY.uptime_millis) return fail(v, "STATUS uptime");
       if (psiskv_get_u64(body + 16) != STATUS_BODY.keys) return fail(v, "STATUS keys");

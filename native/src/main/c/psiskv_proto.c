@@ -63,6 +63,7 @@ const char *psiskv_opcode_name(unsigned code) {
     case PSISKV_OP_INIT: return "INIT";
     case PSISKV_OP_HEARTBEAT: return "HEARTBEAT";
     case PSISKV_OP_SHUTDOWN: return "SHUTDOWN";
+    case PSISKV_OP_STATUS: return "STATUS";
     default: return "?";
   }
 }
@@ -244,6 +245,7 @@ static uint32_t ok_body_bytes(uint8_t opcode) {
     case PSISKV_OP_HELLO: return PSISKV_HELLO_RESPONSE_BODY_BYTES;
     case PSISKV_OP_SESSION: return PSISKV_SESSION_RESPONSE_BODY_BYTES;
     case PSISKV_OP_INIT: return PSISKV_INIT_RESPONSE_BODY_BYTES;
+    case PSISKV_OP_STATUS: return PSISKV_STATUS_RESPONSE_BODY_BYTES;
     default: return 0; /* PING, PUT, DELETE, SHUTDOWN */
   }
 }

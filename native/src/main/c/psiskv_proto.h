@@ -57,6 +57,8 @@
 #define PSISKV_INIT_REQUEST_BODY_BYTES 10
 /* PROTOCOL.md 7.1: INIT response body, u64 pid of the Front Server. */
 #define PSISKV_INIT_RESPONSE_BODY_BYTES 8
+/* 7.4: STATUS OK response body (control only; the library never sends STATUS). */
+#define PSISKV_STATUS_RESPONSE_BODY_BYTES 72
 
 /* Bytes a buffer needs for any fixed-size message (header plus the largest fixed body). */
 #define PSISKV_MAX_FIXED_BYTES (PSISKV_HEADER_BYTES + PSISKV_SESSION_RESPONSE_BODY_BYTES)
@@ -76,7 +78,8 @@ enum psiskv_opcode {
   PSISKV_OP_DELETE = 0x12,    /* 6.6 remove a key */
   PSISKV_OP_INIT = 0x20,      /* 7.1 Data Server to Front Server, first control message */
   PSISKV_OP_HEARTBEAT = 0x21, /* 7.2 control connection, never answered */
-  PSISKV_OP_SHUTDOWN = 0x22   /* 7.3 Front Server to Data Server: orderly termination */
+  PSISKV_OP_SHUTDOWN = 0x22,  /* 7.3 either direction: orderly termination */
+  PSISKV_OP_STATUS = 0x23     /* 7.4 Front Server to Data Server: the console's figures */
 };
 
 /* PROTOCOL.md 5: response status, one byte at header offset 3. 0x10 and up are errors. */

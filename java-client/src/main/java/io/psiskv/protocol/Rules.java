@@ -71,7 +71,7 @@ public final class Rules {
    * connection as broken (a protocol violation: not retried, §12.1).
    *
    * <p>The allowed answers: any error status ({@code 0x10} and up) with an empty body; OK to every
-   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 12, INIT 8 bytes, else empty) and
+   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 12, INIT 8, STATUS 72 bytes, else empty) and
    * for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
    * length: {@link #checkGetOkBody}); KEY_EXISTS only to PUT and NOT_FOUND only to GET and DELETE,
    * both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
@@ -80,9 +80,22 @@ public final class Rules {
    * @return a description of the first mismatch, or {@code null} if the response is allowed
    */
   public static String checkResponse(Header h, Opcode expected, int key, long requestId) {
-    String mismatch = checkResponse(h, expected, requestId);
-    if (mismatch != null) {
-      return mismatch;
+    if (h.magic != RESPONSE_MAGIC) {
+      return String.format("bad response magic 0x%02x", h.magic & 0xFF);
+    }
+    if (h.version != VERSION) {
+      return "unsupported response version " + (h.version & 0xFF);
+    }
+    if (h.opcode != expected.code()) {
+      return "response opcode 0x" + Integer.toHexString(h.opcode) + " does not echo " + expected;
+    }
+    Status known = Status.of(h.flagsOrStatus);
+    if (known == null || known == Status.IO_ERROR) {
+      // 0xFF (IO_ERROR) is reserved for the Java client's own use and never sent (§5).
+      return "unknown status 0x" + Integer.toHexString(h.flagsOrStatus);
+    }
+    if (h.requestId != requestId) {
+      return "response id " + h.requestId + " does not echo " + requestId;
     }
     if (h.key != key) {
       return "response key " + Integer.toUnsignedString(h.key) + " does not echo "
@@ -125,35 +138,6 @@ public final class Rules {
         + Integer.toUnsignedString(capacity);
   }
 
-  /**
-   * The echo part of {@link #checkResponse(Header, Opcode, int, long)} alone: magic, version,
-   * opcode, a known status and request id; no key, status or body rules. Kept for callers that do
-   * not track the key (the servers module's control link and its raw test client); a client of
-   * the data protocol uses the four-argument check.
-   *
-   * @return a description of the first mismatch, or {@code null} if it matches
-   */
-  public static String checkResponse(Header h, Opcode expected, long requestId) {
-    if (h.magic != RESPONSE_MAGIC) {
-      return String.format("bad response magic 0x%02x", h.magic & 0xFF);
-    }
-    if (h.version != VERSION) {
-      return "unsupported response version " + (h.version & 0xFF);
-    }
-    if (h.opcode != expected.code()) {
-      return "response opcode 0x" + Integer.toHexString(h.opcode) + " does not echo " + expected;
-    }
-    Status status = Status.of(h.flagsOrStatus);
-    if (status == null || status == Status.IO_ERROR) {
-      // 0xFF (IO_ERROR) is reserved for the Java client's own use and never sent (§5).
-      return "unknown status 0x" + Integer.toHexString(h.flagsOrStatus);
-    }
-    if (h.requestId != requestId) {
-      return "response id " + h.requestId + " does not echo " + requestId;
-    }
-    return null;
-  }
-
   /** Whether a status is an error (§5: {@code 0x10} and up) rather than a result. */
   public static boolean isError(Status status) {
     return status.code() >= Status.BAD_REQUEST.code();
@@ -168,6 +152,8 @@ public final class Rules {
         return SESSION_RESPONSE_BODY_BYTES;
       case INIT:
         return INIT_RESPONSE_BODY_BYTES;
+      case STATUS:
+        return STATUS_RESPONSE_BODY_BYTES;
       default:
         return 0;
     }

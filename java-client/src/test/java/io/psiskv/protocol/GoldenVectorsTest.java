@@ -168,7 +168,7 @@ class GoldenVectorsTest {
 
     byte[] status = VECTORS.get("status_response");
     Header st = new Header().decode(status, 0);
-    assertThat(Rules.checkResponse(st, Opcode.STATUS, 3)).isNull();
+    assertThat(Rules.checkResponse(st, Opcode.STATUS, 0, 3)).isNull();
     assertThat(st.bodyLength).isEqualTo(Protocol.STATUS_RESPONSE_BODY_BYTES);
     int b = HEADER_BYTES;
     assertThat(Header.getU64(status, b + Protocol.STATUS_OFF_PID)).isEqualTo(4242);

@@ -114,14 +114,16 @@ class RulesTest {
     assertThat(Rules.checkResponse(h, Opcode.DELETE, 0, 1)).contains("4294967295");
   }
 
-  /** The three-argument check of the servers' control link looks at the echo only. */
   @Test
-  void echoOnlyCheckIgnoresKeyAndBodyRules() {
-    Messages.status(b, Opcode.INIT.code(), Status.OK, 5, 3);
-    Header h = new Header().decode(b, 0);
-    assertThat(Rules.checkResponse(h, Opcode.INIT, 3)).isNull();
-    assertThat(Rules.checkResponse(h, Opcode.INIT, 0, 3)).contains("does not echo");
-    assertThat(Rules.checkResponse(h, Opcode.INIT, 5, 3)).contains("body of 0 bytes");
+  void controlResponsesHaveTheirFixedBodies() {
+    Messages.status(b, Opcode.INIT.code(), Status.OK, 0, 3);
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.INIT, 0, 3))
+        .contains("body of 0 bytes");
+    Messages.initOk(b, 3, 77);
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.INIT, 0, 3)).isNull();
+    Messages.status(b, Opcode.STATUS.code(), Status.OK, 0, 4);
+    assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.STATUS, 0, 4))
+        .contains("allowed 72");
   }
 
   @Test

@@ -152,7 +152,7 @@ final class ControlLink implements Closeable {
 
   /** Whether {@code h} is an OK response to request {@code requestId} of opcode {@code op}. */
   static boolean isOkResponse(Header h, Opcode op, long requestId) {
-    return Rules.checkResponse(h, op, requestId) == null && h.flagsOrStatus == Status.OK.code();
+    return Rules.checkResponse(h, op, 0, requestId) == null && h.flagsOrStatus == Status.OK.code();
   }
 
   /** Sets the read timeout (0 = none); used only around the INIT handshake. */

@@ -222,6 +222,9 @@ public final class ServerFixture
     if (runDir == null) {
       Path target = Path.of(System.getProperty("user.dir"), "target", "server-fixture");
       runDir = target.resolve(name + "-" + RUNS.incrementAndGet());
+      // A run directory of an earlier build (no clean in between) must not lend its log lines or
+      // its data to this run: awaitLog would see old events.
+      deleteTree(runDir);
       Files.createDirectories(runDir);
       logFile = runDir.resolve("server.log");
       if (dataDir == null) {
