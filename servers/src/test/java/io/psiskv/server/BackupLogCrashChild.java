@@ -52,7 +52,7 @@ final class BackupLogCrashChild {
   }
 
   private final Object[] locks = new Object[STRIPES];
-  @SuppressWarnings("unchecked")
+  @SuppressWarnings({"unchecked", "rawtypes"})
   private final Map<Integer, byte[]>[] maps = new Map[STRIPES];
   private final Map<Long, long[]> sessions = new ConcurrentHashMap<>();
   private final AtomicLong acks = new AtomicLong();

@@ -162,10 +162,14 @@ final class BackupLogTestSupport {
     }
 
     @Override
-    public void close() throws InterruptedException {
+    public void close() {
       if (process.isAlive()) {
         process.destroyForcibly();
-        process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+        try {
+          process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
       }
     }
   }
