@@ -339,19 +339,12 @@ public final class DataServer {
 
       @Override
       public void onClosed(String reason) {
-        peer.linkClosed();
-        if (!isStopping()) {
-          supervisor.peerDown(peer, "control connection lost (" + reason + ")");
-        }
+        supervisor.linkClosed(peer, reason, isStopping());
       }
 
       @Override
       public void onSilent(long silentMillis) {
-        if (!isStopping()) {
-          Log.info("killing the hung front server (pid " + peer.pid() + ") with SIGKILL");
-          peer.handle.destroyForcibly();
-          supervisor.peerDown(peer, "hung (silent for " + silentMillis + " ms), killed");
-        }
+        supervisor.silent(peer, silentMillis, isStopping());
       }
     };
   }

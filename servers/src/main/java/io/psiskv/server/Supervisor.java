@@ -245,6 +245,30 @@ final class Supervisor {
   }
 
   /** Runs {@code action} under the lock if {@code peer} is current and not down; true if it ran. */
+  /**
+   * The peer's control connection ended (a {@link ControlLink.Handler#onClosed}): the peer is
+   * down, unless this process is stopping and no longer cares.
+   */
+  void linkClosed(Peer peer, String reason, boolean stopping) {
+    peer.linkClosed();
+    if (!stopping) {
+      peerDown(peer, "control connection lost (" + reason + ")");
+    }
+  }
+
+  /**
+   * The peer has been silent for {@link #HUNG_AFTER_MILLIS} (a {@link
+   * ControlLink.Handler#onSilent}): SIGKILL it (that works on a stopped process too) and treat it
+   * as down, unless this process is stopping or the peer is stopping on purpose.
+   */
+  void silent(Peer peer, long silentMillis, boolean stopping) {
+    if (!stopping) {
+      Log.info("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL");
+      peer.handle.destroyForcibly();
+      peerDown(peer, "hung (silent for " + silentMillis + " ms), killed");
+    }
+  }
+
   boolean ifUp(Peer peer, Runnable action) {
     synchronized (lock) {
       if (stopped || peer != current || peer.downReason != null) {
