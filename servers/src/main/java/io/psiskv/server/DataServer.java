@@ -381,43 +381,32 @@ public final class DataServer {
 
   /** The on-demand acceptor: a new thread per connection. */
   private void acceptOnDemand(ServerSocket server) {
-    while (true) {
-      Socket socket;
-      try {
-        socket = server.accept();
-      } catch (IOException e) {
-        if (!isStopping()) {
-          Log.info("accept failed, no more connections: " + e.getMessage());
-        }
-        return;
-      }
-      DataConnection conn = register(socket);
-      if (conn != null) {
-        Thread t = new Thread(conn, "data-conn-" + connectionNumbers.incrementAndGet());
-        t.setDaemon(true);
-        t.start();
-      }
+    for (DataConnection conn; (conn = acceptNext(server, "no more connections")) != null; ) {
+      Thread t = new Thread(conn, "data-conn-" + connectionNumbers.incrementAndGet());
+      t.setDaemon(true);
+      t.start();
     }
   }
 
   /** A pool thread: accept, serve that connection to its end, accept again. */
   private void servePooled(ServerSocket server) {
-    while (true) {
-      Socket socket;
-      try {
-        socket = server.accept();
-      } catch (IOException e) {
-        if (!isStopping()) {
-          Log.info("accept failed, pool thread ends: " + e.getMessage());
-        }
-        return;
-      }
-      DataConnection conn = register(socket);
-      if (conn == null) {
-        return;
-      }
+    for (DataConnection conn; (conn = acceptNext(server, "pool thread ends")) != null; ) {
       conn.run();
     }
+  }
+
+  /** The next registered connection, or null once the listener is closed or the stop began. */
+  private DataConnection acceptNext(ServerSocket server, String consequence) {
+    Socket socket;
+    try {
+      socket = server.accept();
+    } catch (IOException e) {
+      if (!isStopping()) {
+        Log.info("accept failed, " + consequence + ": " + e.getMessage());
+      }
+      return null;
+    }
+    return register(socket);
   }
 
   /** Adds a connection to the live set, or closes it if the server is stopping (null). */
