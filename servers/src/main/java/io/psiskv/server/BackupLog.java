@@ -1032,11 +1032,6 @@ final class BackupLog implements AutoCloseable {
         failure != null);
   }
 
-  /** The sequence up to which records are durable per the policy. */
-  long durableSeq() {
-    return ackedSeq;
-  }
-
   FsyncPolicy policy() {
     return policy;
   }

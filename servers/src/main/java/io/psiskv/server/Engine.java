@@ -171,7 +171,7 @@ final class Engine implements AutoCloseable {
             sink.put(snap.keys[j], snap.values[j]);
           }
         }
-        sessions.forEachLastWrite(sink::session);
+        sessions.forEachLastWrite(sink);
       }
     };
   }

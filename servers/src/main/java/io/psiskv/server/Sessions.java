@@ -134,8 +134,8 @@ final class Sessions {
     return expired;
   }
 
-  /** Compaction: every session's last write, as (session, request id, result). */
-  void forEachLastWrite(LastWriteVisitor visitor) throws IOException {
+  /** Compaction: every session's last write, as a SESSION record of the snapshot. */
+  void forEachLastWrite(BackupLog.SnapshotSink sink) throws IOException {
     for (Session s : table.values()) {
       long requestId;
       Status result;
@@ -144,14 +144,9 @@ final class Sessions {
         result = s.lastResult;
       }
       if (requestId != 0 && result != null) {
-        visitor.visit(s.id, requestId, result.code());
+        sink.session(s.id, requestId, result.code());
       }
     }
-  }
-
-  /** Receives one session's last write. */
-  interface LastWriteVisitor {
-    void visit(long session, long requestId, int result) throws IOException;
   }
 
   int size() {

@@ -152,14 +152,6 @@ final class Store {
     return STRIPES;
   }
 
-  /**
-   * Visits every pair of one stripe while holding that stripe's lock: writers of the stripe wait
-   * until the visit ends, so the visit sees one consistent state of the stripe.
-   */
-  void forEachInStripe(int stripe, EntryVisitor visitor) {
-    stripes[stripe].forEach(visitor);
-  }
-
   /** Visits all pairs stripe by stripe; each stripe is consistent, the whole is not a snapshot. */
   void forEach(EntryVisitor visitor) {
     for (Stripe s : stripes) {
