@@ -16,6 +16,7 @@ import java.util.EnumSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.locks.Condition;
@@ -45,22 +46,31 @@ import java.util.function.Consumer;
  *     seq = log.appendPut(key, value, ...);   // throws if the log has failed: nothing applied
  *     map.put(key, value);                    // applied in memory, in log order for this key
  *   }
- *   log.awaitDurable(seq);                    // the record is on disk before the client hears OK
- *   answer OK                                 // on IOException answer SERVER_ERROR instead
+ *   ... later, no lock held:
+ *   log.commit(...) / log.awaitDurable(seq)  // the record is on disk before the client hears OK
+ *   answer OK                                // SERVER_ERROR instead if the record failed
  * </pre>
  *
  * <ul>
- *   <li>The append methods never do I/O and never wait for a sync: they encode the record (CRC
- *       included) before taking the one global {@code appendLock}, copy it into the pending batch
- *       (values of {@link #LARGE_VALUE_BYTES} or more are referenced, not copied: the caller must
- *       never modify an array it has appended), and return. Records therefore reach the file in the
- *       order of their append calls, which for one key is the order the stripe lock applied them.
- *   <li>{@link #awaitDurable} blocks (no spinning) until the writer thread has made the record as
- *       durable as the {@link FsyncPolicy} says, or throws if it never will be.
+ *   <li>The append methods never do I/O and never wait: they encode the record (CRC included)
+ *       before taking the one global {@code appendLock}, copy it into the pending batch (values of
+ *       {@link #LARGE_VALUE_BYTES} or more are referenced, not copied: the caller must never modify
+ *       an array it has appended), and return its sequence. Records therefore reach the file in
+ *       the order of their append calls, which for one key is the order the stripe lock applied
+ *       them.
+ *   <li><b>Group commit is driven by the callers</b>, as Redis writes its AOF before its event
+ *       loop sleeps: {@link #commit} takes everything appended so far as one batch, writes it,
+ *       forces it (ALWAYS), publishes {@link #durableSeq} and tells the {@linkplain
+ *       #addCommitListener listeners}. One caller at a time holds the file ({@code fileLock});
+ *       {@code commit(false)} returns false at once when another caller holds it, and that
+ *       caller's commit (or the next one) covers the waiting records. An event loop commits once
+ *       per wake-up for every write it read; a blocking connection thread calls {@link
+ *       #awaitDurable}, which commits itself or waits for the committing thread. No thread
+ *       hand-off lies on the write path: the thread that needs the force does it.
  *   <li>Reads never touch the log. A read on another connection can see a value before its write
- *       is durable (between apply and awaitDurable); if the process dies in that window the write
- *       is lost although it was read. Its writer was never answered OK, so no acknowledged write
- *       is lost.
+ *       is durable (between apply and commit); if the process dies in that window the write is
+ *       lost although it was read. Its writer was never answered OK, so no acknowledged write is
+ *       lost.
  *   <li>Replay reports, for each record, the session id, request id and result the write was
  *       answered with; records of a compacted snapshot carry session {@link LogFormat#NO_SESSION}
  *       and the session table comes back as SESSION records.
@@ -69,26 +79,29 @@ import java.util.function.Consumer;
  * <h2>Threads and locks</h2>
  *
  * <ul>
- *   <li>Caller threads (many): append under {@code appendLock} (held for a copy of at most 32 KiB);
- *       wait in {@link #awaitDurable} on {@code durableLock}/{@code durableChanged}.
- *   <li>One writer thread, {@code psiskv-log-writer}: owns the file channel, the file position and
- *       the failure-recovery state. Loop: take everything appended so far (one batch), write it
- *       with positional writes, force it (ALWAYS), publish {@code ackedSeq}, wake the waiters.
- *       While it forces, the next batch fills up: that is the group commit. It also performs the
- *       last step of a compaction (the file switch) and the retries after a disk failure.
+ *   <li>Appending threads (many): under {@code appendLock}, held for a copy of at most 32 KiB.
+ *   <li>The committer: whichever thread holds {@code fileLock}. It owns the file channel, the
+ *       file position and the failure-recovery state while it holds the lock; it takes the
+ *       pending batch under {@code appendLock}, then writes and forces with only {@code fileLock}
+ *       held, so appends go on during the force and form the next batch.
+ *   <li>{@code psiskv-log-sync}, one background thread: the periodic force of EVERYSEC and the
+ *       retries after a disk failure, each under {@code fileLock}. It is never on a write's path
+ *       in ALWAYS and NO.
  *   <li>At most one compactor (the caller of {@link #compact}, or a {@code psiskv-log-compactor}
- *       thread started by {@link #maybeCompact}): writes the snapshot to the temporary file.
- *   <li>{@code appendLock} guards the pending batch, the sequence counter, the failed/closing
- *       state and the compaction hand-over fields. {@code durableLock} guards nothing but the
- *       condition waiters sleep on; {@code ackedSeq} and {@code failure} are volatile.
+ *       thread started by {@link #maybeCompact}): writes the snapshot to the temporary file, then
+ *       takes {@code fileLock} for the switch.
+ *   <li>Lock order: {@code fileLock}, then {@code appendLock}, then {@code durableLock}. {@code
+ *       appendLock} guards the pending batch, the sequence counter, the failed/closing state and
+ *       the compaction hand-over; {@code durableLock} guards nothing but the condition blocking
+ *       waiters sleep on. {@code durableSeq}, {@code failure} and the counters are volatile.
  * </ul>
  *
  * <h2>Disk failure</h2>
  *
  * If a write or force fails, every record not yet durable (the failed batch and everything
- * appended since) is retained in memory and its waiters get an IOException: the client hears
- * SERVER_ERROR, never OK. The log enters the failed state: appends throw before the caller applies
- * anything, reads keep working. Every {@link #FAILURE_RETRY_INTERVAL_MILLIS} the writer reopens the
+ * appended since) is retained in memory and its waiters are told: the client hears SERVER_ERROR,
+ * never OK. The log enters the failed state: appends throw before the caller applies anything,
+ * reads keep working. Every {@link #FAILURE_RETRY_INTERVAL_MILLIS} the sync thread reopens the
  * file, truncates it to where the retained records start, rewrites them from memory (never
  * trusting the page cache after a failed fsync), forces, and if that works leaves the failed state.
  * So an errored write may or may not end up applied: it is in memory at once, and it is on disk
@@ -106,7 +119,7 @@ final class BackupLog implements AutoCloseable {
   /** §11.3: prefix of the copy salvage keeps of a damaged log (followed by the time in millis). */
   static final String DAMAGED_FILE_PREFIX = FILE_NAME + ".damaged-";
 
-  /** EVERYSEC: the writer forces the file at most this often. */
+  /** EVERYSEC: the sync thread forces the file at most this often. */
   static final long EVERYSEC_SYNC_INTERVAL_MILLIS = 1000;
   /** Pause between attempts to leave the failed state. */
   static final long FAILURE_RETRY_INTERVAL_MILLIS = 1000;
@@ -125,7 +138,7 @@ final class BackupLog implements AutoCloseable {
   static final int COMPACT_GROWTH_FACTOR = 2;
   /** Compaction: copy the rewrite buffer in rounds until a round copies less than this. */
   static final long COMPACT_CATCHUP_BYTES = 1L << 20;
-  /** Compaction: at most this many catch-up rounds before handing over to the writer. */
+  /** Compaction: at most this many catch-up rounds before the switch. */
   static final int COMPACT_CATCHUP_ROUNDS = 8;
 
   /** Receives the records of the log at open, in file order. */
@@ -206,7 +219,7 @@ final class BackupLog implements AutoCloseable {
 
   /** A snapshot of the counters, for monitoring and tests. */
   record Stats(
-      /** Bytes of the current file (header included) written by the writer thread. */
+      /** Bytes of the current file (header included) written by the committers. */
       long fileBytes,
       /** Records in the current file (replayed or written since; reset by compaction). */
       long fileRecords,
@@ -223,9 +236,9 @@ final class BackupLog implements AutoCloseable {
       /** Whether the log is in the failed state (appends refused). */
       boolean failed) {}
 
-  /** Records taken by the writer in one go; immutable once taken. */
+  /** Records taken by one commit; immutable once taken. */
   static final class Batch {
-    /** Byte ranges to write in order; never modified (writers write duplicates). */
+    /** Byte ranges to write in order; never modified (each write uses a duplicate). */
     final ByteBuffer[] parts;
     final long endSeq;
     final int records;
@@ -237,6 +250,7 @@ final class BackupLog implements AutoCloseable {
     }
   }
 
+
   private final Path dir;
   private final Path logPath;
   private final Path compactPath;
@@ -245,8 +259,8 @@ final class BackupLog implements AutoCloseable {
 
   // ---- Guarded by appendLock.
   private final ReentrantLock appendLock = new ReentrantLock();
-  /** The writer sleeps here; signalled when the first record of a batch arrives, and on events. */
-  private final Condition writerWake = appendLock.newCondition();
+  /** The sync thread sleeps here; signalled on a failure and at close. */
+  private final Condition syncWake = appendLock.newCondition();
   private byte[] chunk = new byte[CHUNK_BYTES];
   private int chunkPos;
   /** Start of the part of {@code chunk} appended but not yet sealed into {@code pendingParts}. */
@@ -255,31 +269,32 @@ final class BackupLog implements AutoCloseable {
   private int pendingRecords;
   /** The sequence of the last append: the logical byte count appended since open. */
   private volatile long appendedSeq;
+  /** The sequence of the last record taken into a batch (written, being written, or retained). */
+  private volatile long takenSeq;
   private volatile long appends;
-  /** Non-null while failed: appends throw, waiters of non-durable records throw. */
+  /** Non-null while failed: appends throw, waiters of non-durable records are failed. */
   private volatile IOException failure;
-  private boolean closing;
+  private volatile boolean closing;
   /** The compaction collecting a rewrite buffer, if any. */
   private Compactor compaction;
-  /** A compaction ready for the writer to switch to. */
-  private Compactor switchRequest;
 
-  // ---- Owned by the writer thread.
+  // ---- Guarded by fileLock: the committer's state.
+  private final ReentrantLock fileLock = new ReentrantLock();
   private FileChannel channel;
   private long filePos;
-  private long writtenSeq;
   private boolean dirty;
   private long lastSyncNanos = System.nanoTime();
   /** Failed state: batches not durable, to be rewritten from {@code retainFilePos}. */
   private final ArrayList<Batch> retained = new ArrayList<>();
   private long retainFilePos;
   private long nextRetryNanos;
+  private boolean channelClosed;
   private IOException closeError;
 
-  // ---- Published by the writer thread.
-  /** Records up to this sequence satisfy awaitDurable. */
-  private volatile long ackedSeq;
-  private volatile boolean writerExited;
+  // ---- Published by the committer.
+  /** Records up to this sequence are as durable as the policy promises. */
+  private volatile long durableSeq;
+  private volatile boolean closed;
   private volatile long fileBytes;
   private volatile long fileRecords;
   private volatile long batches;
@@ -288,9 +303,11 @@ final class BackupLog implements AutoCloseable {
   private volatile long compactions;
 
   private final ReentrantLock durableLock = new ReentrantLock();
+  /** Signalled after every commit, failure and close: blocking waiters re-check. */
   private final Condition durableChanged = durableLock.newCondition();
+  private final List<Runnable> commitListeners = new CopyOnWriteArrayList<>();
   private final AtomicBoolean compactorBusy = new AtomicBoolean();
-  private final Thread writer;
+  private final Thread syncThread;
 
   private BackupLog(Path dir, FsyncPolicy policy, OpenOptions opts, FileChannel channel,
       long fileSize, long records) {
@@ -303,9 +320,10 @@ final class BackupLog implements AutoCloseable {
     this.filePos = fileSize;
     this.fileBytes = fileSize;
     this.fileRecords = records;
-    this.writer = new Thread(this::runWriter, "psiskv-log-writer");
-    writer.setDaemon(true);
+    this.syncThread = new Thread(this::runSyncThread, "psiskv-log-sync");
+    syncThread.setDaemon(true);
   }
+
 
   /**
    * Opens (or creates) {@code <dataDir>/psiskv.log} and replays every record into {@code sink}
@@ -357,7 +375,7 @@ final class BackupLog implements AutoCloseable {
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
       BackupLog bl = new BackupLog(dataDir, policy, opts, ch, scan.goodEnd, scan.records);
-      bl.writer.start();
+      bl.syncThread.start();
       return bl;
     } catch (IOException | RuntimeException | Error e) {
       ch.close();
@@ -420,6 +438,7 @@ final class BackupLog implements AutoCloseable {
     }
   }
 
+
   // ----------------------------------------------------------------------------------------------
   // Appending (caller threads, inside the map stripe's critical section).
 
@@ -429,7 +448,7 @@ final class BackupLog implements AutoCloseable {
    *
    * @param value not copied if {@link #LARGE_VALUE_BYTES} or longer: never modify it afterwards
    * @param result the wire status the request is answered with (PROTOCOL.md §5)
-   * @return the record's sequence number, for {@link #awaitDurable}
+   * @return the record's sequence number, for {@link #awaitDurable} and {@link #isDurable}
    * @throws IOException if the log has failed or is closed; nothing was appended
    */
   long appendPut(int key, byte[] value, long session, long requestId, int result)
@@ -507,9 +526,7 @@ final class BackupLog implements AutoCloseable {
         sealOpen();
         pendingParts.add(ByteBuffer.wrap(value));
       }
-      if (pendingRecords++ == 0) {
-        writerWake.signal();
-      }
+      pendingRecords++;
       appends++;
       long seq = appendedSeq + RECORD_FIXED_BYTES + valueLength;
       appendedSeq = seq;
@@ -533,165 +550,90 @@ final class BackupLog implements AutoCloseable {
     Batch b = new Batch(pendingParts.toArray(new ByteBuffer[0]), appendedSeq, pendingRecords);
     pendingParts.clear();
     pendingRecords = 0;
+    takenSeq = b.endSeq;
     return b;
   }
 
   // ----------------------------------------------------------------------------------------------
-  // Waiting for durability (caller threads, after leaving the stripe lock).
+  // Committing: the group commit, driven by the threads that need it.
 
   /**
-   * Returns once the record with sequence {@code seq} is durable as the policy promises (ALWAYS:
-   * written and forced; EVERYSEC, NO: written to the OS). Throws if it will not become so: the
-   * log failed (see the class comment) or was closed first. Blocks without spinning.
-   *
-   * @throws InterruptedIOException if the thread is interrupted while waiting (interrupt status
-   *     kept); the record's fate is then unknown to the caller
+   * Whether records were appended that no commit has taken yet. An event loop commits at the end
+   * of a wake-up while this is true. Cheap (two volatile reads).
    */
-  void awaitDurable(long seq) throws IOException {
-    if (ackedSeq >= seq) {
-      return;
+  boolean hasUncommitted() {
+    return appendedSeq != takenSeq;
+  }
+
+  /**
+   * Whether the record with sequence {@code seq} is as durable as the policy promises (ALWAYS:
+   * written and forced; EVERYSEC, NO: written to the OS). {@code 0} is always durable: a write that
+   * appended nothing.
+   */
+  boolean isDurable(long seq) {
+    return durableSeq >= seq;
+  }
+
+  /**
+   * Whether the record with sequence {@code seq} will not become durable in the present state:
+   * the log has failed (or is closed) and the record is not durable. Its client is answered
+   * SERVER_ERROR (the record may still reach the disk after a retry: BackupLog's contract).
+   */
+  boolean hasFailed(long seq) {
+    return durableSeq < seq && (failure != null || closed);
+  }
+
+  /**
+   * The group commit: writes every record appended so far as one batch and forces it as the
+   * policy says, then publishes the new durable sequence and tells the listeners. Only one
+   * thread commits at a time (it holds the file).
+   *
+   * <p>This is where the durability promise of each {@link FsyncPolicy} is kept: ALWAYS forces
+   * before it publishes; the other modes publish after the write. force(false) is fdatasync(2)
+   * on Linux. It is enough for an appended file although the append changes the file's size:
+   * fdatasync flushes "metadata needed to allow a subsequent data retrieval", and the Linux man
+   * page names the file size as such metadata. What it skips is mtime/atime, which recovery never
+   * reads. (Truncation, rare, uses force(true).)
+   *
+   * @param wait if another thread is committing, wait for it and then commit what is left; if
+   *     false, return false at once instead (that thread's commit, or the next one, covers the
+   *     caller's records: register a {@linkplain #addCommitListener listener} to hear of it)
+   * @return true if this call committed (or found nothing to commit), false if it did not wait
+   */
+  boolean commit(boolean wait) {
+    if (wait) {
+      fileLock.lock();
+    } else if (!fileLock.tryLock()) {
+      return false;
     }
-    if (seq <= 0 || seq > appendedSeq) {
-      throw new IllegalArgumentException("no record has sequence " + seq);
-    }
-    durableLock.lock();
     try {
-      while (ackedSeq < seq) {
-        IOException f = failure;
-        if (f != null) {
-          throw new IOException("the record did not reach the disk: " + f.getMessage(), f);
-        }
-        if (writerExited) {
-          throw new IOException("backup log " + logPath
-              + " was closed before the record was durable");
-        }
-        try {
-          durableChanged.await();
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw new InterruptedIOException("interrupted while waiting for the backup log");
-        }
-      }
+      commitLocked();
     } finally {
-      durableLock.unlock();
+      fileLock.unlock();
     }
+    committed();
+    return true;
   }
 
-  private void wakeWaiters() {
-    durableLock.lock();
+  /** Caller holds fileLock. Writes (and forces) what is pending, unless failed or closed. */
+  private void commitLocked() {
+    Batch batch = null;
+    appendLock.lock();
     try {
-      durableChanged.signalAll();
-    } finally {
-      durableLock.unlock();
-    }
-  }
-
-  // ----------------------------------------------------------------------------------------------
-  // The writer thread.
-
-  private void runWriter() {
-    try {
-      writerLoop();
-    } catch (Throwable t) {
-      // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.info("backup log writer thread died: " + t);
-      appendLock.lock();
-      try {
-        failure = new IOException("backup log writer thread died: " + t, t);
-      } finally {
-        appendLock.unlock();
-      }
-      closeQuietly(channel);
-      writerExited = true;
-      wakeWaiters();
-    }
-  }
-
-  private void writerLoop() {
-    while (true) {
-      Batch batch = null;
-      Compactor toSwitch = null;
-      List<Batch> switchRest = null;
-      boolean retry = false;
-      boolean sync = false;
-      appendLock.lock();
-      try {
-        while (true) {
-          long now = System.nanoTime();
-          if (failure != null) {
-            if (closing) {
-              break;
-            }
-            if (now - nextRetryNanos >= 0) {
-              retry = true;
-              break;
-            }
-            awaitNanos(nextRetryNanos - now);
-            continue;
-          }
-          if (switchRequest != null) {
-            toSwitch = switchRequest;
-            switchRequest = null;
-            compaction = null;
-            switchRest = toSwitch.takeRewrite();
-            break;
-          }
-          if (pendingRecords > 0) {
-            batch = takePending();
-            if (compaction != null) {
-              compaction.addRewrite(batch);
-            }
-            break;
-          }
-          if (closing) {
-            break;
-          }
-          if (dirty && policy == FsyncPolicy.EVERYSEC) {
-            long due = lastSyncNanos + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
-            if (now - due >= 0) {
-              sync = true;
-              break;
-            }
-            awaitNanos(due - now);
-          } else {
-            writerWake.awaitUninterruptibly();
-          }
-        }
-      } finally {
-        appendLock.unlock();
-      }
-      if (retry) {
-        retryAfterFailure();
-      } else if (toSwitch != null) {
-        switchTo(toSwitch, switchRest);
-      } else if (sync) {
-        syncWritten();
-      } else if (batch != null) {
-        writeBatch(batch);
-      } else {
-        finishAtClose();
+      if (failure != null || channelClosed || pendingRecords == 0) {
         return;
       }
+      batch = takePending();
+      if (compaction != null) {
+        compaction.addRewrite(batch);
+      }
+    } finally {
+      appendLock.unlock();
     }
+    writeBatch(batch);
   }
 
-  private void awaitNanos(long nanos) {
-    try {
-      writerWake.awaitNanos(nanos);
-    } catch (InterruptedException e) {
-      // Nobody interrupts this private thread; the loop re-checks its state anyway.
-    }
-  }
-
-  /**
-   * Where the durability promise of each {@link FsyncPolicy} is kept: ALWAYS forces before it
-   * acknowledges; the other modes acknowledge after the write.
-   *
-   * <p>force(false) is fdatasync(2) on Linux. It is enough for an appended file although the
-   * append changes the file's size: fdatasync flushes "metadata needed to allow a subsequent data
-   * retrieval", and the Linux man page names the file size as such metadata. What it skips is
-   * mtime/atime, which recovery never reads. (Truncation, rare, uses force(true).)
-   */
+  /** Caller holds fileLock: writes one batch at the end of the file and forces it (ALWAYS). */
   private void writeBatch(Batch b) {
     long start = filePos;
     try {
@@ -708,15 +650,152 @@ final class BackupLog implements AutoCloseable {
       enterFailed(e, b, start);
       return;
     }
-    writtenSeq = b.endSeq;
     fileBytes = filePos;
     fileRecords += b.records;
     batches++;
-    ackedSeq = b.endSeq;
-    wakeWaiters();
+    durableSeq = b.endSeq;
   }
 
-  /** EVERYSEC: the periodic force. */
+  /**
+   * Returns once the record with sequence {@code seq} is durable as the policy promises, committing
+   * it itself when no other thread is committing (so a lone writer pays one force and no thread
+   * hand-off), else waiting for that thread. Blocks without spinning.
+   *
+   * @throws IOException if the record will not become durable: the log failed (see the class
+   *     comment) or was closed first
+   * @throws InterruptedIOException if the thread is interrupted while waiting (interrupt status
+   *     kept); the record's fate is then unknown to the caller
+   */
+  void awaitDurable(long seq) throws IOException {
+    if (seq > appendedSeq) {
+      throw new IllegalArgumentException("no record has sequence " + seq);
+    }
+    while (durableSeq < seq) {
+      checkDurable(seq);
+      if (commit(false)) {
+        continue;
+      }
+      durableLock.lock();
+      try {
+        // The committer signals after it releases the file, under durableLock: either it has
+        // not signalled yet (this thread is woken) or the checks below see its work.
+        while (durableSeq < seq && fileLock.isLocked() && failure == null && !closed) {
+          durableChanged.await();
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new InterruptedIOException("interrupted while waiting for the backup log");
+      } finally {
+        durableLock.unlock();
+      }
+    }
+  }
+
+  /** Throws if the record {@code seq}, not yet durable, will not become so in this state. */
+  private void checkDurable(long seq) throws IOException {
+    IOException f = failure;
+    if (f != null && durableSeq < seq) {
+      throw new IOException("the record did not reach the disk: " + f.getMessage(), f);
+    }
+    if (closed && durableSeq < seq) {
+      throw new IOException("backup log " + logPath
+          + " was closed before the record was durable");
+    }
+  }
+
+  /**
+   * Registers {@code listener} to be called after every commit, failure and close, by the thread
+   * that did it, with no lock held. A listener must be quick and must not block (an event loop's
+   * listener wakes its selector). An event loop registers once, at start.
+   */
+  void addCommitListener(Runnable listener) {
+    commitListeners.add(listener);
+  }
+
+  void removeCommitListener(Runnable listener) {
+    commitListeners.remove(listener);
+  }
+
+  /** After a commit, failure or close, with fileLock released: wake every kind of waiter. */
+  private void committed() {
+    durableLock.lock();
+    try {
+      durableChanged.signalAll();
+    } finally {
+      durableLock.unlock();
+    }
+    for (Runnable listener : commitListeners) {
+      listener.run();
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // The sync thread: EVERYSEC's periodic force and the retries after a failure.
+
+  private void runSyncThread() {
+    try {
+      while (awaitSyncWork()) {
+        fileLock.lock();
+        try {
+          if (failure != null) {
+            if (System.nanoTime() - nextRetryNanos >= 0) {
+              retryAfterFailure();
+            }
+          } else if (dirty && policy == FsyncPolicy.EVERYSEC && !channelClosed) {
+            syncWritten();
+          }
+        } finally {
+          fileLock.unlock();
+        }
+        committed();
+      }
+    } catch (Throwable t) {
+      // A bug, not a disk error: fail loudly rather than leave waiters hanging.
+      Log.info("backup log sync thread died: " + t);
+      appendLock.lock();
+      try {
+        failure = new IOException("backup log sync thread died: " + t, t);
+      } finally {
+        appendLock.unlock();
+      }
+      committed();
+    }
+  }
+
+  /**
+   * Sleeps until the next retry (failed), the next periodic force (EVERYSEC) or close; returns
+   * false at close.
+   */
+  private boolean awaitSyncWork() {
+    appendLock.lock();
+    try {
+      while (!closing) {
+        long now = System.nanoTime();
+        long due;
+        if (failure != null) {
+          due = nextRetryNanos;
+        } else if (policy == FsyncPolicy.EVERYSEC) {
+          due = lastSyncNanos + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
+        } else {
+          syncWake.awaitUninterruptibly();
+          continue;
+        }
+        if (now - due >= 0) {
+          return true;
+        }
+        try {
+          syncWake.awaitNanos(due - now);
+        } catch (InterruptedException e) {
+          // Nobody interrupts this private thread; the loop re-checks its state anyway.
+        }
+      }
+      return false;
+    } finally {
+      appendLock.unlock();
+    }
+  }
+
+  /** EVERYSEC: the periodic force. Caller holds fileLock. */
   private void syncWritten() {
     try {
       channel.force(false);
@@ -726,6 +805,7 @@ final class BackupLog implements AutoCloseable {
     }
   }
 
+  /** Caller holds fileLock. */
   private void noteSync() {
     syncs++;
     dirty = false;
@@ -735,12 +815,12 @@ final class BackupLog implements AutoCloseable {
 
   /**
    * Enters the failed state: the failed batch (if any) and everything pending are retained for
-   * the retry; waiters of non-durable records are woken to throw; a running compaction is aborted.
+   * the retry; waiters of non-durable records are told (by the caller's {@link #committed}); a
+   * running compaction is aborted. Caller holds fileLock.
    */
   private void enterFailed(IOException cause, Batch failedBatch, long batchFilePos) {
     IOException f = new IOException("write to " + logPath + " failed: " + cause, cause);
-    Compactor abort1;
-    Compactor abort2;
+    Compactor abort;
     appendLock.lock();
     try {
       if (retained.isEmpty()) {
@@ -755,27 +835,23 @@ final class BackupLog implements AutoCloseable {
       failure = f;
       nextRetryNanos = System.nanoTime()
           + TimeUnit.MILLISECONDS.toNanos(opts.failureRetryIntervalMillis);
-      abort1 = compaction;
-      abort2 = switchRequest;
+      abort = compaction;
       compaction = null;
-      switchRequest = null;
+      syncWake.signal();
     } finally {
       appendLock.unlock();
     }
-    if (abort1 != null) {
-      abort1.abort(f);
-    }
-    if (abort2 != null) {
-      abort2.abort(f);
+    if (abort != null) {
+      abort.abort(f);
     }
     Log.info(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
         opts.failureRetryIntervalMillis, cause));
-    wakeWaiters();
   }
 
   /**
    * One attempt to leave the failed state: reopen, cut the file back to where the retained
-   * records start, rewrite them from memory, force the file and the directory.
+   * records start, rewrite them from memory, force the file and the directory. Caller holds
+   * fileLock.
    */
   private void retryAfterFailure() {
     long end;
@@ -805,7 +881,7 @@ final class BackupLog implements AutoCloseable {
       Log.info("backup log still failing: " + e);
       return;
     }
-    long seq = writtenSeq;
+    long seq = durableSeq;
     long records = 0;
     for (Batch b : retained) {
       seq = b.endSeq;
@@ -816,28 +892,25 @@ final class BackupLog implements AutoCloseable {
     filePos = end;
     fileBytes = end;
     fileRecords += records;
-    writtenSeq = seq;
     noteSync();
+    durableSeq = seq;
     appendLock.lock();
     try {
       failure = null;
     } finally {
       appendLock.unlock();
     }
-    ackedSeq = seq;
     Log.info(String.format("backup log recovered: rewrote %d records (%d batches) and "
         + "accepts writes again", records, rewritten));
-    wakeWaiters();
   }
 
   /**
-   * The last step of a compaction, on the writer thread between two batches so that no record
-   * is acknowledged from a file that is about to be replaced: copy the rest of the rewrite buffer
-   * to the new file, force it, rename it over the log, force the directory, and write to it from
-   * now on. Appends are not blocked meanwhile: they collect in the pending batch, which the next
-   * loop writes to the new file.
+   * The last step of a compaction, under fileLock so that no batch is written to the file being
+   * replaced meanwhile: copy the rest of the rewrite buffer to the new file, force it, rename it
+   * over the log, force the directory, and write to it from now on. Appends are not blocked: they
+   * collect in the pending batch, which the next commit writes to the new file.
    */
-  private void switchTo(Compactor c, List<Batch> rest) {
+  private void switchTo(Compactor c, List<Batch> rest) throws IOException {
     boolean renamed = false;
     try {
       c.writeBatches(rest);
@@ -851,20 +924,20 @@ final class BackupLog implements AutoCloseable {
       if (!renamed) {
         // The live log was not touched: the compaction fails, the log goes on.
         c.abort(e);
-        return;
+        throw e;
       }
       // The new file is the log now but its name may not be durable: use it, but fail the log
       // until a retry has forced the directory.
       adopt(c);
       enterFailed(e, null, filePos);
       c.abort(e);
-      return;
+      throw e;
     }
     adopt(c);
     opts.crashPoint.accept("compact.after-switch");
-    c.finish();
   }
 
+  /** Caller holds fileLock: the compacted file becomes the log. */
   private void adopt(Compactor c) {
     FileChannel old = channel;
     channel = c.adopt();
@@ -874,29 +947,6 @@ final class BackupLog implements AutoCloseable {
     compactions++;
     noteSync();
     closeQuietly(old);
-  }
-
-  private void finishAtClose() {
-    IOException err = failure;
-    if (err == null) {
-      try {
-        channel.force(true);
-        noteSync();
-      } catch (IOException e) {
-        err = e;
-        failure = new IOException("final force of " + logPath + " failed: " + e, e);
-      }
-    } else if (!retained.isEmpty()) {
-      long lost = 0;
-      for (Batch b : retained) {
-        lost += b.records;
-      }
-      Log.info("backup log closed while failed: " + lost + " records never reached the disk");
-    }
-    closeError = err;
-    closeQuietly(channel);
-    writerExited = true;
-    wakeWaiters();
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -912,7 +962,7 @@ final class BackupLog implements AutoCloseable {
    */
   boolean maybeCompact(LiveData live) {
     long size = fileBytes;
-    if (size < opts.compactMinFileBytes || failure != null || writerExited) {
+    if (size < opts.compactMinFileBytes || failure != null || closing) {
       return false;
     }
     long liveBytes = HEADER_BYTES + live.keyCount() * RECORD_FIXED_BYTES + live.valueBytes();
@@ -956,7 +1006,7 @@ final class BackupLog implements AutoCloseable {
   /**
    * The compaction scheme (Redis AOF rewrite), PROTOCOL.md §11.5.
    *
-   * <p>Why the result is exact: at start every later batch the writer takes is also kept in the
+   * <p>Why the result is exact: at start every later batch a commit takes is also kept in the
    * rewrite buffer, so the new file holds a snapshot taken after the start followed by (at least)
    * every record appended after the start, in log order. Take a key k. If some record for k was
    * appended after the start, replay ends with the last of them, which is k's current state,
@@ -995,28 +1045,33 @@ final class BackupLog implements AutoCloseable {
       }
       c.force();
       opts.crashPoint.accept("compact.before-switch");
-      appendLock.lock();
+      fileLock.lock();
       try {
-        c.checkAborted();
-        switchRequest = c;
-        writerWake.signal();
+        List<Batch> rest;
+        appendLock.lock();
+        try {
+          c.checkAborted();
+          rest = c.takeRewrite();
+          compaction = null;
+        } finally {
+          appendLock.unlock();
+        }
+        switchTo(c, rest);
       } finally {
-        appendLock.unlock();
+        fileLock.unlock();
       }
-      c.awaitFinished();
+      committed();
     } catch (IOException | RuntimeException | Error e) {
       appendLock.lock();
       try {
         if (compaction == c) {
           compaction = null;
         }
-        if (switchRequest == c) {
-          switchRequest = null;
-        }
       } finally {
         appendLock.unlock();
       }
       c.discard();
+      committed();
       throw e;
     }
     Log.info(String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
@@ -1049,30 +1104,65 @@ final class BackupLog implements AutoCloseable {
    */
   @Override
   public void close() throws IOException {
-    Compactor abort1;
-    Compactor abort2;
+    Compactor abort;
     appendLock.lock();
     try {
       closing = true;
-      abort1 = compaction;
-      abort2 = switchRequest;
+      abort = compaction;
       compaction = null;
-      switchRequest = null;
-      writerWake.signal();
+      syncWake.signal();
     } finally {
       appendLock.unlock();
     }
-    IOException closed = new IOException("backup log " + logPath + " is closing");
-    if (abort1 != null) {
-      abort1.abort(closed);
+    if (abort != null) {
+      abort.abort(new IOException("backup log " + logPath + " is closing"));
     }
-    if (abort2 != null) {
-      abort2.abort(closed);
+    joinUninterruptibly(syncThread);
+    fileLock.lock();
+    try {
+      if (!channelClosed) {
+        commitLocked();
+        finishAtClose();
+      }
+    } finally {
+      fileLock.unlock();
     }
+    committed();
+    if (closeError != null) {
+      throw new IOException("backup log " + logPath + " closed with an error: " + closeError,
+          closeError);
+    }
+  }
+
+  /** Caller holds fileLock: the final force, then the channel is closed for good. */
+  private void finishAtClose() {
+    IOException err = failure;
+    if (err == null) {
+      try {
+        channel.force(true);
+        noteSync();
+      } catch (IOException e) {
+        err = e;
+        failure = new IOException("final force of " + logPath + " failed: " + e, e);
+      }
+    } else if (!retained.isEmpty()) {
+      long lost = 0;
+      for (Batch b : retained) {
+        lost += b.records;
+      }
+      Log.info("backup log closed while failed: " + lost + " records never reached the disk");
+    }
+    closeError = err;
+    closeQuietly(channel);
+    channelClosed = true;
+    closed = true;
+  }
+
+  private static void joinUninterruptibly(Thread t) {
     boolean interrupted = false;
     while (true) {
       try {
-        writer.join();
+        t.join();
         break;
       } catch (InterruptedException e) {
         interrupted = true;
@@ -1081,11 +1171,9 @@ final class BackupLog implements AutoCloseable {
     if (interrupted) {
       Thread.currentThread().interrupt();
     }
-    if (closeError != null) {
-      throw new IOException("backup log " + logPath + " closed with an error: " + closeError,
-          closeError);
-    }
   }
+
+  // ----------------------------------------------------------------------------------------------
 
   // ----------------------------------------------------------------------------------------------
   // I/O helpers.

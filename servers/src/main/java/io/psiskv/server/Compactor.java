@@ -11,19 +11,18 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * One compaction of a {@link BackupLog} (PROTOCOL.md §11.5): the temporary file {@code
  * psiskv.log.compact}, the snapshot written into it, and the rewrite buffer of the batches
  * appended meanwhile. {@link BackupLog#compactOwned} drives it and explains why the result is
- * exact; the log's writer thread performs the switch.
+ * exact.
  *
- * <p>Ownership: the compactor thread owns the channel and its position until it hands the
- * compaction to the writer ({@code switchRequest}, under the log's {@code appendLock}); from then
- * on the writer does. The rewrite list is guarded by the log's {@code appendLock}: the writer adds
- * each batch it takes, the compactor takes them in catch-up rounds, the writer takes the rest at
- * the switch. Batches are immutable, so the writer and the compactor can both write one.
+ * <p>Ownership: the compactor thread owns the channel and its position; at the switch it holds the
+ * log's {@code fileLock}, and from then on the channel is the log's ({@link #adopt}). The rewrite
+ * list is guarded by the log's {@code appendLock}: each commit adds the batch it takes, the
+ * compactor takes them in catch-up rounds and takes the rest at the switch. Batches are
+ * immutable, so a commit and the compactor can both write one.
  */
 final class Compactor {
   /** The snapshot is encoded into a buffer of this size and written when it fills. */
@@ -37,8 +36,6 @@ final class Compactor {
   /** Guarded by the log's appendLock. */
   private ArrayList<BackupLog.Batch> rewrite = new ArrayList<>();
   private volatile IOException aborted;
-  private volatile IOException outcome;
-  private final CountDownLatch finished = new CountDownLatch(1);
   private volatile boolean adopted;
 
   Compactor(Path tmp, BackupLog.ChannelOpener opener) {
@@ -98,46 +95,18 @@ final class Compactor {
     }
   }
 
-  /** Ends the compaction with an error (log failed or closing, or the switch failed). */
+  /** Ends the compaction with an error (the log failed or is closing, or the switch failed). */
   void abort(IOException why) {
     aborted = why;
-    outcome = why;
-    finished.countDown();
   }
 
-  /** The writer switched to the new file. */
-  void finish() {
-    finished.countDown();
-  }
-
-  /** Waits for the writer's switch; throws if it failed or the compaction was aborted. */
-  void awaitFinished() throws IOException {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        finished.await();
-        break;
-      } catch (InterruptedException e) {
-        // The writer finishes the switch in bounded time; keep waiting, keep the interrupt.
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
-    }
-    IOException o = outcome;
-    if (o != null) {
-      throw new IOException("compaction failed: " + o.getMessage(), o);
-    }
-  }
-
-  /** The writer takes over the channel: the temporary file is now the log. */
+  /** The log takes over the channel: the temporary file is now the log. */
   FileChannel adopt() {
     adopted = true;
     return channel;
   }
 
-  /** Closes and deletes the temporary file, unless the writer adopted it. */
+  /** Closes and deletes the temporary file, unless the log adopted it. */
   void discard() {
     if (adopted) {
       return;

@@ -3,8 +3,8 @@ package io.psiskv.server;
 /**
  * When {@link BackupLog} forces its file to stable storage, and therefore what {@link
  * BackupLog#awaitDurable} promises when it returns. Modelled on Redis {@code appendfsync}; see
- * PROTOCOL.md §11.4. The promise is enforced in one place, the writer thread of {@link BackupLog}
- * ({@code BackupLog.writeBatch}).
+ * PROTOCOL.md §11.4. The promise is enforced in one place, {@code BackupLog.writeBatch}, run by
+ * whichever thread commits.
  */
 enum FsyncPolicy {
   /**
@@ -15,8 +15,8 @@ enum FsyncPolicy {
   ALWAYS,
   /**
    * {@code awaitDurable(seq)} returns once the record was written to the operating system (it
-   * survives a crash of the process, not of the machine); the writer thread forces the file at most
-   * every {@link BackupLog#EVERYSEC_SYNC_INTERVAL_MILLIS}. A power loss or kernel crash loses about
+   * survives a crash of the process, not of the machine); the log's sync thread forces the file
+   * every {@link BackupLog#EVERYSEC_SYNC_INTERVAL_MILLIS} while it has unforced writes. A power loss or kernel crash loses about
    * the last second of acknowledged writes.
    */
   EVERYSEC,
