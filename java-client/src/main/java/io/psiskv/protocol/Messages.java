@@ -4,7 +4,8 @@ import static io.psiskv.protocol.Protocol.*;
 
 /**
  * Encoders for whole messages of PROTOCOL.md §6 and §7, each writing header and fixed body into a
- * caller's buffer at offset 0 and returning the number of bytes written. A PUT request's or a GET
+ * caller's buffer (at offset 0, or at {@code off} for the responses a server queues several of in
+ * one buffer) and returning the number of bytes written. A PUT request's or a GET
  * response's value bytes are not copied here: the I/O layer writes them straight from the stored
  * array after the encoded prefix. No I/O, no allocation.
  */
@@ -44,10 +45,16 @@ public final class Messages {
 
   /** §6.2 SESSION OK response. */
   public static int sessionOk(byte[] buf, long requestId, long sessionId, int maxValueBytes) {
-    Header.encodeResponse(buf, 0, Opcode.SESSION.code(), Status.OK, 0, requestId,
+    return sessionOk(buf, 0, requestId, sessionId, maxValueBytes);
+  }
+
+  /** §6.2 SESSION OK response at {@code buf[off..)}. */
+  public static int sessionOk(byte[] buf, int off, long requestId, long sessionId,
+      int maxValueBytes) {
+    Header.encodeResponse(buf, off, Opcode.SESSION.code(), Status.OK, 0, requestId,
         SESSION_RESPONSE_BODY_BYTES);
-    Header.putU64(buf, HEADER_BYTES, sessionId);
-    Header.putU32(buf, HEADER_BYTES + 8, maxValueBytes);
+    Header.putU64(buf, off + HEADER_BYTES, sessionId);
+    Header.putU32(buf, off + HEADER_BYTES + 8, maxValueBytes);
     return HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
   }
 
@@ -77,9 +84,15 @@ public final class Messages {
    * follow it on the wire, where {@code sent = min(capacity, storedLength)}.
    */
   public static int getOkPrefix(byte[] buf, int key, long requestId, int storedLength, int sent) {
-    Header.encodeResponse(buf, 0, Opcode.GET.code(), Status.OK, key, requestId,
+    return getOkPrefix(buf, 0, key, requestId, storedLength, sent);
+  }
+
+  /** §6.5 GET OK response prefix at {@code buf[off..)}; see the method above. */
+  public static int getOkPrefix(byte[] buf, int off, int key, long requestId, int storedLength,
+      int sent) {
+    Header.encodeResponse(buf, off, Opcode.GET.code(), Status.OK, key, requestId,
         GET_RESPONSE_PREFIX_BYTES + (long) sent);
-    Header.putU32(buf, HEADER_BYTES, storedLength);
+    Header.putU32(buf, off + HEADER_BYTES, storedLength);
     return HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES;
   }
 
@@ -91,8 +104,23 @@ public final class Messages {
 
   /** Any response with an empty body: results without data and every error status (§5). */
   public static int status(byte[] buf, int opcode, Status status, int key, long requestId) {
-    Header.encodeResponse(buf, 0, opcode, status, key, requestId, 0);
+    return status(buf, 0, opcode, status, key, requestId);
+  }
+
+  /** A response with an empty body at {@code buf[off..)}; see the method above. */
+  public static int status(byte[] buf, int off, int opcode, Status status, int key,
+      long requestId) {
+    Header.encodeResponse(buf, off, opcode, status, key, requestId, 0);
     return HEADER_BYTES;
+  }
+
+  /**
+   * Rewrites the status of the response encoded at {@code buf[off..)}: a server that queued a
+   * write's answer before the write's record was durable answers SERVER_ERROR instead when the
+   * record fails (PROTOCOL.md §11.4).
+   */
+  public static void setStatus(byte[] buf, int off, Status status) {
+    buf[off + OFF_FLAGS_OR_STATUS] = (byte) status.code();
   }
 
   /** §7.1 INIT request from the Data Server. */

@@ -10,23 +10,19 @@ import java.io.InputStreamReader;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ProtocolException;
-import java.net.ServerSocket;
 import java.net.Socket;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The Data Server process (process 2): holds the pairs and serves PUT, GET and DELETE to clients
@@ -53,12 +49,15 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <ul>
  *   <li>{@code main}: starts everything, waits until the stop has finished, exits.
- *   <li>Policy {@code on-demand} (default): one {@code data-acceptor} blocks in {@code accept()}
- *       and starts one {@code data-conn-N} thread per accepted connection; that thread owns the
- *       socket and its buffers until the connection closes. As many threads as clients.
- *   <li>Policy {@code pool:N}: N {@code data-pool-I} threads created at start, each blocking in
- *       {@code accept()}, serving the connection it got until it closes, then accepting again. At
- *       most N clients are served at once; further ones wait in the listen backlog.
+ *   <li>The serving threads of the {@code --threads} policy ({@link DataTransport}): {@code
+ *       event-loop:N} (default) one {@code data-acceptor} and N {@code data-loop-I} selector
+ *       threads ({@link EventLoopTransport}); {@code on-demand} one {@code data-acceptor} and a
+ *       {@code data-conn-N} thread per connection; {@code pool:N} N {@code data-pool-I} threads
+ *       ({@link BlockingTransport}).
+ *   <li>{@code data-refuser}: answers UNAVAILABLE to connections over {@code --max-connections}
+ *       ({@link ConnectionLimit}).
+ *   <li>{@code psiskv-log-sync}: EVERYSEC's periodic force and the retries after a disk failure
+ *       ({@link BackupLog}); commits are made by the serving threads themselves.
  *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
  *       connection ({@link ControlLink}): SHUTDOWN starts the stop, STATUS is answered.
  *   <li>{@code front-server-supervisor}: the relaunch loop; {@code front-stdout}: copies a
@@ -67,9 +66,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
  * </ul>
  *
- * <p><b>Shared state.</b> The {@link Store} locks per stripe. {@code lifecycleLock} guards {@code
- * stopping} and the registration of connections, so that no connection can join the live set
- * after the stop has looked at it; the live set itself is concurrent.
+ * <p><b>Shared state.</b> The {@link Store} locks per stripe; {@link Engine} and {@link BackupLog}
+ * say the rest. {@code lifecycleLock} guards {@code stopping} and the start of the serving threads.
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent; the first caller does the work, others wait): stop
  * supervising (nothing is relaunched from then on); on a signal, tell the front with SHUTDOWN
@@ -78,8 +76,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * ones close at once, busy ones after their request); wait for them up to {@value
  * ServerConfig#DRAIN_TIMEOUT_MILLIS} ms, then close the rest by force; sync and close the backup
  * file; answer SHUTDOWN if that started it; close the control connection; delete the pid file.
- * Triggers: SHUTDOWN from the front, SIGINT/SIGTERM. The front's death is no trigger any more: it
- * is relaunched.
+ * Triggers: SHUTDOWN from the front, SIGINT/SIGTERM. The front's death is not one: the front is
+ * relaunched.
  */
 public final class DataServer {
   private static final long NO_REPLY = -1;
@@ -92,11 +90,12 @@ public final class DataServer {
   private final Object lifecycleLock = new Object();
   /** Guarded by lifecycleLock. */
   private boolean stopping;
-  private final Set<DataConnection> live = ConcurrentHashMap.newKeySet();
   private final CountDownLatch stopped = new CountDownLatch(1);
-  private final AtomicInteger connectionNumbers = new AtomicInteger();
   private final Supervisor supervisor;
-  private volatile ServerSocket listener;
+  private volatile ServerSocketChannel listener;
+  private volatile ConnectionLimit connectionLimit;
+  /** Set under lifecycleLock once serving starts; null before. */
+  private volatile DataTransport transport;
   private volatile int exitCode = ServerConfig.EXIT_OK;
 
   private DataServer(ServerConfig config) {
@@ -137,13 +136,11 @@ public final class DataServer {
       }
       PidFile.write(config.dataDir, PidFile.DATA);
     }
-    ServerSocket server = new ServerSocket();
-    server.setReuseAddress(true);
-    if (ServerConfig.SOCKET_BUFFER_BYTES > 0) {
-      server.setReceiveBufferSize(ServerConfig.SOCKET_BUFFER_BYTES);
-    }
+    ServerSocketChannel server = ServerSocketChannel.open();
+    server.socket().setReuseAddress(true);
     server.bind(new InetSocketAddress(config.bindAddress, 0), ServerConfig.DATA_LISTEN_BACKLOG);
     listener = server;
+    int clientPort = server.socket().getLocalPort();
 
     // Replay the backup file before INIT: the Front Server redirects no client until INIT
     // (PROTOCOL.md §7.1), so no client ever sees a half-loaded store.
@@ -162,9 +159,10 @@ public final class DataServer {
         link.close();
         return;
       }
-      startServingThreads(server);
-      Log.info("serving on " + config.bindAddress.getHostAddress() + ":"
-          + server.getLocalPort() + " (" + config + "); front server pid " + frontPid);
+      startServing(server);
+      Log.info("serving on " + config.bindAddress.getHostAddress() + ":" + clientPort + " ("
+          + config + ", max connections " + connectionLimit.max() + "); front server pid "
+          + frontPid);
       peer = front.isPresent() ? supervisor.adopt(front.get()) : null;
       if (peer != null) {
         peer.linked(link);
@@ -217,7 +215,7 @@ public final class DataServer {
           ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
       ControlLink link = new ControlLink(socket, "front server");
       link.setReadTimeoutMillis(ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
-      long id = link.sendInit(listener.getLocalPort(), ProcessHandle.current().pid());
+      long id = link.sendInit(listener.socket().getLocalPort(), ProcessHandle.current().pid());
       Header h = link.read();
       if (!ControlLink.isOkResponse(h, Opcode.INIT, id)
           || h.bodyLength != Protocol.INIT_RESPONSE_BODY_BYTES) {
@@ -358,75 +356,25 @@ public final class DataServer {
         : Protocol.STATUS_FSYNC_NO;
     link.sendStatusOk(requestId, ProcessHandle.current().pid(),
         (System.nanoTime() - startNanos) / 1_000_000L, e.store().size(),
-        e.store().valueBytes(), e.sessions().size(), live.size(), supervisor.relaunches(),
+        e.store().valueBytes(), e.sessions().size(), openConnections(), supervisor.relaunches(),
         stats.fileBytes(), stats.lastSyncMillis(), fsync,
         stats.failed() ? Protocol.STATUS_FLAG_BACKUP_FAILED : 0);
   }
 
-  /** Caller holds lifecycleLock. */
-  private void startServingThreads(ServerSocket server) {
-    List<Thread> threads = new ArrayList<>();
-    if (config.poolThreads == 0) {
-      threads.add(new Thread(() -> acceptOnDemand(server), "data-acceptor"));
-    } else {
-      for (int i = 0; i < config.poolThreads; i++) {
-        threads.add(new Thread(() -> servePooled(server), "data-pool-" + i));
-      }
-    }
-    for (Thread t : threads) {
-      t.setDaemon(true);
-      t.start();
-    }
+  /** Caller holds lifecycleLock: starts the serving threads of the {@code --threads} policy. */
+  private void startServing(ServerSocketChannel server) throws IOException {
+    BodyBudget budget = new BodyBudget(config.bodyBudgetBytes);
+    connectionLimit = new ConnectionLimit(config.maxConnections);
+    DataTransport t = config.threads.kind() == ServerConfig.ThreadPolicy.Kind.EVENT_LOOP
+        ? new EventLoopTransport(engine, config, budget, connectionLimit)
+        : new BlockingTransport(engine, config, budget, connectionLimit);
+    t.start(server);
+    transport = t;
   }
 
-  /** The on-demand acceptor: a new thread per connection. */
-  private void acceptOnDemand(ServerSocket server) {
-    for (DataConnection conn; (conn = acceptNext(server, "no more connections")) != null; ) {
-      Thread t = new Thread(conn, "data-conn-" + connectionNumbers.incrementAndGet());
-      t.setDaemon(true);
-      t.start();
-    }
-  }
-
-  /** A pool thread: accept, serve that connection to its end, accept again. */
-  private void servePooled(ServerSocket server) {
-    for (DataConnection conn; (conn = acceptNext(server, "pool thread ends")) != null; ) {
-      conn.run();
-    }
-  }
-
-  /** The next registered connection, or null once the listener is closed or the stop began. */
-  private DataConnection acceptNext(ServerSocket server, String consequence) {
-    Socket socket;
-    try {
-      socket = server.accept();
-    } catch (IOException e) {
-      if (!isStopping()) {
-        Log.info("accept failed, " + consequence + ": " + e.getMessage());
-      }
-      return null;
-    }
-    return register(socket);
-  }
-
-  /** Adds a connection to the live set, or closes it if the server is stopping (null). */
-  private DataConnection register(Socket socket) {
-    DataConnection conn = new DataConnection(socket, engine, config.maxValueBytes, this::closed);
-    synchronized (lifecycleLock) {
-      if (!stopping) {
-        live.add(conn);
-        return conn;
-      }
-    }
-    Wire.closeQuietly(socket);
-    return null;
-  }
-
-  private void closed(DataConnection conn) {
-    live.remove(conn);
-    synchronized (lifecycleLock) {
-      lifecycleLock.notifyAll();
-    }
+  private int openConnections() {
+    DataTransport t = transport;
+    return t == null ? 0 : t.openConnections();
   }
 
   private boolean isStopping() {
@@ -460,21 +408,16 @@ public final class DataServer {
         tellFront(front, link);
       }
       Wire.closeQuietly(listener);
-      for (DataConnection conn : live) {
-        conn.requestStop();
-      }
-      long deadline = System.nanoTime() + ServerConfig.DRAIN_TIMEOUT_MILLIS * 1_000_000L;
+      DataTransport t;
       synchronized (lifecycleLock) {
-        while (!live.isEmpty() && Wire.remainingMillis(deadline) > 0) {
-          lifecycleLock.wait(Wire.remainingMillis(deadline));
-        }
+        t = transport; // Serving starts under the lock, so it has started or never will.
       }
-      if (!live.isEmpty()) {
-        Log.info("closing " + live.size() + " connection(s) still busy after "
-            + ServerConfig.DRAIN_TIMEOUT_MILLIS + " ms");
-        for (DataConnection conn : live) {
-          conn.forceClose();
-        }
+      if (t != null) {
+        t.stop(ServerConfig.DRAIN_TIMEOUT_MILLIS);
+      }
+      ConnectionLimit limit = connectionLimit;
+      if (limit != null) {
+        limit.close();
       }
       // Every answered write has been answered after its record was durable; closing syncs
       // whatever the weaker fsync modes left, and ends the log's writer thread.

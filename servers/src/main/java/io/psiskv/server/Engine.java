@@ -8,31 +8,51 @@ import java.nio.file.Path;
 /**
  * What a data request does, apart from the socket: decoded fields in, a status (and for GET the
  * stored array) out. It joins the three owners of the Data Server's state: the {@link Store} (the
- * map), the {@link BackupLog} (the file) and the {@link Sessions} table (exactly-once retries).
- * Connections call it from their own threads concurrently.
+ * map), the {@link BackupLog} (the file) and the {@link Sessions} table (exactly-once retries), and
+ * owns the whole of a write. Connections call it from their own threads concurrently; it never
+ * blocks on the disk inside a write.
  *
  * <p><b>A write</b>, in {@link #put} and {@link #delete}:
  *
  * <pre>
  *   synchronized (session) {                     // one write of a session at a time
- *     same request id as the last write?  -> its stored result (await its record first)
- *     store op, whose callback appends the log record inside the stripe lock
- *     remember (request id, result, log sequence) as the session's last write
+ *     same request id as the last write?  -> its stored result and log sequence
+ *     lower id?                           -> BAD_REQUEST (a stale duplicate)
+ *     store op; when it takes effect, under the stripe lock, the log record is appended
+ *     session.recordWrite(request id, result, log sequence)
  *   }
- *   log.awaitDurable(sequence)                   // the record is on disk before the client
- *   return the result                            // hears OK; no lock is held while waiting
+ *   return (result, log sequence)                // the completion the caller waits for
  * </pre>
  *
- * If the log has failed, the append throws before the store changes anything and the write is
- * answered SERVER_ERROR; if the record cannot be made durable, SERVER_ERROR as well (the write may
- * then still be applied: BackupLog's contract). Reads never wait on the disk.
+ * The caller sends the answer only once {@link #durability} of that sequence is {@link
+ * Durability#DURABLE}: the record is on disk before the client hears OK. It waits for that with
+ * {@link #awaitDurable} (a blocking connection thread) or by committing at the end of its wake-up
+ * ({@link #commit}, an event loop); {@link Durability#FAILED} is answered SERVER_ERROR. If the log
+ * has failed before the write, the append throws before the store changes anything and the write
+ * is answered SERVER_ERROR at once. Reads never wait on the disk.
  */
 final class Engine implements AutoCloseable {
+  /** The outcome of a write: the status to answer and the log sequence the answer waits for. */
+  record WriteResult(Status status, long durableSeq) {}
+
+  /** Where a write's record stands. */
+  enum Durability {
+    /** As durable as the fsync policy promises: the answer may be sent. */
+    DURABLE,
+    /** Not yet: a commit will decide. */
+    PENDING,
+    /** It will not become durable in this state: the answer is SERVER_ERROR. */
+    FAILED
+  }
+
+  private static final WriteResult STALE = new WriteResult(Status.BAD_REQUEST, 0);
+  private static final WriteResult LOG_REFUSED = new WriteResult(Status.SERVER_ERROR, 0);
+
   private final Store store;
   private final Sessions sessions;
   private final BackupLog log;
 
-  private Engine(Store store, Sessions sessions, BackupLog log) {
+  Engine(Store store, Sessions sessions, BackupLog log) {
     this.store = store;
     this.sessions = sessions;
     this.log = log;
@@ -65,7 +85,6 @@ final class Engine implements AutoCloseable {
     };
     BackupLog log = BackupLog.open(dataDir, fsync, replay,
         BackupLog.OpenOptions.defaults().salvage(salvage));
-    sessions.logTo(log);
     return new Engine(store, sessions, log);
   }
 
@@ -92,7 +111,7 @@ final class Engine implements AutoCloseable {
   }
 
   /** PUT (§6.4): OK, or KEY_EXISTS when {@code overwrite} is false and the key is present. */
-  Status put(Sessions.Session s, long requestId, int key, byte[] value, boolean overwrite) {
+  WriteResult put(Sessions.Session s, long requestId, int key, byte[] value, boolean overwrite) {
     return write(s, requestId, key, value, overwrite);
   }
 
@@ -102,52 +121,110 @@ final class Engine implements AutoCloseable {
   }
 
   /** DELETE (§6.6): OK if the key was present and is now removed, else NOT_FOUND. */
-  Status delete(Sessions.Session s, long requestId, int key) {
+  WriteResult delete(Sessions.Session s, long requestId, int key) {
     return write(s, requestId, key, null, false);
   }
 
+  /** Where the record with sequence {@code seq} of a {@link WriteResult} stands. */
+  Durability durability(long seq) {
+    if (log.isDurable(seq)) {
+      return Durability.DURABLE;
+    }
+    return log.hasFailed(seq) ? Durability.FAILED : Durability.PENDING;
+  }
+
+  /**
+   * Blocks until the record {@code seq} is durable (true) or will not be (false: answer
+   * SERVER_ERROR), committing it itself when no other thread is committing.
+   */
+  boolean awaitDurable(long seq) {
+    try {
+      log.awaitDurable(seq);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /**
+   * The group commit of {@link BackupLog#commit}: makes every write appended so far durable.
+   * With {@code wait} false it returns false at once if another thread is committing; that
+   * thread's listeners ({@link #addCommitListener}) hear when it is done.
+   */
+  boolean commit(boolean wait) {
+    return log.commit(wait);
+  }
+
+  /** Whether writes were applied that no commit has taken yet. */
+  boolean hasUncommitted() {
+    return log.hasUncommitted();
+  }
+
+  /** See {@link BackupLog#addCommitListener}. */
+  void addCommitListener(Runnable listener) {
+    log.addCommitListener(listener);
+  }
+
+  void removeCommitListener(Runnable listener) {
+    log.removeCommitListener(listener);
+  }
+
   /** A PUT ({@code value} non-null) or a DELETE ({@code value} null), exactly once per id. */
-  private Status write(Sessions.Session s, long requestId, int key, byte[] value,
+  private WriteResult write(Sessions.Session s, long requestId, int key, byte[] value,
       boolean overwrite) {
-    Status result;
-    long seq;
     synchronized (s) {
-      if (requestId == s.lastWriteId && s.lastResult != null) {
-        result = s.lastResult; // A retry of a write already applied (PROTOCOL.md §12.5).
-        seq = s.lastSeq;
-      } else if (requestId < s.lastWriteId) {
-        return Status.BAD_REQUEST; // A stale duplicate: ids of a session only grow.
-      } else {
-        s.pendingRequestId = requestId;
-        s.pendingSeq = 0;
-        try {
-          boolean changed;
-          if (value == null) {
-            changed = store.remove(key, s);
-          } else if (overwrite) {
-            store.put(key, value, s);
-            changed = true;
-          } else {
-            changed = store.putIfAbsent(key, value, s);
-          }
-          result = changed ? Status.OK : value == null ? Status.NOT_FOUND : Status.KEY_EXISTS;
-        } catch (UncheckedIOException e) {
-          return Status.SERVER_ERROR; // The log refused the record: nothing was applied.
-        }
-        seq = s.pendingSeq;
-        s.lastWriteId = requestId;
-        s.lastResult = result;
-        s.lastSeq = seq;
+      if (s.isLastWrite(requestId)) {
+        // A retry of a write already applied (PROTOCOL.md §12.5): its answer, once its record is.
+        return new WriteResult(s.lastResult(), s.lastSeq());
       }
-    }
-    if (seq != 0) {
+      if (requestId < s.lastWriteId()) {
+        return STALE; // Ids of a session only grow.
+      }
+      LogAppend append = new LogAppend(s.id, requestId);
+      boolean changed;
       try {
-        log.awaitDurable(seq); // The record is on disk before the client hears OK.
+        if (value == null) {
+          changed = store.remove(key, append);
+        } else if (overwrite) {
+          store.put(key, value, append);
+          changed = true;
+        } else {
+          changed = store.putIfAbsent(key, value, append);
+        }
+      } catch (UncheckedIOException e) {
+        return LOG_REFUSED; // The log refused the record: nothing was applied.
+      }
+      Status result = changed ? Status.OK : value == null ? Status.NOT_FOUND : Status.KEY_EXISTS;
+      s.recordWrite(requestId, result, append.seq);
+      return new WriteResult(result, append.seq);
+    }
+  }
+
+  /**
+   * The store's mutation callback for one write: appends the record inside the stripe lock, when
+   * and only when the mutation takes effect, and keeps its sequence (0 if nothing was appended).
+   */
+  private final class LogAppend implements Store.Mutation {
+    private final long session;
+    private final long requestId;
+    long seq;
+
+    LogAppend(long session, long requestId) {
+      this.session = session;
+      this.requestId = requestId;
+    }
+
+    @Override
+    public void applied(int key, byte[] value) {
+      try {
+        seq = value == null
+            ? log.appendDelete(key, session, requestId, Status.OK.code())
+            : log.appendPut(key, value, session, requestId, Status.OK.code());
       } catch (IOException e) {
-        return Status.SERVER_ERROR;
+        // The store leaves the map unchanged when its callback throws: nothing is applied.
+        throw new UncheckedIOException(e);
       }
     }
-    return result;
   }
 
   /** Compaction's view of the live data: the map stripe by stripe, then the session table. */

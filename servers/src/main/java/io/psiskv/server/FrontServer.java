@@ -573,7 +573,7 @@ public final class FrontServer {
                 + " front server relaunches %d%n",
             Header.getU64(b, Protocol.STATUS_OFF_PID), e.port,
             formatDuration(Header.getU64(b, Protocol.STATUS_OFF_UPTIME_MILLIS) * 1_000_000L),
-            config.threadsDescription(), config.maxValueBytes,
+            config.threads, config.maxValueBytes,
             Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_FRONT_RELAUNCHES)));
         System.out.printf("store: %d keys, %d value bytes, %d sessions, %d connected clients%n",
             Header.getU64(b, Protocol.STATUS_OFF_KEYS),

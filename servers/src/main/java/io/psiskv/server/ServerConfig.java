@@ -33,6 +33,8 @@ final class ServerConfig {
   static final String DEFAULT_DATA_DIR = "data";
   /** Largest N accepted in {@code --threads pool:N}. */
   static final int MAX_POOL_THREADS = 10_000;
+  /** Largest N accepted in {@code --threads event-loop:N}. */
+  static final int MAX_EVENT_LOOPS = 256;
 
   // --- Control connection (PROTOCOL.md §7). Supervision's numbers are in Supervisor. ---
 
@@ -61,10 +63,43 @@ final class ServerConfig {
   /** Front connections served at once (one thread each); more are refused. */
   static final int MAX_FRONT_CONNECTIONS = 256;
   /**
-   * Data connection: a peer that stops sending in the middle of a request (partial header or
-   * body) for this long is disconnected. An idle connection between requests has no timeout.
+   * {@code --max-connections}: data connections open at once. One more is refused with
+   * UNAVAILABLE (the client retries through the Front Server). Also capped below the process's
+   * file-descriptor limit less {@link #RESERVED_FILE_DESCRIPTORS}.
    */
-  static final int REQUEST_STALL_TIMEOUT_MILLIS = 60_000;
+  static final int DEFAULT_MAX_CONNECTIONS = 16_384;
+  /** File descriptors kept for the log, the listeners, the control link and the JVM. */
+  static final int RESERVED_FILE_DESCRIPTORS = 128;
+  /**
+   * Connections over the limit being refused at once: each gets UNAVAILABLE for its first request
+   * within {@link #REFUSAL_TIMEOUT_MILLIS}; more are closed without an answer.
+   */
+  static final int MAX_REFUSING_CONNECTIONS = 256;
+  static final int REFUSAL_TIMEOUT_MILLIS = 1_000;
+  /**
+   * {@code --request-timeout-ms}: the deadline for a whole request, from its first byte to its
+   * last, and for a peer to take its answers; past it the connection is closed. Not restarted by
+   * each byte, so a peer dripping bytes is closed too.
+   */
+  static final int DEFAULT_REQUEST_TIMEOUT_MILLIS = 30_000;
+  /**
+   * {@code --idle-timeout-ms}: a data connection that has no session and sends no request for
+   * this long is closed. A connection with a session has no idle timeout (clients keep theirs for
+   * life), except under {@code pool:N}, where {@link #DEFAULT_POOL_IDLE_TIMEOUT_MILLIS} frees its
+   * thread.
+   */
+  static final int DEFAULT_IDLE_TIMEOUT_MILLIS = 10_000;
+  /**
+   * {@code pool:N} only: a connection idle between requests for this long is closed, so that N
+   * idle clients cannot lock the others out; its client reconnects and resumes on its next call.
+   */
+  static final int DEFAULT_POOL_IDLE_TIMEOUT_MILLIS = 5_000;
+  /**
+   * {@code --body-budget-bytes}: PUT value bytes being accumulated at once, server-wide (see
+   * {@link BodyBudget}). Past it, connections that need more are not read from until bytes are
+   * released.
+   */
+  static final long DEFAULT_BODY_BUDGET_BYTES = 256L << 20;
   /**
    * After an error response the server stops writing and reads (and discards) what the peer is
    * still sending for at most this long and this many bytes before it closes, so that the close
@@ -72,15 +107,18 @@ final class ServerConfig {
    */
   static final int ERROR_LINGER_MILLIS = 250;
   static final int ERROR_LINGER_MAX_BYTES = 256 * 1024;
-  /** Per data connection input buffer: one read() may bring many requests' worth of bytes. */
-  static final int CONNECTION_IN_BUFFER_BYTES = 64 * 1024;
-  /** Per data connection output buffer: GET values up to about this size go out in one write. */
-  static final int CONNECTION_OUT_BUFFER_BYTES = 16 * 1024;
   /**
-   * SO_RCVBUF / SO_SNDBUF of client sockets; 0 leaves them to the kernel, whose auto-tuning suits
-   * both small requests and 64 MiB values better than any fixed size (setting one disables it).
+   * Bytes read from one connection per system call, and the size of the arrays lent to a
+   * connection for the partial request it left unread and for the answers it is owed: the only
+   * per-connection buffers, held only while bytes are in flight.
    */
-  static final int SOCKET_BUFFER_BYTES = 0;
+  static final int CONNECTION_BUFFER_BYTES = 16 * 1024;
+  /** Event loop: connection buffers each loop keeps for reuse. */
+  static final int POOLED_BUFFERS_PER_LOOP = 256;
+  /** Event loop: how often a loop checks its connections' deadlines. */
+  static final int DEADLINE_CHECK_INTERVAL_MILLIS = 100;
+  /** Repeated problems of one kind (refusals, timeouts) are logged as one line per interval. */
+  static final long LOG_SUMMARY_INTERVAL_MILLIS = 10_000;
   /** Pending-connection queue of the Data Server listener (pool:N clients wait here). */
   static final int DATA_LISTEN_BACKLOG = 1024;
   // --- Backup file and sessions (PROTOCOL.md §11, §12). ---
@@ -131,8 +169,8 @@ final class ServerConfig {
   final InetAddress bindAddress;
   /** Absolute, normalized data directory (created at start if missing, not by parsing). */
   final Path dataDir;
-  /** 0 = a thread per connection (on-demand); N > 0 = a fixed pool of N serving threads. */
-  final int poolThreads;
+  /** How data connections are served ({@code --threads}). */
+  final ThreadPolicy threads;
   /** Largest value accepted by PUT (PROTOCOL.md §9). */
   final int maxValueBytes;
   /** Data Server only: the Front Server's control port on 127.0.0.1; -1 for the Front Server. */
@@ -151,22 +189,68 @@ final class ServerConfig {
   final FsyncPolicy fsync;
   /** Start even if the backup file is damaged before its tail, salvaging up to the damage. */
   final boolean salvage;
+  /** Data connections open at once; see {@link #DEFAULT_MAX_CONNECTIONS}. */
+  final int maxConnections;
+  /** See {@link #DEFAULT_REQUEST_TIMEOUT_MILLIS}. */
+  final int requestTimeoutMillis;
+  /** See {@link #DEFAULT_IDLE_TIMEOUT_MILLIS}. */
+  final int idleTimeoutMillis;
+  /** See {@link #DEFAULT_BODY_BUDGET_BYTES}. */
+  final long bodyBudgetBytes;
+
+  /**
+   * {@code --threads}: how the Data Server serves its connections (DESIGN.md §4 says when each
+   * fits). {@code count} is the number of event loops or pool threads, 0 for on-demand.
+   */
+  record ThreadPolicy(Kind kind, int count) {
+    enum Kind {
+      /** A few selector threads serve every connection (the default). */
+      EVENT_LOOP,
+      /** One thread per connection, created when it connects. */
+      ON_DEMAND,
+      /** N threads created at start; at most N connections served at once. */
+      POOL
+    }
+
+    /** The default: one event loop per available processor. */
+    static ThreadPolicy defaults() {
+      return new ThreadPolicy(Kind.EVENT_LOOP, Runtime.getRuntime().availableProcessors());
+    }
+
+    /** As on the command line: {@code event-loop:N}, {@code on-demand} or {@code pool:N}. */
+    @Override
+    public String toString() {
+      switch (kind) {
+        case EVENT_LOOP:
+          return "event-loop:" + count;
+        case POOL:
+          return "pool:" + count;
+        default:
+          return "on-demand";
+      }
+    }
+  }
 
   private ServerConfig(
-      Role role, int port, InetAddress bindAddress, Path dataDir, int poolThreads,
+      Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
-      boolean salvage) {
+      boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
+      long bodyBudgetBytes) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
     this.dataDir = dataDir;
-    this.poolThreads = poolThreads;
+    this.threads = threads;
     this.maxValueBytes = maxValueBytes;
     this.controlPort = controlPort;
     this.frontPort = frontPort;
     this.adoptDataPid = adoptDataPid;
     this.fsync = fsync;
     this.salvage = salvage;
+    this.maxConnections = maxConnections;
+    this.requestTimeoutMillis = requestTimeoutMillis;
+    this.idleTimeoutMillis = idleTimeoutMillis;
+    this.bodyBudgetBytes = bodyBudgetBytes;
   }
 
   /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
@@ -174,7 +258,11 @@ final class ServerConfig {
     int port = DEFAULT_PORT;
     String bind = DEFAULT_BIND;
     String dataDir = DEFAULT_DATA_DIR;
-    int poolThreads = 0;
+    ThreadPolicy threads = ThreadPolicy.defaults();
+    int maxConnections = DEFAULT_MAX_CONNECTIONS;
+    int requestTimeoutMillis = DEFAULT_REQUEST_TIMEOUT_MILLIS;
+    int idleTimeoutMillis = DEFAULT_IDLE_TIMEOUT_MILLIS;
+    long bodyBudgetBytes = DEFAULT_BODY_BUDGET_BYTES;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
     int frontPort = -1;
@@ -204,7 +292,23 @@ final class ServerConfig {
           dataDir = value != null ? value : next(args, ++i, name);
           break;
         case "--threads":
-          poolThreads = parseThreads(value != null ? value : next(args, ++i, name));
+          threads = parseThreads(value != null ? value : next(args, ++i, name));
+          break;
+        case "--max-connections":
+          maxConnections = parseInt(name, value != null ? value : next(args, ++i, name), 1,
+              Integer.MAX_VALUE);
+          break;
+        case "--request-timeout-ms":
+          requestTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name),
+              1, Integer.MAX_VALUE);
+          break;
+        case "--idle-timeout-ms":
+          idleTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name), 1,
+              Integer.MAX_VALUE);
+          break;
+        case "--body-budget-bytes":
+          bodyBudgetBytes = parseLong(name, value != null ? value : next(args, ++i, name),
+              1, Long.MAX_VALUE);
           break;
         case "--max-value-bytes":
           maxValueBytes = parseInt(name, value != null ? value : next(args, ++i, name), 0,
@@ -252,8 +356,9 @@ final class ServerConfig {
     if (adoptDataPid != 0 && port == 0) {
       throw new ConfigException("--adopt-data needs the exact --port to bind again, not 0");
     }
-    return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), poolThreads,
-        maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage);
+    return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
+        maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
+        requestTimeoutMillis, idleTimeoutMillis, bodyBudgetBytes);
   }
 
   /**
@@ -283,8 +388,17 @@ final class ServerConfig {
         + "; 0.0.0.0 exposes the store, which has no authentication, to the network)");
     out.println("  --data-dir DIR         data directory (default ./" + DEFAULT_DATA_DIR
         + ", created if missing)");
-    out.println("  --threads POLICY       on-demand (a thread per connection, default) or pool:N"
-        + " (N threads, at most N clients served at once)");
+    out.println("  --threads POLICY       event-loop[:N] (N selector threads serve every"
+        + " connection; default, N = " + ThreadPolicy.defaults().count + " here), on-demand"
+        + " (a thread per connection) or pool:N (N threads, at most N clients served at once)");
+    out.println("  --max-connections N    data connections open at once (default "
+        + DEFAULT_MAX_CONNECTIONS + "); one more is answered UNAVAILABLE");
+    out.println("  --request-timeout-ms T deadline of a whole request and of taking its answer"
+        + " (default " + DEFAULT_REQUEST_TIMEOUT_MILLIS + ")");
+    out.println("  --idle-timeout-ms T    a data connection without a session is closed after T"
+        + " ms without a request (default " + DEFAULT_IDLE_TIMEOUT_MILLIS + ")");
+    out.println("  --body-budget-bytes N  PUT value bytes accumulated at once, server-wide"
+        + " (default " + DEFAULT_BODY_BUDGET_BYTES + ")");
     out.println("  --max-value-bytes N    largest value accepted (default "
         + Protocol.DEFAULT_MAX_VALUE_BYTES + ", at most " + Protocol.MAX_VALUE_BYTES_LIMIT + ")");
     out.println("  --fsync MODE           always (default: a write is on disk before it is"
@@ -335,7 +449,15 @@ final class ServerConfig {
     args.add("--data-dir");
     args.add(dataDir.toString());
     args.add("--threads");
-    args.add(threadsDescription());
+    args.add(threads.toString());
+    args.add("--max-connections");
+    args.add(Integer.toString(maxConnections));
+    args.add("--request-timeout-ms");
+    args.add(Integer.toString(requestTimeoutMillis));
+    args.add("--idle-timeout-ms");
+    args.add(Integer.toString(idleTimeoutMillis));
+    args.add("--body-budget-bytes");
+    args.add(Long.toString(bodyBudgetBytes));
     args.add("--max-value-bytes");
     args.add(Integer.toString(maxValueBytes));
     args.add("--fsync");
@@ -346,10 +468,6 @@ final class ServerConfig {
     return args;
   }
 
-  /** {@code on-demand} or {@code pool:N}, as on the command line. */
-  String threadsDescription() {
-    return poolThreads == 0 ? "on-demand" : "pool:" + poolThreads;
-  }
 
   private static String next(String[] args, int i, String name) throws ConfigException {
     if (i >= args.length) {
@@ -372,15 +490,37 @@ final class ServerConfig {
         name + " must be an integer from " + min + " to " + max + ", not '" + value + "'");
   }
 
-  private static int parseThreads(String value) throws ConfigException {
+  private static long parseLong(String name, String value, long min, long max)
+      throws ConfigException {
+    try {
+      long n = Long.parseLong(value.trim());
+      if (n >= min && n <= max) {
+        return n;
+      }
+    } catch (NumberFormatException e) {
+      // Reported below with the same message as an out-of-range number.
+    }
+    throw new ConfigException(
+        name + " must be an integer from " + min + " to " + max + ", not '" + value + "'");
+  }
+
+  private static ThreadPolicy parseThreads(String value) throws ConfigException {
     if (value.equals("on-demand")) {
-      return 0;
+      return new ThreadPolicy(ThreadPolicy.Kind.ON_DEMAND, 0);
+    }
+    if (value.equals("event-loop")) {
+      return ThreadPolicy.defaults();
+    }
+    if (value.startsWith("event-loop:")) {
+      return new ThreadPolicy(ThreadPolicy.Kind.EVENT_LOOP, parseInt("--threads event-loop:N",
+          value.substring("event-loop:".length()), 1, MAX_EVENT_LOOPS));
     }
     if (value.startsWith("pool:")) {
-      return parseInt("--threads pool:N", value.substring("pool:".length()), 1,
-          MAX_POOL_THREADS);
+      return new ThreadPolicy(ThreadPolicy.Kind.POOL, parseInt("--threads pool:N",
+          value.substring("pool:".length()), 1, MAX_POOL_THREADS));
     }
-    throw new ConfigException("--threads must be on-demand or pool:N, not '" + value + "'");
+    throw new ConfigException(
+        "--threads must be event-loop[:N], on-demand or pool:N, not '" + value + "'");
   }
 
   private static FsyncPolicy parseFsync(String value) throws ConfigException {
@@ -418,7 +558,7 @@ final class ServerConfig {
   @Override
   public String toString() {
     return "bind " + bindAddress.getHostAddress() + ", data dir " + dataDir + ", threads "
-        + threadsDescription() + ", max value " + maxValueBytes + " bytes, fsync "
+        + threads + ", max value " + maxValueBytes + " bytes, fsync "
         + fsync.name().toLowerCase(java.util.Locale.ROOT);
   }
 }

@@ -247,7 +247,8 @@ class LifecycleTest {
   void badOptionsExitTwoWithAMessageAndHelpExitsZero() throws Exception {
     Result bad = runJava(FrontServer.class, "--threads", "bogus");
     assertThat(bad.exit).isEqualTo(ServerConfig.EXIT_BAD_OPTION);
-    assertThat(bad.output).contains("--threads must be on-demand or pool:N, not 'bogus'");
+    assertThat(bad.output)
+        .contains("--threads must be event-loop[:N], on-demand or pool:N, not 'bogus'");
 
     Result port = runJava(FrontServer.class, "--port", "70000");
     assertThat(port.exit).isEqualTo(ServerConfig.EXIT_BAD_OPTION);

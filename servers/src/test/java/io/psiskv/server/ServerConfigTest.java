@@ -20,10 +20,37 @@ class ServerConfigTest {
     assertThat(c.port).isEqualTo(9999);
     assertThat(c.bindAddress.getHostAddress()).isEqualTo("127.0.0.1");
     assertThat(c.dataDir).isEqualTo(Path.of("data").toAbsolutePath());
-    assertThat(c.poolThreads).isEqualTo(0);
-    assertThat(c.threadsDescription()).isEqualTo("on-demand");
+    assertThat(c.threads.kind()).isEqualTo(ServerConfig.ThreadPolicy.Kind.EVENT_LOOP);
+    assertThat(c.threads.count()).isEqualTo(Runtime.getRuntime().availableProcessors());
+    assertThat(c.threads.toString())
+        .isEqualTo("event-loop:" + Runtime.getRuntime().availableProcessors());
     assertThat(c.maxValueBytes).isEqualTo(Protocol.DEFAULT_MAX_VALUE_BYTES);
     assertThat(c.controlPort).isEqualTo(-1);
+    assertThat(c.maxConnections).isEqualTo(ServerConfig.DEFAULT_MAX_CONNECTIONS);
+    assertThat(c.requestTimeoutMillis).isEqualTo(ServerConfig.DEFAULT_REQUEST_TIMEOUT_MILLIS);
+    assertThat(c.idleTimeoutMillis).isEqualTo(ServerConfig.DEFAULT_IDLE_TIMEOUT_MILLIS);
+    assertThat(c.bodyBudgetBytes).isEqualTo(ServerConfig.DEFAULT_BODY_BUDGET_BYTES);
+  }
+
+  @Test
+  void everyThreadPolicyParsesAndPrintsAsWritten() throws Exception {
+    for (String policy : new String[] {"event-loop:3", "on-demand", "pool:4"}) {
+      assertThat(ServerConfig.parse(Role.FRONT, "--threads", policy).threads.toString())
+          .isEqualTo(policy);
+    }
+    assertThat(ServerConfig.parse(Role.FRONT, "--threads", "event-loop").threads)
+        .isEqualTo(ServerConfig.ThreadPolicy.defaults());
+  }
+
+  @Test
+  void limitsParse() throws Exception {
+    ServerConfig c = ServerConfig.parse(Role.FRONT, "--max-connections", "7",
+        "--request-timeout-ms=250", "--idle-timeout-ms", "300", "--body-budget-bytes",
+        "8589934592");
+    assertThat(c.maxConnections).isEqualTo(7);
+    assertThat(c.requestTimeoutMillis).isEqualTo(250);
+    assertThat(c.idleTimeoutMillis).isEqualTo(300);
+    assertThat(c.bodyBudgetBytes).isEqualTo(8L << 30);
   }
 
   @Test
@@ -33,8 +60,8 @@ class ServerConfigTest {
     assertThat(c.port).isEqualTo(0);
     assertThat(c.bindAddress.isAnyLocalAddress()).isTrue();
     assertThat(c.dataDir).isEqualTo(Path.of("/tmp/y"));
-    assertThat(c.poolThreads).isEqualTo(4);
-    assertThat(c.threadsDescription()).isEqualTo("pool:4");
+    assertThat(c.threads).isEqualTo(
+        new ServerConfig.ThreadPolicy(ServerConfig.ThreadPolicy.Kind.POOL, 4));
     assertThat(c.maxValueBytes).isEqualTo(1000);
   }
 
@@ -50,7 +77,11 @@ class ServerConfigTest {
     assertThat(error(Role.FRONT, "--port")).contains("--port needs a value");
     assertThat(error(Role.FRONT, "--threads", "pool:0")).contains("pool:N must be an integer");
     assertThat(error(Role.FRONT, "--threads", "pool:10001")).contains("from 1 to 10000");
-    assertThat(error(Role.FRONT, "--threads", "many")).contains("on-demand or pool:N");
+    assertThat(error(Role.FRONT, "--threads", "many"))
+        .contains("event-loop[:N], on-demand or pool:N");
+    assertThat(error(Role.FRONT, "--threads", "event-loop:0")).contains("from 1 to 256");
+    assertThat(error(Role.FRONT, "--max-connections", "0")).contains("--max-connections must");
+    assertThat(error(Role.FRONT, "--body-budget-bytes", "-1")).contains("--body-budget-bytes");
     assertThat(error(Role.FRONT, "--max-value-bytes", "2147483632"))
         .contains("from 0 to " + Protocol.MAX_VALUE_BYTES_LIMIT);
     assertThat(error(Role.FRONT, "--bind", "::1")).contains("IPv4");
@@ -75,7 +106,7 @@ class ServerConfigTest {
         front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.bindAddress).isEqualTo(front.bindAddress);
     assertThat(data.dataDir).isEqualTo(front.dataDir);
-    assertThat(data.poolThreads).isEqualTo(3);
+    assertThat(data.threads.toString()).isEqualTo("pool:3");
     assertThat(data.maxValueBytes).isEqualTo(77);
     assertThat(data.fsync).isEqualTo(FsyncPolicy.EVERYSEC);
     assertThat(data.salvage).isTrue();
@@ -94,7 +125,7 @@ class ServerConfigTest {
     assertThat(front.adoptDataPid).isEqualTo(4242);
     assertThat(front.bindAddress).isEqualTo(data.bindAddress);
     assertThat(front.dataDir).isEqualTo(data.dataDir);
-    assertThat(front.poolThreads).isEqualTo(3);
+    assertThat(front.threads.toString()).isEqualTo("pool:3");
     assertThat(front.maxValueBytes).isEqualTo(77);
     assertThat(front.fsync).isEqualTo(FsyncPolicy.NO);
     assertThat(front.salvage).isFalse();

@@ -120,7 +120,7 @@ public final class ServerFixture
     private int port;
     private Path dataDir;
 
-    /** {@code --threads}: {@code on-demand} or {@code pool:N}. */
+    /** {@code --threads}: {@code event-loop[:N]}, {@code on-demand} or {@code pool:N}. */
     public Builder threads(String policy) {
       return args("--threads", policy);
     }

@@ -383,7 +383,7 @@ class SupervisionTest {
   private static final Pattern STORE_LINE = Pattern.compile(
       "^store: (\\d+) keys, (\\d+) value bytes, (\\d+) sessions, (\\d+) connected clients$");
   private static final Pattern DATA_LINE = Pattern.compile(
-      "^data server: pid (\\d+), port (\\d+), up \\d+h\\d\\dm\\d\\ds, threads on-demand, max value"
+      "^data server: pid (\\d+), port (\\d+), up \\d+h\\d\\dm\\d\\ds, threads \\S+, max value"
           + " \\d+ bytes, front server relaunches (\\d+)$");
   private static final Pattern BACKUP_LINE = Pattern.compile(
       "^backup file: (\\S+), (\\d+) bytes, last sync (\\S+), fsync (\\S+)$");

@@ -1,0 +1,449 @@
+package io.psiskv.server;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
+import java.util.ArrayList;
+import java.util.concurrent.ConcurrentLinkedQueue;
+
+/**
+ * One selector thread ({@code data-loop-I}) of the event-loop policy, serving every connection
+ * the {@link EventLoopTransport} hands it, as memcached's worker threads each run one libevent
+ * loop. A wake-up:
+ *
+ * <ol>
+ *   <li>waits once ({@code select}), then for every ready connection reads what is there (one
+ *       read of at most {@link ServerConfig#CONNECTION_BUFFER_BYTES}) and feeds it to the
+ *       connection's {@link RequestHandler}, which serves every complete request and queues the
+ *       answers;
+ *   <li>commits: if writes were applied that no commit has taken, this thread writes their
+ *       records and forces the log once for all of them ({@link Engine#commit}), unless another
+ *       thread is committing, whose commit (or the next) then covers them and wakes this loop
+ *       (Redis's "write the AOF before replying", ZooKeeper's SyncRequestProcessor);
+ *   <li>writes the answers of every connection whose records are settled, each connection's with
+ *       one (gathering) write.
+ * </ol>
+ *
+ * <p><b>Backpressure and bounds.</b> A connection with answers not yet written is not read from;
+ * a peer that does not read its answers holds one buffer and is closed when its answers have not
+ * moved for the request timeout. Buffers are lent per connection only while bytes are in flight
+ * ({@link ByteArrayPool}): an idle connection holds none. A connection whose PUT value waits for
+ * body budget is parked (not read from) until budget is released. Every {@link
+ * ServerConfig#DEADLINE_CHECK_INTERVAL_MILLIS} the loop closes the connections past a deadline:
+ * a request not received whole within the request timeout, a connection without a session idle
+ * for the idle timeout, an error close's linger.
+ *
+ * <p><b>Threads.</b> Everything here belongs to the loop's thread, but {@link #add}, {@link
+ * #stop} and the two wake-ups (commit and budget listeners), which only touch the concurrent
+ * queue, volatile flags and {@link Selector#wakeup}.
+ */
+final class EventLoop implements Runnable {
+  private final Engine engine;
+  private final ServerConfig config;
+  private final BodyBudget budget;
+  private final ConnectionLimit limit;
+  private final Selector selector;
+  private final ByteBuffer readBuf =
+      ByteBuffer.allocateDirect(ServerConfig.CONNECTION_BUFFER_BYTES);
+  private final ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES,
+      ServerConfig.POOLED_BUFFERS_PER_LOOP);
+  private final ConcurrentLinkedQueue<SocketChannel> incoming = new ConcurrentLinkedQueue<>();
+  /** Connections with answers queued, waiting for the commit and the write of this wake-up. */
+  private final ArrayList<Conn> toFlush = new ArrayList<>();
+  private final ArrayList<Conn> stillWaiting = new ArrayList<>();
+  /** Connections whose PUT value waits for body budget. */
+  private final ArrayList<Conn> parkedConns = new ArrayList<>();
+  private final LogSummary idleClosed;
+  private final LogSummary stalledClosed;
+  private final Runnable onCommit = this::commitHappened;
+  private final Runnable onBudget = this::budgetReleased;
+
+  /** Set before this loop relies on another thread's commit; the commit listener then wakes it. */
+  private volatile boolean awaitingCommit;
+  private volatile boolean budgetChanged;
+  private volatile boolean stopping;
+  private volatile long drainDeadlineNanos;
+  private long nextDeadlineCheckNanos;
+  /** Written by the loop's thread only; read by others as a figure. */
+  private volatile int open;
+
+  EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit)
+      throws IOException {
+    this.engine = engine;
+    this.config = config;
+    this.budget = budget;
+    this.limit = limit;
+    this.selector = Selector.open();
+    this.idleClosed = new LogSummary("data connections closed after " + config.idleTimeoutMillis
+        + " ms without a session");
+    this.stalledClosed = new LogSummary("data connections closed for not completing a request"
+        + " or taking its answer within " + config.requestTimeoutMillis + " ms");
+  }
+
+  /** Hands a new connection (counted by the limit) to this loop; any thread. */
+  void add(SocketChannel channel) {
+    incoming.add(channel);
+    selector.wakeup();
+  }
+
+  /** Connections this loop serves now (read by any thread: a figure, not a synchronisation). */
+  int openConnections() {
+    return open;
+  }
+
+  /**
+   * Asks the loop to stop (any thread): it stops reading requests, answers what it received whole,
+   * closes each connection once its answers are written, and ends when none is left or at {@code
+   * deadlineNanos}, closing the rest.
+   */
+  void stop(long deadlineNanos) {
+    drainDeadlineNanos = deadlineNanos;
+    stopping = true;
+    selector.wakeup();
+  }
+
+  private void commitHappened() {
+    if (awaitingCommit) {
+      selector.wakeup();
+    }
+  }
+
+  private void budgetReleased() {
+    budgetChanged = true;
+    if (!parkedConns.isEmpty()) { // A racy read: a stale answer costs one wake-up or one tick.
+      selector.wakeup();
+    }
+  }
+
+  @Override
+  public void run() {
+    engine.addCommitListener(onCommit);
+    budget.addListener(onBudget);
+    try {
+      while (!(stopping && (open == 0 || System.nanoTime() - drainDeadlineNanos >= 0))) {
+        if (!toFlush.isEmpty() && engine.hasUncommitted()) {
+          selector.selectNow(this::ready); // Answers wait for a commit this loop must make.
+        } else {
+          selector.select(this::ready, ServerConfig.DEADLINE_CHECK_INTERVAL_MILLIS);
+        }
+        long now = System.nanoTime();
+        takeIncoming(now);
+        if (budgetChanged) {
+          budgetChanged = false;
+          retryParked(now);
+        }
+        commitAndFlush(now);
+        if (stopping) {
+          closeIdleForStop();
+        }
+        if (now - nextDeadlineCheckNanos >= 0) {
+          checkDeadlines(now);
+          nextDeadlineCheckNanos = now + ServerConfig.DEADLINE_CHECK_INTERVAL_MILLIS * 1_000_000L;
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + e);
+    } finally {
+      engine.removeCommitListener(onCommit);
+      budget.removeListener(onBudget);
+      for (SelectionKey k : selector.keys()) {
+        ((Conn) k.attachment()).close(null);
+      }
+      for (SocketChannel c; (c = incoming.poll()) != null; ) {
+        limit.closed();
+        Wire.closeQuietly(c);
+      }
+      Wire.closeQuietly(selector);
+    }
+  }
+
+  private void takeIncoming(long now) {
+    for (SocketChannel c; (c = incoming.poll()) != null; ) {
+      if (stopping) {
+        limit.closed();
+        Wire.closeQuietly(c);
+        continue;
+      }
+      try {
+        c.configureBlocking(false);
+        c.socket().setTcpNoDelay(true);
+        Conn conn = new Conn(c, now);
+        conn.key = c.register(selector, SelectionKey.OP_READ, conn);
+        open++;
+      } catch (IOException e) {
+        limit.closed();
+        Wire.closeQuietly(c);
+      }
+    }
+  }
+
+  private void ready(SelectionKey k) {
+    Conn c = (Conn) k.attachment();
+    try {
+      if (c.lingerDeadlineNanos != 0) {
+        c.drainLinger();
+        return;
+      }
+      if (k.isWritable()) {
+        c.writeMore();
+      }
+      if (k.isValid() && k.isReadable()) {
+        c.readAndServe(true);
+      }
+    } catch (IOException e) {
+      c.close(stopping ? null : "connection failed: " + e.getMessage());
+    } catch (RuntimeException e) {
+      c.close("internal error, closing: " + e);
+    }
+  }
+
+  /**
+   * The commit of this wake-up, then the writes. Answers whose records another thread is
+   * committing stay queued; that thread's commit listener wakes this loop.
+   */
+  private void commitAndFlush(long now) {
+    if (toFlush.isEmpty() && !engine.hasUncommitted()) {
+      awaitingCommit = false;
+      return;
+    }
+    awaitingCommit = true; // Before trying: a commit finishing meanwhile must wake us.
+    if (engine.hasUncommitted()) {
+      engine.commit(false);
+    }
+    stillWaiting.clear();
+    for (int i = 0; i < toFlush.size(); i++) {
+      Conn c = toFlush.get(i);
+      if (!c.key.isValid()) {
+        continue;
+      }
+      if (!c.replies.settle(engine)) {
+        stillWaiting.add(c);
+        continue;
+      }
+      try {
+        c.writeMore();
+      } catch (IOException e) {
+        c.close(stopping ? null : "connection failed: " + e.getMessage());
+      } catch (RuntimeException e) {
+        c.close("internal error, closing: " + e);
+      }
+    }
+    toFlush.clear();
+    toFlush.addAll(stillWaiting);
+    awaitingCommit = !toFlush.isEmpty() || engine.hasUncommitted();
+  }
+
+  private void retryParked(long now) {
+    ArrayList<Conn> retry = new ArrayList<>(parkedConns);
+    parkedConns.clear();
+    for (Conn c : retry) {
+      if (!c.key.isValid()) {
+        continue;
+      }
+      c.isParked = false;
+      try {
+        c.readAndServe(false);
+      } catch (IOException e) {
+        c.close("connection failed: " + e.getMessage());
+      }
+    }
+  }
+
+  /** During the stop: closes the connections that owe nothing and have nothing half-received. */
+  private void closeIdleForStop() {
+    for (SelectionKey k : selector.keys()) {
+      Conn c = (Conn) k.attachment();
+      if (k.isValid() && c.replies.isEmpty() && c.leftoverLength == 0
+          && c.handler.partialSinceNanos() == 0) {
+        c.close(null);
+      }
+    }
+  }
+
+  private void checkDeadlines(long now) {
+    long requestNanos = config.requestTimeoutMillis * 1_000_000L;
+    long idleNanos = config.idleTimeoutMillis * 1_000_000L;
+    for (SelectionKey k : selector.keys()) {
+      Conn c = (Conn) k.attachment();
+      if (!k.isValid()) {
+        continue;
+      }
+      if (c.lingerDeadlineNanos != 0) {
+        if (now - c.lingerDeadlineNanos >= 0) {
+          c.close(null);
+        }
+        continue;
+      }
+      long partial = c.handler.partialSinceNanos();
+      if (partial != 0 && now - partial > requestNanos) {
+        stalledClosed.note();
+        c.close(null);
+      } else if (!c.replies.isEmpty() && now - c.lastOutputNanos > requestNanos) {
+        stalledClosed.note();
+        c.close(null);
+      } else if (!c.handler.hasSession() && partial == 0 && c.replies.isEmpty()
+          && now - c.lastInputNanos > idleNanos) {
+        idleClosed.note();
+        c.close(null);
+      }
+    }
+    idleClosed.flush(now);
+    stalledClosed.flush(now);
+  }
+
+  /** One connection of this loop; every field belongs to the loop's thread. */
+  private final class Conn {
+    final SocketChannel channel;
+    final ReplyQueue replies = new ReplyQueue(pool);
+    final RequestHandler handler;
+    SelectionKey key;
+    /** Input the handler left unconsumed (a partial request, or requests not yet served). */
+    ByteBuffer leftover;
+    int leftoverLength;
+    /** Why the handler last stopped. */
+    RequestHandler.Outcome last = RequestHandler.Outcome.NEED_INPUT;
+    boolean inputEnded;
+    boolean isParked;
+    long lastInputNanos;
+    long lastOutputNanos;
+    /** Non-zero while lingering after an error answer: the close is due then. */
+    long lingerDeadlineNanos;
+    int lingerDrained;
+    boolean closed;
+
+    Conn(SocketChannel channel, long now) {
+      this.channel = channel;
+      this.handler = new RequestHandler(engine, config.maxValueBytes, budget, replies,
+          Wire.peer(channel.socket()));
+      this.lastInputNanos = now;
+      this.lastOutputNanos = now;
+    }
+
+    /**
+     * Puts the unconsumed input and (if {@code fromSocket}) one read's worth of new bytes into the
+     * loop's buffer and feeds the handler.
+     */
+    void readAndServe(boolean fromSocket) throws IOException {
+      readBuf.clear();
+      if (leftoverLength > 0) {
+        readBuf.put(leftover.array(), 0, leftoverLength);
+        pool.give(leftover);
+        leftover = null;
+        leftoverLength = 0;
+      }
+      long now = System.nanoTime();
+      if (fromSocket && !inputEnded) {
+        int n = channel.read(readBuf);
+        if (n < 0) {
+          inputEnded = true;
+        } else if (n > 0) {
+          lastInputNanos = now;
+        }
+      }
+      readBuf.flip();
+      serve(now);
+    }
+
+    private void serve(long now) throws IOException {
+      last = handler.feed(readBuf, now);
+      if (readBuf.hasRemaining()) {
+        leftoverLength = readBuf.remaining();
+        leftover = pool.take();
+        readBuf.get(leftover.array(), 0, leftoverLength);
+      }
+      if (last == RequestHandler.Outcome.NEED_BUDGET && !isParked) {
+        isParked = true;
+        parkedConns.add(this);
+      }
+      if (!replies.isEmpty()) {
+        key.interestOps(0); // No more requests until the answers are written (backpressure).
+        lastOutputNanos = now;
+        toFlush.add(this);
+        return;
+      }
+      afterAnswers();
+    }
+
+    /** The queue is empty: linger, serve on, close, park or read on, as the last outcome says. */
+    private void afterAnswers() throws IOException {
+      if (handler.isClosing()) {
+        startLinger();
+      } else if (last == RequestHandler.Outcome.OUTPUT_FULL) {
+        readAndServe(false); // Whole requests are left in the leftover: serve them now.
+      } else if (inputEnded) {
+        String broken = handler.describePartial(leftoverLength);
+        close(broken == null ? null : "closed the connection " + broken);
+      } else if (isParked) {
+        key.interestOps(0);
+      } else {
+        key.interestOps(SelectionKey.OP_READ);
+      }
+    }
+
+    /** Writes what the settled queue holds; once it is empty, goes on with the connection. */
+    void writeMore() throws IOException {
+      if (replies.writeTo(channel)) {
+        lastOutputNanos = System.nanoTime();
+        afterAnswers();
+      } else {
+        lastOutputNanos = System.nanoTime();
+        key.interestOps(SelectionKey.OP_WRITE);
+      }
+    }
+
+    /**
+     * After an error answer was written: stop writing, discard what the peer still sends for at
+     * most {@link ServerConfig#ERROR_LINGER_MILLIS} and {@link ServerConfig#ERROR_LINGER_MAX_BYTES},
+     * then close, so that the close does not turn into a reset that destroys the answer.
+     */
+    private void startLinger() throws IOException {
+      channel.shutdownOutput();
+      lingerDeadlineNanos = System.nanoTime() + ServerConfig.ERROR_LINGER_MILLIS * 1_000_000L;
+      key.interestOps(SelectionKey.OP_READ);
+      drainLinger();
+    }
+
+    void drainLinger() throws IOException {
+      while (true) {
+        readBuf.clear();
+        int n = channel.read(readBuf);
+        if (n < 0 || (lingerDrained += Math.max(n, 0)) >= ServerConfig.ERROR_LINGER_MAX_BYTES) {
+          close(null);
+          return;
+        }
+        if (n == 0) {
+          return;
+        }
+      }
+    }
+
+    /** Closes the connection; logs {@code reason} (one line) unless null. */
+    void close(String reason) {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      if (reason != null) {
+        handler.problem(reason);
+      }
+      if (key != null) {
+        key.cancel();
+      }
+      Wire.closeQuietly(channel);
+      handler.close();
+      if (leftover != null) {
+        pool.give(leftover);
+        leftover = null;
+        leftoverLength = 0;
+      }
+      if (isParked) {
+        parkedConns.remove(this);
+        isParked = false;
+      }
+      open--;
+      limit.closed();
+    }
+  }
+}

@@ -1,0 +1,388 @@
+package io.psiskv.server;
+
+import static io.psiskv.protocol.Protocol.FLAG_OVERWRITE;
+import static io.psiskv.protocol.Protocol.GET_RESPONSE_PREFIX_BYTES;
+import static io.psiskv.protocol.Protocol.HEADER_BYTES;
+import static io.psiskv.protocol.Protocol.SESSION_RESPONSE_BODY_BYTES;
+
+import io.psiskv.protocol.Header;
+import io.psiskv.protocol.Messages;
+import io.psiskv.protocol.Opcode;
+import io.psiskv.protocol.Rules;
+import io.psiskv.protocol.Status;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+
+/**
+ * The protocol of one data connection (PROTOCOL.md §6, §8), with no I/O: it is fed the bytes that
+ * arrived, serves every complete request through the {@link Engine}, and queues the answers in
+ * its {@link ReplyQueue}, each write's answer with the log sequence it must wait for. All three
+ * thread policies drive it the same way ({@link EventLoop}, {@link BlockingConnection}); it never
+ * blocks, never touches a socket, and allocates nothing a peer merely claims.
+ *
+ * <p><b>State machine</b>, owned by the one thread that feeds it:
+ *
+ * <pre>
+ *   AWAIT_SESSION --SESSION--> SERVING --broken rule--> CLOSING (error answer queued)
+ *   AWAIT_SESSION --broken rule, or PUT/GET/DELETE (NO_SESSION)--> CLOSING
+ * </pre>
+ *
+ * PING is answered in both open states. Within a request, the handler waits for a whole header,
+ * then for a whole fixed body (GET 4 bytes, SESSION 8); a PUT's value is taken from the input
+ * when it is all there, else accumulated as it arrives in an array that grows with what arrived
+ * (never to more than twice that, never past the declared length), each growth charged to the
+ * server's {@link BodyBudget}. The transport closes a connection that ends or stalls mid-request
+ * ({@link #partialSinceNanos}, {@link #describePartial}); nothing of a partial request is
+ * applied.
+ *
+ * <p><b>Feeding.</b> {@link #feed} consumes requests from the buffer's position to its limit and
+ * says why it stopped ({@link Outcome}); the bytes it leaves are the start of a request it will
+ * want again, in the same order, with whatever arrives next appended.
+ */
+final class RequestHandler {
+  /** Why {@link #feed} returned. */
+  enum Outcome {
+    /** Every complete request was served; what is left of the input is a partial request. */
+    NEED_INPUT,
+    /** The answers fill the reply queue: write them, then feed the rest of the input again. */
+    OUTPUT_FULL,
+    /** A PUT value in arrival waits for body budget: feed again once budget was released. */
+    NEED_BUDGET,
+    /** A rule was broken: the error answer is queued; write it, then close the connection. */
+    CLOSE
+  }
+
+  /** Room a request's answer needs in the reply queue, GET values aside. */
+  static final int MAX_ANSWER_BYTES = Messages.MAX_FIXED_BYTES;
+  /** GET values up to this size are copied behind their answer; larger ones are referenced. */
+  static final int INLINE_VALUE_MAX_BYTES = 4096;
+  /** The first array a value in arrival gets (or its whole length if smaller). */
+  static final int BODY_INITIAL_BYTES = 16 * 1024;
+
+  /** Shared by every empty value: values are never modified, so one array serves all. */
+  private static final byte[] EMPTY_VALUE = new byte[0];
+
+  private final Engine engine;
+  private final int maxValueBytes;
+  private final BodyBudget budget;
+  private final ReplyQueue replies;
+  private final String peer;
+  private final byte[] scratch = new byte[Messages.MAX_FIXED_BYTES];
+  private final Header h = new Header();
+
+  private Sessions.Session session;
+  private boolean closing;
+  /** Since when (System.nanoTime) a request has been partly received; 0 if none is. */
+  private long partialSinceNanos;
+
+  /** A PUT value in arrival: {@code h} holds its header. */
+  private boolean inBody;
+  private byte[] body;
+  private int bodyFilled;
+  private long bodyTicket;
+  /** Budget charged for {@code body}'s array. */
+  private long bodyCharged;
+  /** Budget granted for the next growth of {@code body} but not yet used. */
+  private long bodyReserved;
+
+  /**
+   * @param peer how log lines name the connection ({@code address:port})
+   */
+  RequestHandler(Engine engine, int maxValueBytes, BodyBudget budget, ReplyQueue replies,
+      String peer) {
+    this.engine = engine;
+    this.maxValueBytes = maxValueBytes;
+    this.budget = budget;
+    this.replies = replies;
+    this.peer = peer;
+  }
+
+  ReplyQueue replies() {
+    return replies;
+  }
+
+  /** Whether SESSION has been served on this connection. */
+  boolean hasSession() {
+    return session != null;
+  }
+
+  /** Since when (a {@code System.nanoTime()} value) a request is partly received, 0 if none. */
+  long partialSinceNanos() {
+    return partialSinceNanos;
+  }
+
+  /** Whether an error answer is queued and the connection must close after writing it. */
+  boolean isClosing() {
+    return closing;
+  }
+
+  /**
+   * Serves the complete requests in {@code in} (from its position to its limit), advancing its
+   * position past each; see {@link Outcome} for where it stops. {@code nowNanos} dates a request
+   * that is left partly received.
+   */
+  Outcome feed(ByteBuffer in, long nowNanos) {
+    if (closing) {
+      return Outcome.CLOSE;
+    }
+    while (true) {
+      if (!in.hasRemaining() && !inBody) {
+        return Outcome.NEED_INPUT;
+      }
+      if (!replies.hasRoom(MAX_ANSWER_BYTES)) {
+        return Outcome.OUTPUT_FULL; // Also before a value's last bytes: its answer needs room.
+      }
+      if (inBody) {
+        Outcome waiting = fillBody(in);
+        if (waiting != null) {
+          markPartial(nowNanos);
+          return waiting;
+        }
+        finishBody();
+        partialSinceNanos = 0;
+        continue;
+      }
+      Outcome o = serveOne(in);
+      if (o != null) {
+        if (o == Outcome.NEED_INPUT) {
+          markPartial(nowNanos);
+        }
+        return o;
+      }
+      partialSinceNanos = 0;
+    }
+  }
+
+  /** Serves the request at the buffer's position; null if served, else why it cannot be. */
+  private Outcome serveOne(ByteBuffer in) {
+    if (in.remaining() < HEADER_BYTES) {
+      return Outcome.NEED_INPUT;
+    }
+    in.get(in.position(), scratch, 0, HEADER_BYTES);
+    h.decode(scratch, 0);
+    Status broken = Rules.checkRequest(h, maxValueBytes);
+    if (broken != null) {
+      return reject(broken, Wire.describeRejection(h, broken, maxValueBytes));
+    }
+    Opcode op = Opcode.of(h.opcode);
+    switch (op) {
+      case PING:
+      case SESSION:
+      case GET:
+      case DELETE:
+        break;
+      case PUT:
+        if (session == null) {
+          return reject(Status.NO_SESSION, op + " before SESSION");
+        }
+        in.position(in.position() + HEADER_BYTES);
+        return startPut(in);
+      default:
+        return reject(Status.BAD_REQUEST, op + " is not a data-connection request");
+    }
+    if (op == Opcode.SESSION && session != null) {
+      return reject(Status.BAD_REQUEST, "second SESSION on one connection");
+    }
+    if (op != Opcode.PING && op != Opcode.SESSION && session == null) {
+      return reject(Status.NO_SESSION, op + " before SESSION");
+    }
+    // Rules.checkRequest bounded the body of these opcodes to their fixed length.
+    int need = HEADER_BYTES + (int) h.bodyLength;
+    if (in.remaining() < need) {
+      return Outcome.NEED_INPUT;
+    }
+    in.get(scratch, 0, need);
+    switch (op) {
+      case PING:
+        answer(Status.OK, 0);
+        break;
+      case SESSION:
+        session = engine.openSession(Header.getU64(scratch, HEADER_BYTES));
+        int at = replies.claim(HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES);
+        Messages.sessionOk(replies.buffer(), at, h.requestId, session.id, maxValueBytes);
+        break;
+      case GET:
+        get(Integer.toUnsignedLong(Header.getU32(scratch, HEADER_BYTES)));
+        break;
+      default:
+        Engine.WriteResult w = engine.delete(session, h.requestId, h.key);
+        answerWrite(w);
+        break;
+    }
+    return null;
+  }
+
+  private void get(long capacity) {
+    byte[] value = engine.get(h.key);
+    if (value == null) {
+      answer(Status.NOT_FOUND, h.key);
+      return;
+    }
+    int sent = (int) Math.min(capacity, value.length);
+    int at = replies.claim(HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES);
+    Messages.getOkPrefix(replies.buffer(), at, h.key, h.requestId, value.length, sent);
+    if (sent <= INLINE_VALUE_MAX_BYTES && replies.hasRoom(sent)) {
+      System.arraycopy(value, 0, replies.buffer(), replies.claim(sent), sent);
+    } else {
+      replies.value(value, sent); // Sent from the stored array: values are immutable.
+    }
+  }
+
+  /** A PUT whose header was consumed: served now if its value is all here, else accumulated. */
+  private Outcome startPut(ByteBuffer in) {
+    int len = (int) h.bodyLength; // Rules.checkRequest bounded it by maxValueBytes.
+    if (in.remaining() >= len) {
+      byte[] value = EMPTY_VALUE;
+      if (len > 0) {
+        try {
+          value = new byte[len];
+        } catch (OutOfMemoryError e) {
+          return reject(Status.SERVER_ERROR, "no memory for a value of " + len + " bytes");
+        }
+        in.get(value);
+      }
+      applyPut(value);
+      return null;
+    }
+    inBody = true;
+    body = null;
+    bodyFilled = 0;
+    bodyCharged = 0;
+    bodyReserved = 0;
+    bodyTicket = budget.begin();
+    return null;
+  }
+
+  /**
+   * Moves arriving value bytes into the body array, growing it under the budget; null once the
+   * value is complete, else why it waits.
+   */
+  private Outcome fillBody(ByteBuffer in) {
+    int len = (int) h.bodyLength;
+    while (bodyFilled < len) {
+      if (!in.hasRemaining()) {
+        return Outcome.NEED_INPUT;
+      }
+      if (body == null || bodyFilled == body.length) {
+        int capacity = body == null ? 0 : body.length;
+        int grown = (int) Math.min(len, Math.max(BODY_INITIAL_BYTES, 2L * capacity));
+        long growth = grown - capacity;
+        if (bodyReserved < growth) {
+          if (!budget.tryGrow(bodyTicket, growth - bodyReserved)) {
+            return Outcome.NEED_BUDGET;
+          }
+        }
+        bodyReserved = 0;
+        bodyCharged += growth;
+        try {
+          body = body == null ? new byte[grown] : Arrays.copyOf(body, grown);
+        } catch (OutOfMemoryError e) {
+          dropBody();
+          reject(Status.SERVER_ERROR, "no memory for a value of " + len + " bytes");
+          return Outcome.CLOSE;
+        }
+      }
+      int n = Math.min(in.remaining(), body.length - bodyFilled);
+      in.get(body, bodyFilled, n);
+      bodyFilled += n;
+    }
+    return null;
+  }
+
+  /**
+   * For connection threads only, after {@link Outcome#NEED_BUDGET}: blocks until the value in
+   * arrival may grow (true: feed again) or {@code deadlineNanos} passes (false).
+   */
+  boolean awaitBudget(long deadlineNanos) throws InterruptedException {
+    int capacity = body == null ? 0 : body.length;
+    long growth = Math.min(h.bodyLength, Math.max(BODY_INITIAL_BYTES, 2L * capacity)) - capacity;
+    if (!budget.grow(bodyTicket, growth, deadlineNanos)) {
+      return false;
+    }
+    bodyReserved = growth;
+    return true;
+  }
+
+  /** The value is complete: its budget is released (the store owns it now) and it is applied. */
+  private void finishBody() {
+    byte[] value = body;
+    dropBody();
+    applyPut(value);
+  }
+
+  private void dropBody() {
+    if (inBody) {
+      budget.end(bodyTicket, bodyCharged + bodyReserved);
+      inBody = false;
+      body = null;
+      bodyCharged = 0;
+      bodyReserved = 0;
+    }
+  }
+
+  private void applyPut(byte[] value) {
+    boolean overwrite = (h.flagsOrStatus & FLAG_OVERWRITE) != 0;
+    answerWrite(engine.put(session, h.requestId, h.key, value, overwrite));
+  }
+
+  /** Queues a write's answer, to be sent once its record is durable. */
+  private void answerWrite(Engine.WriteResult w) {
+    int at = replies.claim(HEADER_BYTES);
+    Messages.status(replies.buffer(), at, h.opcode, w.status(), h.key, h.requestId);
+    replies.awaitRecord(at, w.durableSeq());
+  }
+
+  private void answer(Status status, int key) {
+    int at = replies.claim(HEADER_BYTES);
+    Messages.status(replies.buffer(), at, h.opcode, status, key, h.requestId);
+  }
+
+  /**
+   * Queues the error answer (the header was read), logs one line, and asks for the close. Every
+   * caller has checked the queue's room for one answer (the check in {@link #feed}).
+   */
+  private Outcome reject(Status status, String reason) {
+    problem(reason + "; answered " + status + ", closing");
+    answer(status, h.key);
+    closing = true;
+    return Outcome.CLOSE;
+  }
+
+  private void markPartial(long nowNanos) {
+    if (partialSinceNanos == 0) {
+      partialSinceNanos = nowNanos == 0 ? 1 : nowNanos;
+    }
+  }
+
+  /**
+   * What the connection broke off in, for the log line of a peer that closed or stalled with
+   * {@code unconsumed} bytes of a request left in the input, or null if no request was started.
+   */
+  String describePartial(int unconsumed) {
+    if (inBody) {
+      return "mid-body (" + bodyFilled + " of " + h.bodyLength + " value bytes); nothing applied";
+    }
+    if (unconsumed == 0) {
+      return null;
+    }
+    if (unconsumed < HEADER_BYTES) {
+      return "mid-header (" + unconsumed + " of " + HEADER_BYTES + " bytes)";
+    }
+    // A whole header is there, so the last feed decoded it into h: its fixed body is short.
+    return "mid-body (" + (unconsumed - HEADER_BYTES) + " of " + h.bodyLength + " bytes)";
+  }
+
+  /** The connection is closed: its session is detached, its budget and buffers released. */
+  void close() {
+    dropBody();
+    replies.reset();
+    if (session != null) {
+      engine.closeSession(session);
+      session = null;
+    }
+  }
+
+  void problem(String message) {
+    Log.info("data connection " + peer + ": " + message);
+  }
+}
