@@ -172,7 +172,8 @@ final class ReplyQueue {
         bufView.limit(tail).position((int) sent);
         n = channel.write(bufView);
       } else {
-        n = channel.write(segments, 0, fillSegments());
+        int count = fillSegments(); // First: it may replace the segments array.
+        n = channel.write(segments, 0, count);
       }
       if (n == 0) {
         return false; // The peer's window is full: wait until the channel is writable.
