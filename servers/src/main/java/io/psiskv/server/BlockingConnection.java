@@ -36,15 +36,17 @@ final class BlockingConnection implements Runnable {
   private final Engine engine;
   private final ServerConfig config;
   private final BodyBudget budget;
+  private final ConnectionLimit limit;
   private final Consumer<BlockingConnection> onClosed;
   private final AtomicInteger activity = new AtomicInteger(BUSY);
 
   BlockingConnection(SocketChannel channel, Engine engine, ServerConfig config, BodyBudget budget,
-      Consumer<BlockingConnection> onClosed) {
+      ConnectionLimit limit, Consumer<BlockingConnection> onClosed) {
     this.channel = channel;
     this.engine = engine;
     this.config = config;
     this.budget = budget;
+    this.limit = limit;
     this.onClosed = onClosed;
   }
 
@@ -70,8 +72,12 @@ final class BlockingConnection implements Runnable {
     try {
       channel.socket().setTcpNoDelay(true);
       serve(handler);
+    } catch (IdleTimeout e) {
+      if (!handler.hasSession()) {
+        limit.closedIdle(); // A pool thread freeing itself from an idle session is no problem.
+      }
     } catch (SocketTimeoutException e) {
-      handler.problem(e.getMessage());
+      limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
         handler.problem("connection failed: " + e.getMessage());
@@ -102,7 +108,7 @@ final class BlockingConnection implements Runnable {
           continue;
         case NEED_BUDGET:
           if (!handler.awaitBudget(deadline(handler))) {
-            throw stalled();
+            throw new SocketTimeoutException("request deadline");
           }
           continue;
         default:
@@ -132,22 +138,21 @@ final class BlockingConnection implements Runnable {
   private int read(InputStream input, RequestHandler handler, byte[] into, int off,
       boolean partial) throws IOException {
     long timeoutMillis = 0;
-    String timeoutMessage = null;
     if (partial) {
       timeoutMillis = Math.max(1, (deadline(handler) - System.nanoTime()) / 1_000_000L);
-      timeoutMessage = null;
     } else if (!handler.hasSession()) {
       timeoutMillis = config.idleTimeoutMillis;
-      timeoutMessage = "sent no request for " + timeoutMillis + " ms without a session; closing";
     } else if (config.threads.kind() == ServerConfig.ThreadPolicy.Kind.POOL) {
-      timeoutMillis = ServerConfig.DEFAULT_POOL_IDLE_TIMEOUT_MILLIS;
-      timeoutMessage = "idle for " + timeoutMillis + " ms; closing to free its pool thread";
+      timeoutMillis = config.poolIdleTimeoutMillis;
     }
     channel.socket().setSoTimeout((int) Math.min(Integer.MAX_VALUE, timeoutMillis));
     try {
       return input.read(into, off, into.length - off);
     } catch (SocketTimeoutException e) {
-      throw timeoutMessage == null ? stalled() : new SocketTimeoutException(timeoutMessage);
+      if (partial) {
+        throw e; // Past the request deadline.
+      }
+      throw new IdleTimeout(); // Idle without a session, or a pool thread's idle timeout.
     }
   }
 
@@ -158,9 +163,9 @@ final class BlockingConnection implements Runnable {
         + config.requestTimeoutMillis * 1_000_000L;
   }
 
-  private SocketTimeoutException stalled() {
-    return new SocketTimeoutException("did not complete a request within "
-        + config.requestTimeoutMillis + " ms; closing");
+  /** An idle connection's timeout passed: closed quietly, counted for the log summary. */
+  private static final class IdleTimeout extends IOException {
+    private static final long serialVersionUID = 1L;
   }
 
   /** Waits until the queued answers' records are settled, then writes them all. */

@@ -95,7 +95,8 @@ final class BlockingTransport implements DataTransport {
       if (!limit.tryOpen(channel)) {
         continue; // Refused with UNAVAILABLE by the limit's refuser.
       }
-      BlockingConnection c = new BlockingConnection(channel, engine, config, budget, this::closed);
+      BlockingConnection c = new BlockingConnection(channel, engine, config, budget, limit,
+          this::closed);
       synchronized (lock) {
         if (!stopping) {
           live.add(c);

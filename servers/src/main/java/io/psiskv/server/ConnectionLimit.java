@@ -24,7 +24,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * a selector, so refusing costs no thread per connection. At most {@link
  * ServerConfig#MAX_REFUSING_CONNECTIONS} are being refused at once, each for at most {@link
  * ServerConfig#REFUSAL_TIMEOUT_MILLIS}; beyond that a connection is closed without an answer.
- * Refusals are logged as one line per interval ({@link LogSummary}).
+ * Refusals, and the closes of connections that pass a deadline, are logged as one line per
+ * interval ({@link LogSummary}) whatever the policy.
  *
  * <p>Thread-safe: {@link #tryOpen} and {@link #closed} are atomic; the refuser's selector and
  * buffers belong to its thread.
@@ -35,14 +36,20 @@ final class ConnectionLimit implements AutoCloseable {
   private final AtomicInteger refusing = new AtomicInteger();
   private final ConcurrentLinkedQueue<SocketChannel> toRefuse = new ConcurrentLinkedQueue<>();
   private final LogSummary refusals;
+  private final LogSummary idleClosed;
+  private final LogSummary stalledClosed;
   private final Selector selector;
   private final Thread thread;
   private volatile boolean stopped;
 
-  ConnectionLimit(int configured) throws IOException {
-    this.max = effectiveMax(configured);
+  ConnectionLimit(ServerConfig config) throws IOException {
+    this.max = effectiveMax(config.maxConnections);
     this.refusals = new LogSummary("data connections refused with UNAVAILABLE at the limit of "
         + max + " open connections");
+    this.idleClosed = new LogSummary("data connections closed after " + config.idleTimeoutMillis
+        + " ms without a session");
+    this.stalledClosed = new LogSummary("data connections closed for not completing a request"
+        + " or taking its answer within " + config.requestTimeoutMillis + " ms");
     this.selector = Selector.open();
     this.thread = new Thread(this::runRefuser, "data-refuser");
     thread.setDaemon(true);
@@ -95,6 +102,23 @@ final class ConnectionLimit implements AutoCloseable {
     open.decrementAndGet();
   }
 
+  /** A connection without a session was closed after the idle timeout (for the log). */
+  void closedIdle() {
+    idleClosed.note();
+  }
+
+  /** A connection was closed past its request deadline (for the log). */
+  void closedStalled() {
+    stalledClosed.note();
+  }
+
+  /** Writes the summary lines whose interval has passed; a periodic caller calls it. */
+  void flushLog(long nowNanos) {
+    refusals.flush(nowNanos);
+    idleClosed.flush(nowNanos);
+    stalledClosed.flush(nowNanos);
+  }
+
   private void refuse(SocketChannel channel) {
     refusals.note();
     if (stopped || refusing.incrementAndGet() > ServerConfig.MAX_REFUSING_CONNECTIONS) {
@@ -143,7 +167,7 @@ final class ConnectionLimit implements AutoCloseable {
           }
         }
         selector.selectedKeys().clear();
-        refusals.flush(now);
+        flushLog(now);
       }
     } catch (IOException | RuntimeException e) {
       Log.info("data-refuser stopped: " + e);

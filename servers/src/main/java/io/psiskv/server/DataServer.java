@@ -364,7 +364,7 @@ public final class DataServer {
   /** Caller holds lifecycleLock: starts the serving threads of the {@code --threads} policy. */
   private void startServing(ServerSocketChannel server) throws IOException {
     BodyBudget budget = new BodyBudget(config.bodyBudgetBytes);
-    connectionLimit = new ConnectionLimit(config.maxConnections);
+    connectionLimit = new ConnectionLimit(config);
     DataTransport t = config.threads.kind() == ServerConfig.ThreadPolicy.Kind.EVENT_LOOP
         ? new EventLoopTransport(engine, config, budget, connectionLimit)
         : new BlockingTransport(engine, config, budget, connectionLimit);

@@ -55,8 +55,6 @@ final class EventLoop implements Runnable {
   private final ArrayList<Conn> stillWaiting = new ArrayList<>();
   /** Connections whose PUT value waits for body budget. */
   private final ArrayList<Conn> parkedConns = new ArrayList<>();
-  private final LogSummary idleClosed;
-  private final LogSummary stalledClosed;
   private final Runnable onCommit = this::commitHappened;
   private final Runnable onBudget = this::budgetReleased;
 
@@ -76,10 +74,6 @@ final class EventLoop implements Runnable {
     this.budget = budget;
     this.limit = limit;
     this.selector = Selector.open();
-    this.idleClosed = new LogSummary("data connections closed after " + config.idleTimeoutMillis
-        + " ms without a session");
-    this.stalledClosed = new LogSummary("data connections closed for not completing a request"
-        + " or taking its answer within " + config.requestTimeoutMillis + " ms");
   }
 
   /** Hands a new connection (counted by the limit) to this loop; any thread. */
@@ -278,19 +272,17 @@ final class EventLoop implements Runnable {
       }
       long partial = c.handler.partialSinceNanos();
       if (partial != 0 && now - partial > requestNanos) {
-        stalledClosed.note();
+        limit.closedStalled();
         c.close(null);
       } else if (!c.replies.isEmpty() && now - c.lastOutputNanos > requestNanos) {
-        stalledClosed.note();
+        limit.closedStalled();
         c.close(null);
       } else if (!c.handler.hasSession() && partial == 0 && c.replies.isEmpty()
           && now - c.lastInputNanos > idleNanos) {
-        idleClosed.note();
+        limit.closedIdle();
         c.close(null);
       }
     }
-    idleClosed.flush(now);
-    stalledClosed.flush(now);
   }
 
   /** One connection of this loop; every field belongs to the loop's thread. */

@@ -85,13 +85,13 @@ final class ServerConfig {
   /**
    * {@code --idle-timeout-ms}: a data connection that has no session and sends no request for
    * this long is closed. A connection with a session has no idle timeout (clients keep theirs for
-   * life), except under {@code pool:N}, where {@link #DEFAULT_POOL_IDLE_TIMEOUT_MILLIS} frees its
-   * thread.
+   * life), except under {@code pool:N} ({@link #DEFAULT_POOL_IDLE_TIMEOUT_MILLIS}).
    */
   static final int DEFAULT_IDLE_TIMEOUT_MILLIS = 10_000;
   /**
-   * {@code pool:N} only: a connection idle between requests for this long is closed, so that N
-   * idle clients cannot lock the others out; its client reconnects and resumes on its next call.
+   * {@code --pool-idle-timeout-ms}, {@code pool:N} only: a connection idle between requests for
+   * this long is closed, so that N idle clients cannot lock the others out; its client
+   * reconnects and resumes its session on its next call.
    */
   static final int DEFAULT_POOL_IDLE_TIMEOUT_MILLIS = 5_000;
   /**
@@ -195,6 +195,8 @@ final class ServerConfig {
   final int requestTimeoutMillis;
   /** See {@link #DEFAULT_IDLE_TIMEOUT_MILLIS}. */
   final int idleTimeoutMillis;
+  /** See {@link #DEFAULT_POOL_IDLE_TIMEOUT_MILLIS}. */
+  final int poolIdleTimeoutMillis;
   /** See {@link #DEFAULT_BODY_BUDGET_BYTES}. */
   final long bodyBudgetBytes;
 
@@ -235,7 +237,7 @@ final class ServerConfig {
       Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
-      long bodyBudgetBytes) {
+      int poolIdleTimeoutMillis, long bodyBudgetBytes) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -250,6 +252,7 @@ final class ServerConfig {
     this.maxConnections = maxConnections;
     this.requestTimeoutMillis = requestTimeoutMillis;
     this.idleTimeoutMillis = idleTimeoutMillis;
+    this.poolIdleTimeoutMillis = poolIdleTimeoutMillis;
     this.bodyBudgetBytes = bodyBudgetBytes;
   }
 
@@ -262,6 +265,7 @@ final class ServerConfig {
     int maxConnections = DEFAULT_MAX_CONNECTIONS;
     int requestTimeoutMillis = DEFAULT_REQUEST_TIMEOUT_MILLIS;
     int idleTimeoutMillis = DEFAULT_IDLE_TIMEOUT_MILLIS;
+    int poolIdleTimeoutMillis = DEFAULT_POOL_IDLE_TIMEOUT_MILLIS;
     long bodyBudgetBytes = DEFAULT_BODY_BUDGET_BYTES;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
@@ -305,6 +309,10 @@ final class ServerConfig {
         case "--idle-timeout-ms":
           idleTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name), 1,
               Integer.MAX_VALUE);
+          break;
+        case "--pool-idle-timeout-ms":
+          poolIdleTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name),
+              1, Integer.MAX_VALUE);
           break;
         case "--body-budget-bytes":
           bodyBudgetBytes = parseLong(name, value != null ? value : next(args, ++i, name),
@@ -358,7 +366,7 @@ final class ServerConfig {
     }
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
         maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
-        requestTimeoutMillis, idleTimeoutMillis, bodyBudgetBytes);
+        requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes);
   }
 
   /**
@@ -397,6 +405,9 @@ final class ServerConfig {
         + " (default " + DEFAULT_REQUEST_TIMEOUT_MILLIS + ")");
     out.println("  --idle-timeout-ms T    a data connection without a session is closed after T"
         + " ms without a request (default " + DEFAULT_IDLE_TIMEOUT_MILLIS + ")");
+    out.println("  --pool-idle-timeout-ms T  pool:N only: a connection idle for T ms is closed to"
+        + " free its thread; its client reconnects (default " + DEFAULT_POOL_IDLE_TIMEOUT_MILLIS
+        + ")");
     out.println("  --body-budget-bytes N  PUT value bytes accumulated at once, server-wide"
         + " (default " + DEFAULT_BODY_BUDGET_BYTES + ")");
     out.println("  --max-value-bytes N    largest value accepted (default "
@@ -456,6 +467,8 @@ final class ServerConfig {
     args.add(Integer.toString(requestTimeoutMillis));
     args.add("--idle-timeout-ms");
     args.add(Integer.toString(idleTimeoutMillis));
+    args.add("--pool-idle-timeout-ms");
+    args.add(Integer.toString(poolIdleTimeoutMillis));
     args.add("--body-budget-bytes");
     args.add(Long.toString(bodyBudgetBytes));
     args.add("--max-value-bytes");

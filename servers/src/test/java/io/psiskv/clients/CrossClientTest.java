@@ -4,10 +4,12 @@ import static com.google.common.truth.Truth.assertThat;
 
 import io.psiskv.server.ServerFixture;
 import java.util.Arrays;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** What one client writes, the other reads: the two speak one protocol, byte for byte. */
+@Tag("server-pair")
 class CrossClientTest {
   @RegisterExtension
   static final ServerFixture SERVER = ServerFixture.builder().build();

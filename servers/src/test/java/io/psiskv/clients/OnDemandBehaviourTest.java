@@ -3,7 +3,7 @@ package io.psiskv.clients;
 import io.psiskv.server.ServerFixture;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
-/** The behaviour suite against servers with a thread per connection (the default policy). */
+/** The behaviour suite against servers with a thread per connection. */
 class OnDemandBehaviourTest extends ClientBehaviourSuite {
   @RegisterExtension
   static final ServerFixture SERVER = ServerFixture.builder()

@@ -24,6 +24,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -35,6 +36,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * putIfAbsent} of a key the client knows to be new never answers -2, a delete of a key it knows
  * to exist never answers -1).
  */
+@Tag("server-pair")
 class RideThroughTest {
   private static final int CLIENTS_PER_KIND = 8;
   private static final int KILLS = 3;

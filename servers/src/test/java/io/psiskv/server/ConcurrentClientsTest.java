@@ -17,10 +17,12 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** Many clients at once over the wire: verified mixed operations and the putIfAbsent race. */
+@Tag("server-pair")
 class ConcurrentClientsTest {
   @RegisterExtension static final ServerFixture server = ServerFixture.builder().build();
 

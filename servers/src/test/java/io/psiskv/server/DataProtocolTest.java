@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -16,6 +17,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * Every data operation and result status of PROTOCOL.md §6 through a real server pair. The pair
  * is shared by the class, so each test uses its own keys.
  */
+@Tag("server-pair")
 class DataProtocolTest {
   @RegisterExtension static final ServerFixture server = ServerFixture.builder().build();
 

@@ -21,6 +21,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -28,6 +29,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * The backup file through the real servers (PROTOCOL.md §11): what was acknowledged survives
  * SIGKILL of the Data Server and an orderly stop, and only one Data Server owns a data directory.
  */
+@Tag("server-pair")
 class DurabilityTest {
   private static final int WRITERS = 16;
   private static final int KEYS_PER_WRITER = 200;

@@ -5,6 +5,7 @@ import static com.google.common.truth.Truth.assertThat;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Status;
 import java.io.IOException;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -13,6 +14,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * its original result and not applied again, on the same Data Server and after a SIGKILL and a
  * reload of the backup file.
  */
+@Tag("server-pair")
 class ExactlyOnceTest {
   @RegisterExtension
   final ServerFixture server = ServerFixture.builder().manualStart().build();

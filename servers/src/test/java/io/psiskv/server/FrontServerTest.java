@@ -15,10 +15,12 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The Front Server's client side: HELLO redirects, PING, and bad or silent front clients. */
+@Tag("server-pair")
 class FrontServerTest {
   private static final Duration LOG_TIMEOUT = Duration.ofSeconds(20);
 

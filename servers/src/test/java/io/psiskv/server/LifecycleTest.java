@@ -22,6 +22,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -30,6 +31,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * rule, the stop script, the console, option errors. Each test gets its own pair. The relaunches
  * themselves are {@link SupervisionTest}'s.
  */
+@Tag("server-pair")
 class LifecycleTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(30);
 

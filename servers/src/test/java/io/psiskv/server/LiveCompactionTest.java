@@ -7,6 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -15,6 +16,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * the maintenance thread rewrites it in the background, writes go on meanwhile, and the compacted
  * log reloads to the exact state after a SIGKILL.
  */
+@Tag("server-pair")
 class LiveCompactionTest {
   private static final int MIB = 1 << 20;
   private static final Duration TIMEOUT = Duration.ofSeconds(60);

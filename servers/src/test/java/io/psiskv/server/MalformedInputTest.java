@@ -15,6 +15,7 @@ import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -24,6 +25,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * naming the peer and the reason, and a bystander client connected before keeps working, as do
  * new clients.
  */
+@Tag("server-pair")
 class MalformedInputTest {
   private static final int MAX_VALUE_BYTES = 1024 * 1024;
   private static final Duration LOG_TIMEOUT = Duration.ofSeconds(20);

@@ -49,6 +49,9 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  *   static final ServerFixture server = ServerFixture.builder().threads("pool:4").build();
  * </pre>
  *
+ * <p>The pair serves with the thread policy the test chooses ({@link Builder#threads}), else
+ * with the one {@value #POLICY_PROPERTY} names, else with the server's default.
+ *
  * <p>Each start gets a run directory {@code target/server-fixture/<Class>-<method>-<n>/} holding
  * {@code data/} and {@code server.log} (both processes' stderr and the front's stdout, prefixed
  * {@code [stdout]}); nothing goes to the console. A Front Server relaunched by the Data Server
@@ -98,7 +101,17 @@ public final class ServerFixture
   private volatile boolean ownsPidFiles;
   private Thread killHook;
 
+  /**
+   * System property naming the {@code --threads} policy of every pair whose test does not choose
+   * one: the build runs the server-pair tests once per policy (servers/pom.xml).
+   */
+  public static final String POLICY_PROPERTY = "psiskv.test.threads";
+
   private ServerFixture(Builder b) {
+    String policy = System.getProperty(POLICY_PROPERTY, "");
+    if (!policy.isEmpty() && !b.serverArgs.contains("--threads")) {
+      b.threads(policy);
+    }
     this.serverArgs = List.copyOf(b.serverArgs);
     this.jvmArgs = List.copyOf(b.jvmArgs);
     this.commandPrefix = List.copyOf(b.commandPrefix);
@@ -221,7 +234,9 @@ public final class ServerFixture
     }
     if (runDir == null) {
       Path target = Path.of(System.getProperty("user.dir"), "target", "server-fixture");
-      runDir = target.resolve(name + "-" + RUNS.incrementAndGet());
+      String policy = System.getProperty(POLICY_PROPERTY, "");
+      runDir = target.resolve(name + (policy.isEmpty() ? "" : "-" + policy.replace(':', '-'))
+          + "-" + RUNS.incrementAndGet());
       // A run directory of an earlier build (no clean in between) must not lend its log lines or
       // its data to this run: awaitLog would see old events.
       deleteTree(runDir);

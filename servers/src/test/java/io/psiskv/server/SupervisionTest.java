@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -28,6 +29,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * <p>The recovery times are measured and printed (grep the test output for {@code measured:}),
  * never asserted beyond a generous bound.
  */
+@Tag("server-pair")
 class SupervisionTest {
   /** Generous bound for any recovery; the measured figures are around a second. */
   private static final Duration RECOVERY = Duration.ofSeconds(30);

@@ -14,7 +14,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
-/** The two thread policies of the Data Server (see {@link DataServer}). */
+/** The three thread policies of the Data Server (see {@link DataTransport}). */
 class ThreadPolicyTest {
   private static final int POOL_THREADS = 2;
   /** How long a client that must wait is given to (wrongly) get an answer. */
@@ -26,6 +26,14 @@ class ThreadPolicyTest {
 
   @RegisterExtension
   final ServerFixture onDemand = ServerFixture.builder().threads("on-demand").manualStart().build();
+
+  @RegisterExtension
+  final ServerFixture pooledWithIdleTimeout = ServerFixture.builder().threads("pool:1")
+      .args("--pool-idle-timeout-ms", "300").manualStart().build();
+
+  @RegisterExtension
+  final ServerFixture eventLoop =
+      ServerFixture.builder().threads("event-loop:1").manualStart().build();
 
   @Test
   void poolServesAtMostNClientsAndTheNextWaitsUntilOneCloses() throws Exception {
@@ -61,12 +69,43 @@ class ThreadPolicyTest {
   }
 
   @Test
+  void aPoolThreadIsFreedFromAnIdleSessionAndItsClientRidesThrough() throws Exception {
+    pooledWithIdleTimeout.start();
+    ServerFixture server = pooledWithIdleTimeout;
+    try (io.psiskv.client.KvClient idle =
+        io.psiskv.client.KvClient.connect(server.host(), server.port())) {
+      idle.put(1, "first".getBytes(StandardCharsets.UTF_8));
+      // The only pool thread is idle with `idle`; after 300 ms it closes it and serves this one.
+      try (RawClient next = RawClient.session(server)) {
+        assertThat(next.getValue(1)).isEqualTo("first".getBytes(StandardCharsets.UTF_8));
+      }
+      // The idle client's connection was closed under it: its next call reconnects, resumes.
+      idle.put(2, "second".getBytes(StandardCharsets.UTF_8));
+      assertThat(idle.get(2).orElseThrow()).isEqualTo("second".getBytes(StandardCharsets.UTF_8));
+    }
+    server.stop();
+  }
+
+  @Test
+  void oneEventLoopServesAHundredSimultaneousConnections() throws Exception {
+    eventLoop.start();
+    servesAHundredSimultaneousConnections(eventLoop);
+    eventLoop.stop();
+  }
+
+  @Test
   void onDemandServesAHundredSimultaneousConnections() throws Exception {
     onDemand.start();
+    servesAHundredSimultaneousConnections(onDemand);
+    onDemand.stop();
+  }
+
+  private static void servesAHundredSimultaneousConnections(ServerFixture server)
+      throws Exception {
     List<RawClient> clients = new ArrayList<>();
     try {
       for (int i = 0; i < 100; i++) {
-        clients.add(RawClient.session(onDemand)); // All stay open.
+        clients.add(RawClient.session(server)); // All stay open.
       }
       for (int i = 0; i < clients.size(); i++) {
         byte[] v = ("client " + i).getBytes(StandardCharsets.UTF_8);
@@ -81,6 +120,5 @@ class ThreadPolicyTest {
         c.close();
       }
     }
-    onDemand.stop();
   }
 }
