@@ -540,7 +540,10 @@ final class FrontListener {
     Wire.closeQuietly(c.channel);
   }
 
-  /** Closes every connection, the listening channel and the selector (loop thread, or no loop). */
+  /**
+   * Closes every connection, the listening channel and the selector, and logs the last summary
+   * (the loop thread as it ends, or {@link #close} when no loop ever ran).
+   */
   private void closeAll() {
     try {
       for (SelectionKey key : new ArrayList<>(selector.keys())) {
@@ -553,6 +556,7 @@ final class FrontListener {
     }
     Wire.closeQuietly(server);
     Wire.closeQuietly(selector);
+    summary.flush(System.nanoTime());
   }
 
   /**

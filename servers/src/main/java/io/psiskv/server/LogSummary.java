@@ -20,7 +20,8 @@ import java.util.function.Consumer;
  * <p><b>Who logs it.</b> {@link #flushIfDue} logs a due summary; an event loop calls it on every
  * wake-up and wakes no later than {@link #nanosUntilDue}. {@link #record} logs a due summary too
  * (before counting its own event in a new window), so that code without a timer of its own gets
- * its lines; its last window then waits for the next event or flush.
+ * its lines; its last window then waits for the next event or flush. {@link #flush} logs the
+ * open window at once, for a stop.
  *
  * <p><b>Kinds with detail.</b> A kind made by {@link #detailedKind} allows a few lines of its own
  * per window: {@link #record} returns true for the first {@code linesPerWindow} events of the
@@ -116,7 +117,17 @@ final class LogSummary {
 
   /** Logs the open window's summary if it is due at {@code nowNanos}, and closes the window. */
   synchronized void flushIfDue(long nowNanos) {
-    if (!windowOpen || nowNanos - windowStartNanos < intervalNanos) {
+    if (windowOpen && nowNanos - windowStartNanos >= intervalNanos) {
+      flush(nowNanos);
+    }
+  }
+
+  /**
+   * Logs the open window's summary now, due or not, and closes the window: for a stop, so that
+   * the last counts are not lost.
+   */
+  synchronized void flush(long nowNanos) {
+    if (!windowOpen) {
       return;
     }
     if (pending) {

@@ -88,6 +88,15 @@ class LogSummaryTest {
   }
 
   @Test
+  void aStopFlushesTheLastWindowBeforeItIsDue() {
+    summary.record(evicted, T0);
+    summary.flush(T0 + 3_000 * MS);
+    summary.flush(T0 + 4_000 * MS); // Nothing left.
+    assertThat(lines).containsExactly(
+        "front connections: 1 evicted at the cap of 4096, in the last 3 s");
+  }
+
+  @Test
   void shortWindowsAreShownInMillisecondsAndTheIntervalMustBePositive() {
     List<String> out = new ArrayList<>();
     LogSummary fast = new LogSummary("s", 250, out::add);
