@@ -7,9 +7,6 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import io.psiskv.server.FrontLog;
 import io.psiskv.server.Poll;
 import io.psiskv.server.ServerFixture;
-import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -55,8 +52,8 @@ class FrontFloodTest {
   @Test
   void newClientsOfBothKindsAreServedWhile300ConnectionsDripAHello() throws Exception {
     long frontPid = server.frontPid();
-    long threadsBefore = procStatus(frontPid, "Threads");
-    long rssBefore = procStatus(frontPid, "VmRSS");
+    long threadsBefore = ProcStatus.field(frontPid, "Threads");
+    long rssBefore = ProcStatus.field(frontPid, "VmRSS");
     DripFlood flood = new DripFlood(server.host(), server.port(), DRIPPERS, TICK_MILLIS,
         TIMEOUT.toMillis());
     Thread dripper = new Thread(flood, "drip-flood");
@@ -86,8 +83,8 @@ class FrontFloodTest {
             assertThat(Arrays.copyOf(buf, value.length)).isEqualTo(value);
           }
         }
-        maxThreads = Math.max(maxThreads, procStatus(frontPid, "Threads"));
-        maxRss = Math.max(maxRss, procStatus(frontPid, "VmRSS"));
+        maxThreads = Math.max(maxThreads, ProcStatus.field(frontPid, "Threads"));
+        maxRss = Math.max(maxRss, ProcStatus.field(frontPid, "VmRSS"));
         Thread.sleep(CLIENT_PACE_MILLIS); // The clients' pace, not a synchronisation.
       }
     } finally {
@@ -134,15 +131,5 @@ class FrontFloodTest {
         .isEqualTo(0);
     assertWithMessage("summary lines for %s closes", expected)
         .that(FrontLog.summaries(log).size()).isAtMost(1 + (int) (FLOOD_MILLIS / 1_000) + 3);
-  }
-
-  /** A number field of /proc/PID/status ({@code Threads}, {@code VmRSS} in kB). */
-  static long procStatus(long pid, String field) throws IOException {
-    for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "status"))) {
-      if (line.startsWith(field + ":")) {
-        return Long.parseLong(line.substring(field.length() + 1).trim().split("\\s+")[0]);
-      }
-    }
-    throw new IOException("no " + field + " in /proc/" + pid + "/status");
   }
 }
