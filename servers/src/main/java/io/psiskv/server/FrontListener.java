@@ -59,9 +59,10 @@ import java.util.function.Supplier;
  *   <li>Connection cap: at most {@code maxConnections} open, lingering ones included, lowered at
  *       construction to what the open-file limit allows. Accepting one more first closes the
  *       oldest incomplete connection: the one whose request deadline comes first (a lingering one
- *       only when there is none). Why that is safe: a connection is evicted only after the cap's
- *       worth of newer connections arrived before it finished its 20 bytes, and any connection
- *       that is not done is gone by its deadline anyway. A flood therefore delays no client that
+ *       only when there is none). Why that is safe: a connection is evicted only once it is the
+ *       oldest of the cap's worth, so at least that many connections arrived after its clock
+ *       started and before its 20 bytes did; and a connection that is not done by its deadline
+ *       is closed then anyway. A flood therefore delays no client that
  *       sends its HELLO within the time the flood needs to open the cap's worth of connections
  *       (thousands of connections within the milliseconds a HELLO takes); refusing new
  *       connections at the cap instead would lock every new client out.
@@ -78,7 +79,8 @@ import java.util.function.Supplier;
  * <p><b>Logging.</b> A connection that breaks a rule gets one line naming the peer and the rule
  * (at most {@value ServerConfig#LOG_PROBLEM_LINES_PER_INTERVAL} per summary interval; the rest are
  * counted). Timeouts, evictions, peers that vanish mid-request and failed accepts are only
- * counted, and logged as one {@link LogSummary} line per interval.
+ * counted, and logged as one {@link LogSummary} line per interval. An exception met while serving
+ * one connection (a bug) closes that connection only, with one line per interval.
  *
  * <p><b>Threads.</b> The loop thread owns the selector, the listening channel, every connection
  * and its buffer, the queues and the summary. Other threads call only {@link #start}, {@link
@@ -96,7 +98,7 @@ final class FrontListener {
     static final String IDLE_TIMEOUT_PROPERTY = "psiskv.front.idleTimeoutMillis";
     static final String MAX_CONNECTIONS_PROPERTY = "psiskv.front.maxConnections";
     static final String SUMMARY_INTERVAL_PROPERTY = "psiskv.logSummaryIntervalMillis";
-    /** Largest value any override may take (an hour, or a million connections). */
+    /** Largest value of any override: an hour in milliseconds, or more connections than fds. */
     private static final int MAX_OVERRIDE = 3_600_000;
 
     static Limits defaults() {
@@ -200,6 +202,7 @@ final class FrontListener {
   private final LogSummary.Kind failed;
   private final LogSummary.Kind acceptFailed;
   private final LogSummary.Kind protocolLines;
+  private final LogSummary.Kind internalErrors;
 
   /** Guarded by this. */
   private boolean closed;
@@ -232,6 +235,7 @@ final class FrontListener {
     acceptFailed = summary.detailedKind("more accepts failed", 1);
     protocolLines = summary.detailedKind("more broke the protocol (not logged one by one)",
         ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
+    internalErrors = summary.detailedKind("more internal errors", 1);
     server.configureBlocking(false);
     selector = Selector.open();
     try {
@@ -366,6 +370,13 @@ final class FrontListener {
     } catch (IOException e) {
       if (c.state != State.LINGERING) {
         summary.record(failed, now);
+      }
+      close(c);
+    } catch (RuntimeException e) {
+      // A bug met by one connection ends that connection, not the loop that serves all.
+      if (summary.record(internalErrors, now)) {
+        Log.info("front connection " + Wire.peer(c.channel.socket()) + ": internal error, closing: "
+            + e);
       }
       close(c);
     }
