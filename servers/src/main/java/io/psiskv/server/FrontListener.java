@@ -41,7 +41,8 @@ import java.util.function.Supplier;
  * one breaks a rule of §6 before its body matters. The connection reads at most the 20 bytes of
  * the current request, and nothing while an answer is being written, so requests are answered
  * in order and pipelined ones wait in the kernel; at most one request per connection is served
- * per wake-up. An error answer is followed by the non-blocking form of {@link
+ * per wake-up, and all ready connections are served before the wake-up's accepts. An error
+ * answer is followed by the non-blocking form of {@link
  * Wire#lingerAndClose}: output shut down, what the peer still sends discarded for at most
  * {@value ServerConfig#ERROR_LINGER_MILLIS} ms and {@value ServerConfig#ERROR_LINGER_MAX_BYTES}
  * bytes, then close.
@@ -193,6 +194,8 @@ final class FrontListener {
   private final ByteBuffer drain = ByteBuffer.allocateDirect(4096);
   private final Header header = new Header();
   private boolean acceptPaused;
+  /** The listener was ready in this wake-up: accept once the ready connections are served. */
+  private boolean acceptReady;
   private long acceptResumeNanos;
   private final LogSummary summary;
   private final LogSummary.Kind pastDeadline;
@@ -308,11 +311,15 @@ final class FrontListener {
         }
         summary.flushIfDue(now);
         long wait = nanosUntilNextTimer(now);
+        acceptReady = false;
         if (wait == Long.MAX_VALUE) {
           selector.select(this::onReady);
         } else {
           // Rounded up: waking before the first expiry would only loop once more.
           selector.select(this::onReady, Math.max(1, (wait + 999_999) / 1_000_000));
+        }
+        if (acceptReady) {
+          acceptSome(); // After serving: a burst of connects never evicts a request that is in.
         }
       }
     } catch (IOException | RuntimeException e) {
@@ -349,7 +356,7 @@ final class FrontListener {
 
   private void onReady(SelectionKey key) {
     if (key == serverKey) {
-      acceptSome();
+      acceptReady = true;
       return;
     }
     if (!key.isValid()) {
@@ -572,14 +579,16 @@ final class FrontListener {
 
   /**
    * {@code configured}, or less if the open-file limit leaves less room: every connection is a
-   * file descriptor, and an accept that finds none left fails.
+   * file descriptor, and an accept that finds none left fails. Besides the reserve, one wake-up's
+   * accepts are kept free: a channel closed to make room keeps its descriptor until the next
+   * select.
    */
   private static int capForOpenFileLimit(int configured) {
     OperatingSystemMXBean os = ManagementFactory.getOperatingSystemMXBean();
     if (os instanceof UnixOperatingSystemMXBean) {
       UnixOperatingSystemMXBean unix = (UnixOperatingSystemMXBean) os;
       long room = unix.getMaxFileDescriptorCount() - unix.getOpenFileDescriptorCount()
-          - ServerConfig.FRONT_RESERVED_FILES;
+          - ServerConfig.FRONT_RESERVED_FILES - ServerConfig.FRONT_ACCEPTS_PER_WAKEUP;
       if (room < configured) {
         return (int) Math.max(1, room);
       }
