@@ -360,7 +360,7 @@ final class FrontListener {
       return;
     }
     if (!key.isValid()) {
-      return; // Closed earlier in this wake-up (evicted by an accept).
+      return; // Cancelled: the connection was closed after its readiness was selected.
     }
     Conn c = (Conn) key.attachment();
     long now = System.nanoTime();
