@@ -35,21 +35,33 @@ final class ConnectionLimit implements AutoCloseable {
   private final AtomicInteger open = new AtomicInteger();
   private final AtomicInteger refusing = new AtomicInteger();
   private final ConcurrentLinkedQueue<SocketChannel> toRefuse = new ConcurrentLinkedQueue<>();
-  private final LogSummary refusals;
-  private final LogSummary idleClosed;
-  private final LogSummary stalledClosed;
+  private final LogSummary summary;
+  private final LogSummary.Kind refusals;
+  private final LogSummary.Kind idleClosed;
+  private final LogSummary.Kind stalledClosed;
+  private final String refusedLine;
+  private final String idleLine;
+  private final String stalledLine;
   private final Selector selector;
   private final Thread thread;
   private volatile boolean stopped;
 
   ConnectionLimit(ServerConfig config) throws IOException {
     this.max = effectiveMax(config.maxConnections);
-    this.refusals = new LogSummary("data connections refused with UNAVAILABLE at the limit of "
-        + max + " open connections");
-    this.idleClosed = new LogSummary("data connections closed after " + config.idleTimeoutMillis
-        + " ms without a session");
-    this.stalledClosed = new LogSummary("data connections closed for not completing a request"
-        + " or taking its answer within " + config.requestTimeoutMillis + " ms");
+    // The first of each kind per interval gets a line at once; the rest are counted.
+    this.summary = new LogSummary("data connections", ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
+        Log::info);
+    String refused = "refused with UNAVAILABLE at the limit of " + max + " open connections";
+    String idle = "closed after " + config.idleTimeoutMillis + " ms without a session";
+    String stalled = "closed for not completing a request or taking its answer within "
+        + config.requestTimeoutMillis + " ms";
+    this.refusals = summary.detailedKind("more " + refused, 1);
+    this.idleClosed = summary.detailedKind("more " + idle, 1);
+    this.stalledClosed = summary.detailedKind("more " + stalled, 1);
+    this.refusedLine = "data connection " + refused + "; more in the next "
+        + ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS / 1000 + " s are counted";
+    this.idleLine = "data connection " + idle + "; more are counted";
+    this.stalledLine = "data connection " + stalled + "; more are counted";
     this.selector = Selector.open();
     this.thread = new Thread(this::runRefuser, "data-refuser");
     thread.setDaemon(true);
@@ -104,23 +116,27 @@ final class ConnectionLimit implements AutoCloseable {
 
   /** A connection without a session was closed after the idle timeout (for the log). */
   void closedIdle() {
-    idleClosed.note();
+    note(idleClosed, idleLine);
   }
 
   /** A connection was closed past its request deadline (for the log). */
   void closedStalled() {
-    stalledClosed.note();
+    note(stalledClosed, stalledLine);
   }
 
-  /** Writes the summary lines whose interval has passed; a periodic caller calls it. */
+  private void note(LogSummary.Kind kind, String line) {
+    if (summary.record(kind)) {
+      Log.info(line);
+    }
+  }
+
+  /** Writes the summary line if its interval has passed; the refuser thread calls it. */
   void flushLog(long nowNanos) {
-    refusals.flush(nowNanos);
-    idleClosed.flush(nowNanos);
-    stalledClosed.flush(nowNanos);
+    summary.flushIfDue(nowNanos);
   }
 
   private void refuse(SocketChannel channel) {
-    refusals.note();
+    note(refusals, refusedLine);
     if (stopped || refusing.incrementAndGet() > ServerConfig.MAX_REFUSING_CONNECTIONS) {
       refusing.decrementAndGet();
       Wire.closeQuietly(channel);
@@ -227,5 +243,6 @@ final class ConnectionLimit implements AutoCloseable {
       Wire.closeQuietly(c);
     }
     Wire.closeQuietly(selector);
+    summary.flush(System.nanoTime());
   }
 }

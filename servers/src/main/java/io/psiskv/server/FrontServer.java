@@ -3,16 +3,11 @@ package io.psiskv.server;
 import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 
 import io.psiskv.protocol.Header;
-import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
-import io.psiskv.protocol.Rules;
-import io.psiskv.protocol.Status;
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.BindException;
 import java.net.ProtocolException;
 import java.net.InetAddress;
@@ -20,6 +15,8 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.net.StandardSocketOptions;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.time.Duration;
@@ -27,8 +24,6 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Semaphore;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The Front Server process (process 1, the jar's Main-Class): starts the Data Server as a second
@@ -59,10 +54,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <ul>
  *   <li>{@code main}: starts everything, waits for a stop request, stops, exits.
- *   <li>{@code front-acceptor}: accepts client connections and starts one {@code front-conn-N}
- *       thread per connection (at most {@value ServerConfig#MAX_FRONT_CONNECTIONS}; more are
- *       refused); each reads with a {@value ServerConfig#FRONT_READ_TIMEOUT_MILLIS} ms timeout,
- *       so a silent client costs one thread for a bounded time and blocks no one else.
+ *   <li>{@code front-listener}: every client connection, in one non-blocking selector loop
+ *       ({@link FrontListener}: HELLO, PING, the request deadline, idle timeout and connection
+ *       cap); no thread per connection.
  *   <li>{@code console}: reads stdin lines; end of stdin ends only the console.
  *   <li>{@code data-server-supervisor}: the relaunch loop ({@link Supervisor}), which also runs
  *       the launches and INIT handshakes after the first.
@@ -72,11 +66,12 @@ import java.util.concurrent.atomic.AtomicInteger;
  * </ul>
  *
  * <p><b>Shared state.</b> {@code endpoint} (volatile, immutable record) is where HELLO sends
- * clients; null means UNAVAILABLE. It is set and cleared under the supervisor's lock ({@link
- * Supervisor#ifUp}, the supervisor's down hook), so a Data Server found down is never advertised
- * afterwards. {@code lifecycleLock} guards {@code stopping} and the linking of a new Data Server's
- * control connection, so that a stop either sees the link (and sends SHUTDOWN) or the launch sees
- * the stop (and leaves the Data Server to the stop's SIGTERM).
+ * clients; null means UNAVAILABLE; the listener's loop reads it for every HELLO. It is set and
+ * cleared under the supervisor's lock ({@link Supervisor#ifUp}, the supervisor's down hook), so a
+ * Data Server found down is never advertised afterwards. {@code lifecycleLock} guards {@code
+ * stopping} and the linking of a new Data Server's control connection, so that a stop either sees
+ * the link (and sends SHUTDOWN) or the launch sees the stop (and leaves the Data Server to the
+ * stop's SIGTERM).
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent, race-free between {@code quit} and a signal: the
  * first caller does the work, later ones wait for it): stop supervising (nothing is relaunched
@@ -91,7 +86,7 @@ public final class FrontServer {
   static final String CONTROL_PORT_LINE = "control port ";
 
   /** Where HELLO redirects clients; immutable, replaced as a whole. */
-  private static final class DataEndpoint {
+  static final class DataEndpoint {
     final long pid;
     final int port;
 
@@ -111,6 +106,7 @@ public final class FrontServer {
   }
 
   private final ServerConfig config;
+  private final FrontListener.Limits frontLimits;
   /** Started by the Data Server to replace a dead Front Server ({@code --adopt-data}). */
   private final boolean adopted;
   private final long startNanos = System.nanoTime();
@@ -122,18 +118,18 @@ public final class FrontServer {
   private volatile DataEndpoint endpoint;
   private final Supervisor supervisor;
   private volatile ServerSocket controlListener;
-  private volatile ServerSocket clientListener;
+  /** The client port's listener: bound at start, accepting once the Data Server is ready. */
+  private volatile FrontListener clientListener;
   /** An adopted start that failed leaves the adopted Data Server alone (it relaunches us). */
   private volatile boolean leaveDataServer;
   private final CountDownLatch stopRequested = new CountDownLatch(1);
   private volatile String stopReason = "";
   private final CountDownLatch stopped = new CountDownLatch(1);
   private volatile int exitCode = ServerConfig.EXIT_OK;
-  private final Semaphore frontSlots = new Semaphore(ServerConfig.MAX_FRONT_CONNECTIONS);
-  private final AtomicInteger connectionNumbers = new AtomicInteger();
 
-  private FrontServer(ServerConfig config) {
+  private FrontServer(ServerConfig config, FrontListener.Limits frontLimits) {
     this.config = config;
+    this.frontLimits = frontLimits;
     this.adopted = config.adoptDataPid != 0;
     this.helloAddress = config.bindAddress.isAnyLocalAddress()
         ? 0 : Header.getU32(config.bindAddress.getAddress(), 0);
@@ -142,8 +138,16 @@ public final class FrontServer {
 
   public static void main(String[] args) {
     ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.FRONT, args);
+    FrontListener.Limits frontLimits;
+    try {
+      frontLimits = FrontListener.Limits.fromSystemProperties();
+    } catch (IllegalArgumentException e) {
+      System.err.println("psiskv-server: " + e.getMessage());
+      System.exit(ServerConfig.EXIT_BAD_OPTION);
+      return;
+    }
     Log.init(ServerConfig.Role.FRONT.logName);
-    FrontServer server = new FrontServer(config);
+    FrontServer server = new FrontServer(config, frontLimits);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal");
       // A signal makes the JVM exit with 128 + signal; an orderly stop exits with our code.
@@ -189,7 +193,15 @@ public final class FrontServer {
 
     // Bound before the Data Server starts: it must know the port, to bind it again should it
     // ever relaunch this process. Clients connecting before INIT wait in the backlog.
-    ServerSocket clients = adopted ? bind(config.port) : bindClientPort();
+    ServerSocketChannel channel = adopted ? bind(config.port) : bindClientPort();
+    FrontListener clients;
+    try {
+      clients = new FrontListener(channel, frontLimits, helloAddress, config.maxValueBytes,
+          () -> endpoint);
+    } catch (IOException e) {
+      Wire.closeQuietly(channel);
+      throw e;
+    }
     clientListener = clients;
     ServerSocket controlServer = new ServerSocket(0, 8, InetAddress.getLoopbackAddress());
     controlListener = controlServer;
@@ -225,18 +237,16 @@ public final class FrontServer {
       first = launchDataServer();
     }
 
-    Thread acceptor = new Thread(() -> acceptClients(clients), "front-acceptor");
-    acceptor.setDaemon(true);
-    acceptor.start();
+    clients.start();
 
     String bind = config.bindAddress.getHostAddress();
     DataEndpoint e = endpoint;
     if (e != null) {
       System.out.println("data server pid " + e.pid + " port " + e.port);
     }
-    System.out.println("psiskv front server listening on " + bind + ":" + clients.getLocalPort());
+    System.out.println("psiskv front server listening on " + bind + ":" + clients.localPort());
     System.out.flush();
-    Log.info("listening on " + bind + ":" + clients.getLocalPort() + (e == null
+    Log.info("listening on " + bind + ":" + clients.localPort() + (e == null
         ? "; no data server yet" : "; data server pid " + e.pid + " on port " + e.port));
     supervisor.startLoop(first, noPeerReason);
 
@@ -257,7 +267,7 @@ public final class FrontServer {
    */
   private Supervisor.Peer launchDataServer() throws IOException {
     List<String> command = Supervisor.javaCommand(DataServer.class,
-        config.dataServerArgs(controlListener.getLocalPort(), clientListener.getLocalPort()));
+        config.dataServerArgs(controlListener.getLocalPort(), clientListener.localPort()));
     ProcessBuilder builder = new ProcessBuilder(command)
         .redirectInput(ProcessBuilder.Redirect.PIPE)
         .redirectOutput(ProcessBuilder.Redirect.INHERIT)
@@ -390,14 +400,14 @@ public final class FrontServer {
   }
 
   /** The configured port, else the first free one above it; port 0 means any free port. */
-  private ServerSocket bindClientPort() throws IOException {
+  private ServerSocketChannel bindClientPort() throws IOException {
     if (config.port == 0) {
       return bind(0);
     }
     int last = Math.min(65535, config.port + ServerConfig.PORT_SEARCH_ATTEMPTS - 1);
     for (int port = config.port; port <= last; port++) {
       try {
-        ServerSocket s = bind(port);
+        ServerSocketChannel s = bind(port);
         if (port != config.port) {
           Log.info("port " + config.port + " is taken; using " + port);
         }
@@ -410,105 +420,16 @@ public final class FrontServer {
         + config.bindAddress.getHostAddress());
   }
 
-  private ServerSocket bind(int port) throws IOException {
-    ServerSocket s = new ServerSocket();
+  private ServerSocketChannel bind(int port) throws IOException {
+    ServerSocketChannel s = ServerSocketChannel.open();
     try {
-      s.setReuseAddress(true);
+      s.setOption(StandardSocketOptions.SO_REUSEADDR, true);
       s.bind(new InetSocketAddress(config.bindAddress, port), ServerConfig.FRONT_LISTEN_BACKLOG);
       return s;
     } catch (IOException e) {
       s.close();
       throw e;
     }
-  }
-
-  private void acceptClients(ServerSocket server) {
-    while (true) {
-      Socket socket;
-      try {
-        socket = server.accept();
-      } catch (IOException e) {
-        if (!isStopping()) {
-          Log.info("accept failed, no more front connections: " + e.getMessage());
-        }
-        return;
-      }
-      if (!frontSlots.tryAcquire()) {
-        Log.info("front connection " + Wire.peer(socket) + " refused: "
-            + ServerConfig.MAX_FRONT_CONNECTIONS + " already open");
-        Wire.closeQuietly(socket);
-        continue;
-      }
-      Thread t = new Thread(() -> {
-        try {
-          serveFront(socket);
-        } finally {
-          frontSlots.release();
-        }
-      }, "front-conn-" + connectionNumbers.incrementAndGet());
-      t.setDaemon(true);
-      t.start();
-    }
-  }
-
-  /** One front connection: HELLO and PING until the client closes (PROTOCOL.md §6.1, §6.3). */
-  private void serveFront(Socket socket) {
-    byte[] buf = new byte[Messages.MAX_FIXED_BYTES];
-    Header h = new Header();
-    try {
-      socket.setTcpNoDelay(true);
-      socket.setSoTimeout(ServerConfig.FRONT_READ_TIMEOUT_MILLIS);
-      InputStream in = socket.getInputStream();
-      OutputStream out = socket.getOutputStream();
-      while (true) {
-        int n = Wire.readFully(in, buf, 0, HEADER_BYTES);
-        if (n == 0) {
-          return;
-        }
-        if (n < HEADER_BYTES) {
-          frontProblem(socket, "closed the connection mid-header (" + n + " of " + HEADER_BYTES
-              + " bytes)");
-          return;
-        }
-        h.decode(buf, 0);
-        Status broken = Rules.checkRequest(h, config.maxValueBytes);
-        String reason = broken == null ? null
-            : Wire.describeRejection(h, broken, config.maxValueBytes);
-        Opcode op = Opcode.of(h.opcode);
-        if (broken == null && op != Opcode.HELLO && op != Opcode.PING) {
-          broken = Status.BAD_REQUEST;
-          reason = op + " is not a front-connection request";
-        }
-        if (broken != null) {
-          frontProblem(socket, reason + "; answered " + broken + ", closing");
-          out.write(buf, 0, Messages.status(buf, h.opcode, broken, h.key, h.requestId));
-          Wire.lingerAndClose(socket, new byte[4096]);
-          return;
-        }
-        if (op == Opcode.PING) {
-          out.write(buf, 0, Messages.status(buf, h.opcode, Status.OK, 0, h.requestId));
-          continue;
-        }
-        DataEndpoint e = endpoint;
-        int len = e == null
-            ? Messages.status(buf, h.opcode, Status.UNAVAILABLE, 0, h.requestId)
-            : Messages.helloOk(buf, h.requestId, helloAddress, e.port);
-        out.write(buf, 0, len);
-      }
-    } catch (SocketTimeoutException e) {
-      frontProblem(socket, "sent nothing for " + ServerConfig.FRONT_READ_TIMEOUT_MILLIS
-          + " ms; closing");
-    } catch (IOException e) {
-      if (!socket.isClosed()) {
-        frontProblem(socket, "connection failed: " + e.getMessage());
-      }
-    } finally {
-      Wire.closeQuietly(socket);
-    }
-  }
-
-  private static void frontProblem(Socket socket, String message) {
-    Log.info("front connection " + Wire.peer(socket) + ": " + message);
   }
 
   private void runConsole() {
@@ -548,11 +469,11 @@ public final class FrontServer {
    * control request (PROTOCOL.md §7.4). One {@code name: fields} line per subject.
    */
   private void printStatus() {
-    ServerSocket clients = clientListener;
+    FrontListener clients = clientListener;
     DataEndpoint e = endpoint;
     System.out.printf("front server: pid %d, listening on %s:%d, up %s, data server relaunches"
             + " %d%n", ProcessHandle.current().pid(), config.bindAddress.getHostAddress(),
-        clients == null ? -1 : clients.getLocalPort(),
+        clients == null ? -1 : clients.localPort(),
         formatDuration(System.nanoTime() - startNanos), supervisor.relaunches());
     Supervisor.Peer peer = currentLinkedPeer();
     if (e == null || peer == null) {
@@ -642,7 +563,10 @@ public final class FrontServer {
       Log.info("stopping: " + reason);
       Supervisor.Peer peer = supervisor.stop(); // Nothing is relaunched from here on.
       endpoint = null;
-      Wire.closeQuietly(clientListener);
+      FrontListener clients = clientListener;
+      if (clients != null) {
+        clients.close();
+      }
       Wire.closeQuietly(controlListener);
       if (peer != null && !leaveDataServer) {
         stopDataServer(peer);

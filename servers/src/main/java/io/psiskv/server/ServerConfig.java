@@ -58,10 +58,40 @@ final class ServerConfig {
 
   // --- Client connections. ---
 
-  /** Front connection: a client that sends nothing for this long is disconnected. */
-  static final int FRONT_READ_TIMEOUT_MILLIS = 5_000;
-  /** Front connections served at once (one thread each); more are refused. */
-  static final int MAX_FRONT_CONNECTIONS = 256;
+  // Front connections, all served by one FrontListener loop (DESIGN.md §10). Tests override the
+  // first three and the summary interval with the system properties FrontListener.Limits names.
+
+  /**
+   * Front connection: from accept, or from the moment the previous answer was written, the next
+   * request must be complete and answered within this time, however often the peer sends.
+   */
+  static final int FRONT_REQUEST_DEADLINE_MILLIS = 2_000;
+  /**
+   * Front connection: closed when nothing has arrived for this long (since accept, the last byte
+   * or the previous answer). Shorter than the request deadline, so a silent peer goes first.
+   */
+  static final int FRONT_IDLE_TIMEOUT_MILLIS = 1_000;
+  /**
+   * Front connections open at once. Accepting one more closes the oldest incomplete one (the one
+   * nearest its request deadline), so a flood delays no new client; lowered at start to what the
+   * process's open-file limit allows.
+   */
+  static final int MAX_FRONT_CONNECTIONS = 4_096;
+  /** Pending-connection queue of the Front Server listener (the kernel caps it at somaxconn). */
+  static final int FRONT_LISTEN_BACKLOG = 1_024;
+  /** File descriptors the Front Server keeps for itself below its open-file limit. */
+  static final int FRONT_RESERVED_FILES = 64;
+  /** Connections the front's loop accepts per wake-up before it serves the ready ones. */
+  static final int FRONT_ACCEPTS_PER_WAKEUP = 64;
+  /** After a failed accept with nothing to close, the front's loop retries after this long. */
+  static final int FRONT_ACCEPT_RETRY_MILLIS = 100;
+  /** Timeouts, evictions, failures: one summary line per subject at most this often. */
+  static final long LOG_SUMMARY_INTERVAL_MILLIS = 10_000;
+  /** Protocol violations logged one line each per summary interval; the rest are counted. */
+  static final int LOG_PROBLEM_LINES_PER_INTERVAL = 20;
+
+  // Data connections (DESIGN.md §4, §10), served by the --threads policy's DataTransport.
+
   /**
    * {@code --max-connections}: data connections open at once. One more is refused with
    * UNAVAILABLE (the client retries through the Front Server). Also capped below the process's
@@ -117,8 +147,6 @@ final class ServerConfig {
   static final int POOLED_BUFFERS_PER_LOOP = 256;
   /** Event loop: how often a loop checks its connections' deadlines. */
   static final int DEADLINE_CHECK_INTERVAL_MILLIS = 100;
-  /** Repeated problems of one kind (refusals, timeouts) are logged as one line per interval. */
-  static final long LOG_SUMMARY_INTERVAL_MILLIS = 10_000;
   /** Pending-connection queue of the Data Server listener (pool:N clients wait here). */
   static final int DATA_LISTEN_BACKLOG = 1024;
   // --- Backup file and sessions (PROTOCOL.md §11, §12). ---
@@ -132,9 +160,6 @@ final class ServerConfig {
   static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
   /** Data Server: how often the maintenance thread checks compaction and expires sessions. */
   static final long MAINTENANCE_INTERVAL_MILLIS = 1_000;
-
-  /** Pending-connection queue of the Front Server listener. */
-  static final int FRONT_LISTEN_BACKLOG = 128;
 
   /** Process exit codes. */
   static final int EXIT_OK = 0;

@@ -137,7 +137,7 @@ class LimitsTest {
           assertThat(over.closedByPeer()).isTrue();
         }
       }
-      limited.awaitLog("data connections refused with UNAVAILABLE at the limit of 20",
+      limited.awaitLog("refused with UNAVAILABLE at the limit of 20 open connections",
           CLOSE_TIMEOUT);
       long lines = limited.log().lines().filter(l -> l.contains("refused with UNAVAILABLE"))
           .count();
@@ -165,7 +165,7 @@ class LimitsTest {
     limited.start();
     try (Socket silent = connect(limited); RawClient withSession = RawClient.session(limited)) {
       assertThat(closedByServer(silent)).isTrue();
-      limited.awaitLog("data connections closed after 300 ms without a session", CLOSE_TIMEOUT);
+      limited.awaitLog("closed after 300 ms without a session", CLOSE_TIMEOUT);
       // A connection with a session has no idle timeout (a pool thread's own aside, 5 s).
       assertThat(withSession.ping().status()).isEqualTo(Status.OK);
     }
