@@ -6,6 +6,7 @@
  *   loadgen-<backend> [--host H] [--port P] [--threads N] [--read-percent P] [--keys K]
  *                     [--value-bytes V] [--seconds S] [--warmup-seconds W]
  *                     [--preload | --no-preload | --preload-only] [--preload-threads N]
+ *                     [--server-pid PID]
  *
  * What it does:
  * 1. Preload (unless --no-preload): --preload-threads connections write every key 0..K-1 once
@@ -22,7 +23,7 @@
  *      backend=psiskv threads=16 read_percent=90 keys=100000 value_bytes=100 seconds=5.000
  *      ops=... ops_per_sec=... reads=... writes=... misses=... errors=... reconnects=...
  *      p50_us=... p99_us=... p999_us=... max_us=... mean_us=... client_cpu_us=...
- *      client_cpu_us_per_op=...
+ *      client_cpu_us_per_op=... [server_cpu_us=... server_cpu_us_per_op=...]
  *    misses counts reads that found no key (0 after a preload); errors counts failed operations
  *    (the worker then connects again; reconnects counts those).
  *
@@ -77,6 +78,7 @@ struct options {
   double warmup_seconds;
   enum preload_mode preload;
   int preload_threads;
+  long server_pid; /* 0: none */
 };
 
 static const char *program = "loadgen";
@@ -96,6 +98,7 @@ static void usage(FILE *out) {
           "  --no-preload          the keys are already there\n"
           "  --preload-only        write every key once, print the result line, stop\n"
           "  --preload-threads N   connections used by the preload (default %d)\n"
+          "  --server-pid PID      also report this process's CPU time over the interval\n"
           "  --help                this text\n"
           "Prints one line of key=value results on stdout (latencies in microseconds).\n",
           program, backend_name, DEFAULT_HOST, backend_default_port, DEFAULT_THREADS,
@@ -149,6 +152,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
   o->warmup_seconds = DEFAULT_WARMUP_SECONDS;
   o->preload = PRELOAD;
   o->preload_threads = DEFAULT_PRELOAD_THREADS;
+  o->server_pid = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -170,7 +174,8 @@ static void parse_options(int argc, char **argv, struct options *o) {
                                      strcmp(a, "--keys") != 0 && strcmp(a, "--value-bytes") != 0 &&
                                      strcmp(a, "--seconds") != 0 &&
                                      strcmp(a, "--warmup-seconds") != 0 &&
-                                     strcmp(a, "--preload-threads") != 0)) {
+                                     strcmp(a, "--preload-threads") != 0 &&
+                                     strcmp(a, "--server-pid") != 0)) {
       bad_option("unknown option '%s'%s", a, "");
     }
     if (i + 1 >= argc) {
@@ -196,6 +201,8 @@ static void parse_options(int argc, char **argv, struct options *o) {
       o->seconds = parse_seconds(a, v, 0.001);
     } else if (strcmp(a, "--warmup-seconds") == 0) {
       o->warmup_seconds = parse_seconds(a, v, 0);
+    } else if (strcmp(a, "--server-pid") == 0) {
+      o->server_pid = parse_long(a, v, 1, 4194304);
     } else {
       o->preload_threads = (int)parse_long(a, v, 1, MAX_THREADS);
     }
@@ -219,6 +226,38 @@ static uint64_t cpu_micros(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
          (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* The CPU time (user + system, microseconds) of process pid from /proc/pid/stat, or -1. Fields 14
+ * and 15 (utime, stime) count clock ticks; the command name (field 2) may hold spaces and
+ * parentheses, so fields are counted from the last ')'. */
+static long long process_cpu_micros(long pid) {
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    return -1;
+  }
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = '\0';
+  char *p = strrchr(line, ')');
+  if (p == NULL) {
+    return -1;
+  }
+  /* p + 2 is field 3 (state); utime is field 14, 11 fields on. */
+  char *save = NULL;
+  char *field = strtok_r(p + 2, " ", &save);
+  for (int i = 3; field != NULL && i < 14; i++) {
+    field = strtok_r(NULL, " ", &save);
+  }
+  char *stime = field != NULL ? strtok_r(NULL, " ", &save) : NULL;
+  if (stime == NULL) {
+    return -1;
+  }
+  long ticks_per_second = sysconf(_SC_CLK_TCK);
+  long long ticks = atoll(field) + atoll(stime);
+  return ticks * 1000000 / (ticks_per_second > 0 ? ticks_per_second : 100);
 }
 
 /* splitmix64: a small, fast generator; one per thread, seeded by the thread's number. */
@@ -457,6 +496,7 @@ int main(int argc, char **argv) {
   }
 
   sleep_nanos((uint64_t)(o.warmup_seconds * 1e9));
+  long long server0 = o.server_pid != 0 ? process_cpu_micros(o.server_pid) : -1;
   uint64_t cpu0 = cpu_micros();
   uint64_t t0 = now_nanos();
   atomic_store(&phase, MEASURE);
@@ -464,6 +504,7 @@ int main(int argc, char **argv) {
   atomic_store(&phase, STOP);
   uint64_t t1 = now_nanos();
   uint64_t cpu1 = cpu_micros();
+  long long server1 = o.server_pid != 0 ? process_cpu_micros(o.server_pid) : -1;
   for (int i = 0; i < o.threads; i++) {
     pthread_join(w[i].thread, NULL);
     backend_close(w[i].conn);
@@ -486,7 +527,7 @@ int main(int argc, char **argv) {
   printf("backend=%s threads=%d read_percent=%d keys=%ld value_bytes=%ld seconds=%.3f"
          " ops=%llu ops_per_sec=%.1f reads=%llu writes=%llu misses=%llu errors=%llu"
          " reconnects=%llu p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mean_us=%.1f"
-         " client_cpu_us=%llu client_cpu_us_per_op=%.2f\n",
+         " client_cpu_us=%llu client_cpu_us_per_op=%.2f",
          backend_name, o.threads, o.read_percent, o.keys, o.value_bytes, elapsed,
          (unsigned long long)ops, (double)ops / elapsed, (unsigned long long)reads,
          (unsigned long long)writes, (unsigned long long)misses, (unsigned long long)errors,
@@ -494,6 +535,17 @@ int main(int argc, char **argv) {
          hist_percentile(&all, 99) / 1e3, hist_percentile(&all, 99.9) / 1e3,
          (double)all.max / 1e3, ops ? all.sum / (double)ops / 1e3 : 0.0,
          (unsigned long long)cpu, ops ? (double)cpu / (double)ops : 0.0);
+  if (o.server_pid != 0) {
+    if (server0 < 0 || server1 < 0) {
+      fprintf(stderr, "%s: cannot read /proc/%ld/stat: the server's CPU time is not known\n",
+              program, o.server_pid);
+    } else {
+      long long server = server1 - server0;
+      printf(" server_cpu_us=%lld server_cpu_us_per_op=%.2f", server,
+             ops ? (double)server / (double)ops : 0.0);
+    }
+  }
+  putchar('\n');
   free(w);
   free(value);
   return 0;
