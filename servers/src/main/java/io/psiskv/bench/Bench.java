@@ -184,9 +184,19 @@ public final class Bench {
 
   /** The command as the user typed it (for the report), quoted where a shell needs it. */
   static String commandLine(String[] args) {
-    StringBuilder out = new StringBuilder("build-scripts/psiskv-bench");
-    for (String a : args) {
-      out.append(' ').append(a.matches("[A-Za-z0-9_@%+=:,./-]+") ? a
+    List<String> words = new ArrayList<>(List.of("build-scripts/psiskv-bench"));
+    words.addAll(List.of(args));
+    return shell(words);
+  }
+
+  /** The words as a shell command line, quoted where a shell needs it. */
+  static String shell(List<String> words) {
+    StringBuilder out = new StringBuilder();
+    for (String a : words) {
+      if (out.length() > 0) {
+        out.append(' ');
+      }
+      out.append(a.matches("[A-Za-z0-9_@%+=:,./-]+") ? a
           : "'" + a.replace("'", "'\\''") + "'");
     }
     return out.toString();
@@ -211,7 +221,7 @@ public final class Bench {
       }
       if (options.hostile) {
         commands.putIfAbsent(DURABLE_LABEL, new PsiskvServer(DURABLE_LABEL, jar,
-            options.serverArgs, work.resolve("DIR")).command());
+            options.serverArgs, work.resolve("hostile")).command());
         hostile.addAll(new Hostile(jar, options.serverArgs, work, live).run());
       }
     } catch (BenchException e) {
@@ -235,8 +245,14 @@ public final class Bench {
     }
     if (!commands.isEmpty()) {
       out.append("\nServers (DIR: a fresh temporary directory per instance):\n\n");
-      commands.forEach((label, cmd) -> out.append("- ").append(label).append(": `")
-          .append(String.join(" ", cmd).replace(work.toString(), "DIR")).append("`\n"));
+      commands.forEach((label, cmd) -> {
+        List<String> shown = new ArrayList<>(cmd);
+        if (shown.get(0).equals(PsiskvServer.javaBinary())) {
+          shown.set(0, "java");
+        }
+        out.append("- ").append(label).append(": `")
+            .append(shell(shown).replace(work.toString(), "DIR")).append("`\n");
+      });
     }
     System.out.print(out);
     System.out.flush();
@@ -294,8 +310,9 @@ public final class Bench {
           for (int threads : options.threads) {
             for (Client client : clientsFor(spec.kind())) {
               done++;
-              String what = String.format(Locale.ROOT, "[%d/%d] %s, %s, %d threads, %s", done,
-                  points, spec.label(), client.label, threads, workload(readPercent));
+              String what = String.format(Locale.ROOT, "[%d/%d] %s, %s, %d thread%s, %s",
+                  done, points, spec.label(), client.label, threads, threads == 1 ? "" : "s",
+                  workload(readPercent));
               Row row;
               try {
                 LoadResult r = runProcess(loadCommand(client, server, threads, readPercent),
@@ -543,7 +560,7 @@ public final class Bench {
     return notes.isEmpty() ? null : String.join(", ", notes);
   }
 
-  private String plot(List<Row> rows) throws IOException {
+  private String plot(List<Row> rows) {
     List<SvgPlot.Panel> panels = new ArrayList<>();
     for (int readPercent : options.readPercents) {
       Map<String, List<SvgPlot.Point>> throughput = new LinkedHashMap<>();
@@ -566,14 +583,20 @@ public final class Bench {
     String svg = SvgPlot.render(String.format(Locale.ROOT, "psiskv-bench: %s keys × %d B, %s s"
         + " per point", ops(options.keys), options.valueBytes, seconds(options.seconds)), panels,
         2);
-    Path file = (options.plot != null ? options.plot : root.resolve(BenchOptions.DEFAULT_PLOT))
-        .toAbsolutePath();
-    if (file.getParent() != null) {
-      Files.createDirectories(file.getParent());
+    Path file = plotFile();
+    try {
+      Files.writeString(file, svg, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      progress("cannot write the plot to " + file + ": " + e);
+      return "\nPlot: not written (" + e + ")\n";
     }
-    Files.writeString(file, svg, StandardCharsets.UTF_8);
     progress("plot written to " + file);
     return "\nPlot: " + file + "\n";
+  }
+
+  private Path plotFile() {
+    return (options.plot != null ? options.plot : root.resolve(BenchOptions.DEFAULT_PLOT))
+        .toAbsolutePath();
   }
 
   private static List<SvgPlot.Series> series(Map<String, List<SvgPlot.Point>> points) {
@@ -632,8 +655,25 @@ public final class Bench {
       throw new BenchException(jar + " is missing: run build-scripts/psiskv-bench (it builds"
           + " it) or mvn -B -ntp -DskipTests package");
     }
+    if (options.load) {
+      // Found out now, not after the run: a plot file that cannot be written.
+      Path plot = plotFile();
+      try {
+        Files.createDirectories(plot.getParent());
+        if (Files.exists(plot) ? !Files.isWritable(plot) : !Files.isWritable(plot.getParent())) {
+          throw new IOException("not writable");
+        }
+      } catch (IOException e) {
+        throw new BenchException("cannot write the plot to " + plot + ": " + e.getMessage());
+      }
+    }
     if (!options.load && !options.memory) {
       return;
+    }
+    if (options.java && options.compare
+        && !Files.isRegularFile(root.resolve("servers/target/bench-classpath.txt"))) {
+      throw new BenchException("servers/target/bench-classpath.txt (Jedis's classpath) is"
+          + " missing: run mvn -B -ntp -DskipTests package");
     }
     List<Client> needed = new ArrayList<>(List.of(Client.LIBPSISKV));
     if (options.compare) {

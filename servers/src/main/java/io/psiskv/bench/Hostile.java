@@ -134,19 +134,21 @@ final class Hostile {
       Probe probe = new Probe(server.port());
       probe.start();
       long start = System.nanoTime();
+      Sampler sampler = new Sampler(server, before);
+      sampler.start();
       String openFailure = null;
       Thread dripper = null;
       try {
         openFailure = open(name, server, wanted, sockets, start);
+        int opened = sockets.size();
         if (name.startsWith("slow HELLO")) {
           dripper = drip(sockets, start);
         }
-        Sample peak = before;
-        while (System.nanoTime() - start < TimeUnit.MILLISECONDS.toNanos(HOLD_MILLIS)) {
-          peak = peak.max(Sample.of(server.measuredPid()));
-          Thread.sleep(SAMPLE_MILLIS);
+        long rest = TimeUnit.MILLISECONDS.toNanos(HOLD_MILLIS) - (System.nanoTime() - start);
+        if (rest > 0) {
+          TimeUnit.NANOSECONDS.sleep(rest); // The attack holds.
         }
-        peak = peak.max(Sample.of(server.measuredPid()));
+        Sample peak = sampler.stop();
         if (dripper != null) {
           dripper.interrupt();
           dripper.join();
@@ -158,17 +160,18 @@ final class Hostile {
         long nowPid = server.measuredPid();
         Sample after = Sample.of(nowPid);
         if (openFailure != null) {
-          notes.add("opened " + sockets.size() + " of " + wanted + ": " + openFailure);
+          notes.add("opened " + opened + " of " + wanted + ": " + openFailure);
         }
         if (nowPid != pid) {
-          notes.add("Data Server relaunched (pid " + pid + " -> " + nowPid + ")");
+          notes.add("Data Server relaunched (pid " + pid + " -> " + nowPid + "); peak and after"
+              + " cover both");
         } else if (!Proc.alive(pid)) {
           notes.add("Data Server gone");
         }
         if (probe.firstFailure.get() != null) {
           notes.add("probe: " + probe.firstFailure.get());
         }
-        Report r = new Report(name, wanted, sockets.size(), closed, before, peak, after,
+        Report r = new Report(name, wanted, opened, closed, before, peak, after,
             probe.ok, probe.failed, probe.worstMillis, notes);
         Bench.progress(String.format(Locale.ROOT, "hostile: %s: opened %d, threads %s -> %s ->"
             + " %s, probe %d ok / %d failed, worst %d ms", name, r.opened(),
@@ -179,6 +182,7 @@ final class Hostile {
         if (dripper != null) {
           dripper.interrupt();
         }
+        sampler.stop();
         probe.stop();
       }
     } finally {
@@ -186,6 +190,50 @@ final class Hostile {
       server.close();
       live.remove(server);
       Bench.deleteTree(dir);
+    }
+  }
+
+  /**
+   * Reads the Data Server's threads and RSS every {@value #SAMPLE_MILLIS} ms from the start of an
+   * attack to the end of its hold, keeping the highest of each. It follows a relaunched Data
+   * Server (the pid in data.pid), so a process that grew and died is counted up to its last
+   * reading.
+   */
+  private static final class Sampler {
+    private final PsiskvServer server;
+    private volatile Sample peak;
+    private volatile boolean stopped;
+    private Thread thread;
+
+    Sampler(PsiskvServer server, Sample start) {
+      this.server = server;
+      this.peak = start;
+    }
+
+    void start() {
+      thread = new Thread(() -> {
+        while (!stopped) {
+          peak = peak.max(Sample.of(server.measuredPid()));
+          try {
+            Thread.sleep(SAMPLE_MILLIS);
+          } catch (InterruptedException e) {
+            return;
+          }
+        }
+      }, "hostile-sampler");
+      thread.setDaemon(true);
+      thread.start();
+    }
+
+    Sample stop() throws InterruptedException {
+      stopped = true;
+      if (thread != null) {
+        thread.interrupt();
+        thread.join();
+        thread = null;
+        peak = peak.max(Sample.of(server.measuredPid()));
+      }
+      return peak;
     }
   }
 
@@ -225,7 +273,8 @@ final class Hostile {
         if (firstFailure == null) {
           firstFailure = "connection " + (i + 1) + ": " + e;
         }
-        if (s != null && !sockets.contains(s)) {
+        if (s != null) {
+          sockets.remove(s); // Connected, but its messages could not be sent: not opened.
           closeQuietly(s);
         }
       }
@@ -454,7 +503,7 @@ final class Hostile {
   }
 
   private static String threads(Sample s) {
-    return s.threads() == null ? "gone" : Integer.toString(s.threads());
+    return s.threads() == null ? "gone" : String.format(Locale.ROOT, "%,d", s.threads());
   }
 
   private static String rss(Sample s) {
