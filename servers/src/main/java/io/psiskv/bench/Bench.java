@@ -55,6 +55,8 @@ public final class Bench {
   /** The memory phase lets a server settle this long before each RSS reading. */
   private static final long SETTLE_MILLIS = 1_000;
   private static final String DURABLE_LABEL = "psiskv";
+  /** On Ctrl-C or SIGTERM, how long the stop waits for the run to wind down its processes. */
+  private static final long STOP_WAIT_MILLIS = 60_000;
 
   private final BenchOptions options;
   private final Path root;
@@ -64,6 +66,8 @@ public final class Bench {
   private final Path work;
   /** Processes and servers to stop if the run ends early (Ctrl-C, an error). */
   private final Set<Object> live = ConcurrentHashMap.newKeySet();
+  /** Set by the shutdown hook. */
+  private volatile boolean stopping;
 
   /** A client program: which store it speaks to and how it is started. */
   enum Client {
@@ -148,7 +152,19 @@ public final class Bench {
     try {
       bench = new Bench(options, root(), commandLine(args));
       Bench b = bench;
-      Thread hook = new Thread(b::stopEverything, "psiskv-bench-stop");
+      Thread main = Thread.currentThread();
+      // Ctrl-C or SIGTERM: the run stops where it is (every wait is interruptible, and nothing
+      // new starts once stopping is set), main stops what it started, and the hook waits for it.
+      Thread hook = new Thread(() -> {
+        b.stopping = true;
+        main.interrupt();
+        try {
+          main.join(STOP_WAIT_MILLIS);
+        } catch (InterruptedException e) {
+          // Stop what is left below.
+        }
+        b.stopEverything();
+      }, "psiskv-bench-stop");
       Runtime.getRuntime().addShutdownHook(hook);
       bench.run();
       code = 0;
@@ -165,7 +181,18 @@ public final class Bench {
         bench.stopEverything();
       }
     }
+    if (bench != null && bench.stopping) {
+      System.err.println("psiskv-bench: stopped; every server it started is stopped");
+      return; // The JVM is shutting down already: System.exit would wait for the hook forever.
+    }
     System.exit(code);
+  }
+
+  /** Throws once a stop (Ctrl-C, SIGTERM) has begun: nothing new starts after that. */
+  private void checkStopping() throws InterruptedException {
+    if (stopping || Thread.currentThread().isInterrupted()) {
+      throw new InterruptedException("stopping");
+    }
   }
 
   /** The repository: -Dpsiskv.bench.root (the script sets it), else three levels above the jar. */
@@ -212,6 +239,7 @@ public final class Bench {
     List<Hostile.Report> hostile = new ArrayList<>();
     Map<String, List<String>> commands = new LinkedHashMap<>();
     BenchException failure = null;
+    InterruptedException interrupted = null;
     try {
       if (options.load) {
         runLoad(rows, commands);
@@ -226,9 +254,16 @@ public final class Bench {
       }
     } catch (BenchException e) {
       failure = e;
+    } catch (InterruptedException e) {
+      interrupted = e; // Ctrl-C: report what was measured so far.
+      Thread.interrupted(); // The report's file I/O would fail on an interrupted thread.
     }
     StringBuilder out = new StringBuilder();
     out.append("# psiskv-bench\n\n");
+    if (interrupted != null || failure != null) {
+      out.append("**Incomplete run** (").append(interrupted != null ? "stopped"
+          : failure.getMessage().lines().findFirst().orElse("failed")).append(").\n\n");
+    }
     out.append("Command: `").append(commandLine).append("`\n\n");
     out.append("Run: ").append(started).append("; ").append(machine())
         .append("; load average ").append(loadAtStart).append(" at the start, ")
@@ -258,6 +293,9 @@ public final class Bench {
     System.out.flush();
     if (failure != null) {
       throw failure;
+    }
+    if (interrupted != null) {
+      throw interrupted;
     }
   }
 
@@ -394,7 +432,9 @@ public final class Bench {
     }
   }
 
-  private Running start(ServerSpec spec, String phase) throws BenchException {
+  private Running start(ServerSpec spec, String phase) throws BenchException,
+      InterruptedException {
+    checkStopping();
     Path dir = work.resolve(phase + "-" + spec.label().replaceAll("[^A-Za-z0-9]+", "-"));
     BenchServer server = spec.factory().apply(dir);
     live.add(server);
@@ -416,6 +456,7 @@ public final class Bench {
    */
   private LoadResult runProcess(List<String> cmd, long timeoutMillis) throws IOException,
       InterruptedException {
+    checkStopping();
     Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT)
         .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
     live.add(p);
@@ -660,11 +701,12 @@ public final class Bench {
       Path plot = plotFile();
       try {
         Files.createDirectories(plot.getParent());
-        if (Files.exists(plot) ? !Files.isWritable(plot) : !Files.isWritable(plot.getParent())) {
-          throw new IOException("not writable");
+        Files.delete(Files.createTempFile(plot.getParent(), ".psiskv-bench", ".tmp"));
+        if (Files.exists(plot) && (Files.isDirectory(plot) || !Files.isWritable(plot))) {
+          throw new IOException("not a writable file");
         }
       } catch (IOException e) {
-        throw new BenchException("cannot write the plot to " + plot + ": " + e.getMessage());
+        throw new BenchException("cannot write the plot to " + plot + ": " + e);
       }
     }
     if (!options.load && !options.memory) {

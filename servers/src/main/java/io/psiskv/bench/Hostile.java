@@ -252,6 +252,9 @@ final class Hostile {
     byte[] hello = new byte[Protocol.HEADER_BYTES];
     Messages.hello(hello, 1);
     for (int i = 0; i < wanted; i++) {
+      if (Thread.currentThread().isInterrupted()) {
+        return "stopped";
+      }
       if (System.nanoTime() - start > TimeUnit.MILLISECONDS.toNanos(OPEN_BUDGET_MILLIS)) {
         return (firstFailure != null ? firstFailure + "; " : "") + "the "
             + OPEN_BUDGET_MILLIS / 1000 + " s budget for opening ran out";

@@ -62,8 +62,33 @@ final class PeerServer extends BenchServer {
     return cmd;
   }
 
+  /** Attempts at start: the free port picked may be taken by another process before it binds. */
+  private static final int START_ATTEMPTS = 3;
+
   @Override
   void start() throws IOException {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        startOnce();
+        return;
+      } catch (ExitedAtStart e) {
+        if (attempt == START_ATTEMPTS) {
+          throw e;
+        }
+      }
+    }
+  }
+
+  /** The process exited before it listened (a port taken in the meantime, a bad option). */
+  private static final class ExitedAtStart extends IOException {
+    private static final long serialVersionUID = 1L;
+
+    ExitedAtStart(String message) {
+      super(message);
+    }
+  }
+
+  private void startOnce() throws IOException {
     Files.createDirectories(workDir);
     try (ServerSocket probe = new ServerSocket(0, 1,
         java.net.InetAddress.getLoopbackAddress())) {
@@ -78,7 +103,7 @@ final class PeerServer extends BenchServer {
     while (System.nanoTime() < deadline) {
       if (!process.isAlive()) {
         process = null;
-        throw new IOException(label + " exited at start (" + String.join(" ", command())
+        throw new ExitedAtStart(label + " exited at start (" + String.join(" ", command())
             + "); its log:\n" + logTail());
       }
       try (Socket s = new Socket()) {
