@@ -66,8 +66,10 @@ public final class Bench {
   private final Path work;
   /** Processes and servers to stop if the run ends early (Ctrl-C, an error). */
   private final Set<Object> live = ConcurrentHashMap.newKeySet();
-  /** Set by the shutdown hook. */
+  /** Set by the shutdown hook (Ctrl-C, SIGTERM). */
   private volatile boolean stopping;
+  /** Set by main when the run is over and it exits on its own. */
+  private volatile boolean finished;
 
   /** A client program: which store it speaks to and how it is started. */
   enum Client {
@@ -156,7 +158,12 @@ public final class Bench {
       // Ctrl-C or SIGTERM: the run stops where it is (every wait is interruptible, and nothing
       // new starts once stopping is set), main stops what it started, and the hook waits for it.
       Thread hook = new Thread(() -> {
-        b.stopping = true;
+        synchronized (b) {
+          if (b.finished) {
+            return; // main's own System.exit: everything is stopped already.
+          }
+          b.stopping = true;
+        }
         main.interrupt();
         try {
           main.join(STOP_WAIT_MILLIS);
@@ -181,9 +188,14 @@ public final class Bench {
         bench.stopEverything();
       }
     }
-    if (bench != null && bench.stopping) {
-      System.err.println("psiskv-bench: stopped; every server it started is stopped");
-      return; // The JVM is shutting down already: System.exit would wait for the hook forever.
+    if (bench != null) {
+      synchronized (bench) {
+        if (bench.stopping) {
+          System.err.println("psiskv-bench: stopped; every server it started is stopped");
+          return; // The JVM is shutting down already: System.exit would wait for the hook.
+        }
+        bench.finished = true;
+      }
     }
     System.exit(code);
   }

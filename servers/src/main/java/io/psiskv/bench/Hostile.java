@@ -4,7 +4,9 @@ import io.psiskv.client.KvClient;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Protocol;
 import java.io.IOException;
+import java.io.InputStream;
 import java.net.InetSocketAddress;
+import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
@@ -294,7 +296,7 @@ final class Hostile {
     byte[] answer = new byte[Protocol.HEADER_BYTES + Protocol.SESSION_RESPONSE_BODY_BYTES];
     int got = 0;
     try {
-      var in = s.socket().getInputStream();
+      InputStream in = s.socket().getInputStream();
       while (got < answer.length) {
         int r = in.read(answer, got, answer.length - got);
         if (r < 0) {
@@ -302,7 +304,7 @@ final class Hostile {
         }
         got += r;
       }
-    } catch (java.net.SocketTimeoutException e) {
+    } catch (SocketTimeoutException e) {
       // No answer in time: stall anyway, the PUT header follows.
     }
     byte[] put = new byte[Protocol.HEADER_BYTES + STALLED_PUT_SENT_BYTES];

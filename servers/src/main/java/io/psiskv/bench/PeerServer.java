@@ -1,6 +1,8 @@
 package io.psiskv.bench;
 
+import java.io.File;
 import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -91,13 +93,13 @@ final class PeerServer extends BenchServer {
   private void startOnce() throws IOException {
     Files.createDirectories(workDir);
     try (ServerSocket probe = new ServerSocket(0, 1,
-        java.net.InetAddress.getLoopbackAddress())) {
+        InetAddress.getLoopbackAddress())) {
       port = probe.getLocalPort(); // Free now; the server binds it a moment later.
     }
     process = new ProcessBuilder(command())
         .redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(workDir.resolve("server.log").toFile()))
-        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
         .start();
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(START_TIMEOUT_MILLIS);
     while (System.nanoTime() < deadline) {
