@@ -10,7 +10,10 @@
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
 #    deadline, never a fixed sleep).
 # 3. Runs every program against 127.0.0.1:<port>, stdin </dev/null (so the prompts of test1 do not
-#    wait), each bounded by PROGRAM_TIMEOUT_SECONDS.
+#    wait), each bounded by PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
+#    generator (loadgen-psiskv, under a second): it must print a result line with ops, no errors
+#    and no misses. Before the servers start: test_histogram (the load generator's histogram) and
+#    loadgen-psiskv's answer to a bad option (exit 2).
 # 4. Stops the servers, also when a program failed or this script is interrupted (EXIT trap):
 #    SIGTERM to the Front Server (it stops the Data Server), wait with a deadline for both, then
 #    SIGKILL whatever is left. The pids come from front.pid / data.pid in the data dir when the
@@ -130,7 +133,8 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test_retry test1 test1_cxx test2 test2_cxx test_edge; do
+for p in test_golden test_hostile test_retry test1 test1_cxx test2 test2_cxx test_edge \
+         test_histogram loadgen-psiskv; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -140,6 +144,17 @@ done
 run test_golden "$BIN/test_golden" "$GOLDEN"
 run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
+run test_histogram "$BIN/test_histogram"
+# A bad option: one line on stderr, exit 2.
+run loadgen_bad_option sh -c '"$0" --threads 0 2>/dev/null; [ $? -eq 2 ]' "$BIN/loadgen-psiskv"
+
+# A short load against the servers: its result line must show operations, no errors, no misses.
+LOADGEN_SMOKE='line=$("$0" --port "$1" --threads 2 --keys 500 --preload-threads 2 --seconds 0.3 \
+  --warmup-seconds 0.1) || exit 1
+echo "$line"
+case " $line " in *" ops=0 "*) exit 1 ;; esac
+case " $line " in *" errors=0 "*) ;; *) exit 1 ;; esac
+case " $line " in *" misses=0 "*) ;; *) exit 1 ;; esac'
 
 server_args=(--port "$PORT" --data-dir "$data_dir")
 [ -n "$MAX_VALUE_BYTES" ] && server_args+=(--max-value-bytes "$MAX_VALUE_BYTES")
@@ -178,6 +193,7 @@ run test1_cxx "$BIN/test1_cxx" "$HOST" "$port"
 run test2 "$BIN/test2" "$HOST" "$port"
 run test2_cxx "$BIN/test2_cxx" "$HOST" "$port"
 run test_edge "$BIN/test_edge" "$HOST" "$port" ${MAX_VALUE_BYTES:+"$MAX_VALUE_BYTES"}
+run loadgen_smoke bash -c "$LOADGEN_SMOKE" "$BIN/loadgen-psiskv" "$port"
 
 log "=== stopping the servers"
 if stop_servers; then
