@@ -1,6 +1,7 @@
 /*
- * psiskv_net.h - socket I/O of libpsiskv: name resolution, connecting with a deadline, and the
- * read-fully / write-fully loops. Knows nothing of the protocol (that is psiskv_proto.h).
+ * psiskv_net.h - socket I/O of libpsiskv: name resolution, connecting with a deadline, the
+ * read-fully / write-fully loops, and the receive buffer that reads responses with as few recv
+ * calls as their bytes allow. Knows nothing of the protocol (that is psiskv_proto.h).
  *
  * Contract: every function returns -1 with errno set on failure. Sends never raise SIGPIPE
  * (MSG_NOSIGNAL); EINTR is retried. Deadlines are absolute times of psiskv_net_now_ms();
@@ -83,10 +84,10 @@ void psiskv_net_close(int fd);
 /*
  * The receive buffer of a connection, so that a response arrives with as few recv calls as its
  * bytes allow: the server sends a small response (header, GET stored length and value) at once,
- * and one recv of up to PSISKV_NET_RECV_BUFFER_BYTES takes all of it, where reading field by
- * field took one recv per field. It lives here, beside read_fully, because it is that loop with a
- * buffer in front: psiskv_net makes every recv; the caller parses the bytes it is handed with
- * the codec (psiskv_proto.h, which does no I/O) and decides what a response must be.
+ * and one recv of up to PSISKV_NET_RECV_BUFFER_BYTES takes all of it instead of one recv per
+ * field. It lives here, beside read_fully, because it is that loop with a buffer in front:
+ * psiskv_net makes every recv; the caller parses the bytes it is handed with the codec
+ * (psiskv_proto.h, which does no I/O) and decides what a response must be.
  *
  * Contract. Bytes enter the buffer only in psiskv_net_reader_take, whose recv asks for as much as
  * the buffer has room for: it cannot know where a response ends before the caller has parsed its
@@ -104,8 +105,9 @@ void psiskv_net_close(int fd);
  * bytes) comes with one recv; a longer value costs one more recv, for its remainder, which goes
  * straight to the caller's buffer. Each descriptor holds one (malloc'd with the descriptor, so a
  * program that never reads a large value touches only what its responses fill): 10,000
- * descriptors hold at most 40 MiB of them. A larger buffer would only save that extra recv on
- * values that cost far more to copy than the call does.
+ * descriptors hold at most 40 MiB of them. A larger buffer saves only that extra recv, on values
+ * whose copying costs more than the call: with 8 KiB values a 16 KiB buffer measured no cheaper
+ * (DESIGN.md 9).
  */
 #define PSISKV_NET_RECV_BUFFER_BYTES 4096
 

@@ -7,10 +7,10 @@ import java.io.InputStream;
 /**
  * The receive buffer of one connection, so that a response arrives with as few reads as its bytes
  * allow: a server sends a small response (header, GET stored length and value) at once, and one
- * read of up to the buffer's capacity takes all of it, where reading field by field took one read
- * per field. {@link KvClient} parses what it is handed with the codec ({@code io.psiskv.protocol},
- * which does no I/O) and decides what a response must be; this class only moves bytes. The C
- * library's twin is {@code psiskv_net_reader} in {@code native/src/main/c/psiskv_net.h}.
+ * read of up to the buffer's capacity takes all of it instead of one read per field. {@link
+ * KvClient} parses what it is handed with the codec ({@code io.psiskv.protocol}, which does no
+ * I/O) and decides what a response must be; this class only moves bytes. The C library's twin is
+ * {@code psiskv_net_reader} in {@code native/src/main/c/psiskv_net.h}.
  *
  * <p>Contract. Bytes enter the buffer only in {@link #take}, whose read asks for all the room the
  * buffer has: it cannot know where a response ends before the caller has parsed its header, so it
