@@ -16,6 +16,7 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketException;
+import java.nio.channels.ClosedByInterruptException;
 import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.Objects;
@@ -74,6 +75,12 @@ import java.util.concurrent.locks.ReentrantLock;
  * calls from different threads are serialised on the one connection. {@link #close()} may be
  * called from any thread at any time and ends a call in progress (even one waiting to reconnect)
  * promptly. For parallelism, give each thread its own client.
+ *
+ * <p><b>Interrupts.</b> A call whose thread is interrupted, before or while it waits for the
+ * server, ends at once with {@link Status#IO_ERROR} and is not retried; the thread's interrupt
+ * status stays set. The connection it was using is closed (as an interrupted channel is), and the
+ * next call connects again, unless reconnection is disabled (then every later call throws the
+ * same error, as after any broken connection).
  *
  * <p>The calls map onto the C API one to one; see the table in README.md and PROTOCOL.md §5.1.
  */
@@ -448,7 +455,8 @@ public final class KvClient implements AutoCloseable {
    *
    * <p>An {@link IOException} (the connection broke, or {@link Unavailable}) is retried after a
    * back-off until {@link #retryTimeoutNanos} after the first failure; a {@link KvException} (an
-   * error status, a protocol violation) is not. Either way the connection is dropped: the server
+   * error status, a protocol violation) and a {@link ClosedByInterruptException} (this thread was
+   * interrupted) are not. Either way the connection is dropped: the server
    * closes it after an error status (§8), and after a violation or a broken connection the stream
    * is out of step.
    */
@@ -463,6 +471,11 @@ public final class KvClient implements AutoCloseable {
           establish();
         }
         return attempt == null ? null : attempt.run(requestId);
+      } catch (ClosedByInterruptException e) {
+        // This thread was interrupted: its caller wants it to stop, so the call ends here.
+        disconnect();
+        throw closed ? closedError(e) : notRetried(new KvException(Status.IO_ERROR,
+            what(op, key) + " interrupted", e));
       } catch (IOException e) {
         disconnect();
         if (closed) {
@@ -519,6 +532,8 @@ public final class KvClient implements AutoCloseable {
     Socket front;
     try {
       front = openLive(new InetSocketAddress(host, port));
+    } catch (ClosedByInterruptException e) {
+      throw e; // not the Front Server's fault: withRetries ends the call
     } catch (IOException e) {
       throw new FrontUnreachable(e);
     }

@@ -17,6 +17,10 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -302,6 +306,60 @@ class KvClientProtocolTest {
     assertThat(e.status()).isEqualTo(Status.IO_ERROR);
     assertThat(e).hasMessageThat().contains("SESSION response is followed by 4 bytes");
     assertThat(server.dataConnections()).isEqualTo(1);
+  }
+
+  @Test
+  void aCallOfAnInterruptedThreadFailsAtOnceAndKeepsTheInterrupt() {
+    try (KvClient kv = connect()) {
+      Thread.currentThread().interrupt();
+      KvException e = assertThrows(KvException.class, () -> kv.get(1));
+      assertThat(Thread.interrupted()).isTrue();
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("GET of key 1 interrupted");
+      assertThat(server.seen(Opcode.GET)).isEmpty();
+      // The channel was closed by the interrupt; the next call connects again.
+      assertThat(kv.get(1)).isEmpty();
+      assertThat(server.dataConnections()).isEqualTo(2);
+    }
+  }
+
+  @Test
+  void interruptingACallThatWaitsForItsAnswerEndsIt() throws Exception {
+    CountDownLatch arrived = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    server.setScript((r, out) -> {
+      arrived.countDown();
+      try {
+        release.await(); // never answers while the test runs
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      throw new IOException("released");
+    });
+    try (KvClient kv = connect()) {
+      AtomicReference<Throwable> thrown = new AtomicReference<>();
+      AtomicBoolean stillInterrupted = new AtomicBoolean();
+      Thread caller = new Thread(() -> {
+        try {
+          kv.remove(1);
+        } catch (Throwable t) {
+          thrown.set(t);
+          stillInterrupted.set(Thread.currentThread().isInterrupted());
+        }
+      });
+      caller.start();
+      assertThat(arrived.await(10, TimeUnit.SECONDS)).isTrue();
+      caller.interrupt();
+      caller.join(10_000);
+      assertThat(caller.isAlive()).isFalse();
+      assertThat(thrown.get()).isInstanceOf(KvException.class);
+      assertThat(((KvException) thrown.get()).status()).isEqualTo(Status.IO_ERROR);
+      assertThat(thrown.get()).hasMessageThat().contains("DELETE of key 1 interrupted");
+      assertThat(stillInterrupted.get()).isTrue();
+      assertThat(server.seen(Opcode.DELETE)).hasSize(1); // not resent
+    } finally {
+      release.countDown();
+    }
   }
 
   @Test
