@@ -46,7 +46,8 @@
  *                 (connects, HELLO, SESSION) outlasts PSISKV_CONNECT_TIMEOUT_MS (environment
  *                 variable, milliseconds, default 3000), e.g. a Front Server that never answers
  *   EPROTO        the server's response broke the protocol (magic, version, echoed opcode or
- *                 request id, lengths, a resumed session answered with another id), or it
+ *                 request id, lengths, bytes after the response, a resumed session answered
+ *                 with another id), or it
  *                 answered BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION or NO_SESSION; the
  *                 connection is dropped (the next call reconnects), the call is not retried
  *   EIO           the server answered SERVER_ERROR (not retried: the write may or may not have

@@ -75,8 +75,12 @@ enum fake_action {
   FAKE_CLOSE_MID_VALUE,     /* GET OK claiming capacity bytes, half of them, close */
   FAKE_KEY_EXISTS_TO_OVERWRITE,
   FAKE_SERVER_ERROR,        /* a well-formed error: the connection stays in step */
-  FAKE_TOO_LARGE            /* a MUST-rule error: answered, then the server closes */
+  FAKE_TOO_LARGE,           /* a MUST-rule error: answered, then the server closes */
+  FAKE_EXTRA_AFTER_ANSWER   /* apply and answer, with FAKE_EXTRA_BYTES more in the same send */
 };
+
+/* Bytes a FAKE_EXTRA_AFTER_ANSWER (and hello_extra, session_extra) sends after an answer. */
+#define FAKE_EXTRA_BYTES 4
 
 struct fake_event {
   int conn;            /* connection number, 1, 2, ... (front and data counted together) */
@@ -118,6 +122,8 @@ struct fake {
   int session_unavailable; /* next SESSIONs answered UNAVAILABLE */
   int session_close;       /* next SESSIONs answered OK, then the connection closes */
   int session_id_zero;     /* next SESSIONs answered with session id 0 */
+  int hello_extra;         /* next HELLOs answered OK with FAKE_EXTRA_BYTES more */
+  int session_extra;       /* next SESSIONs answered OK with FAKE_EXTRA_BYTES more */
   int down_hellos;         /* see FAKE_CRASH */
   int down_refuses;
   uint32_t max_value_bytes; /* announced in SESSION answers */
@@ -418,6 +424,11 @@ static int fake_answer(struct fake *f, int fd, uint64_t session, const psiskv_he
       n = psiskv_encode_status(out, h->opcode, PSISKV_ST_KEY_EXISTS, h->key, h->request_id);
       fake_send_all(fd, out, n);
       return 0;
+    case FAKE_EXTRA_AFTER_ANSWER:
+      n = fake_honest(f, session, h, body);
+      memset(f->scratch + n, 'x', FAKE_EXTRA_BYTES);
+      fake_send_all(fd, f->scratch, n + FAKE_EXTRA_BYTES); /* one send: they arrive together */
+      return 0;
     case FAKE_HONEST:
       break;
   }
@@ -446,7 +457,7 @@ static int fake_read_request(int fd, psiskv_header *h, uint8_t **body) {
 /* A front connection: HELLOs until the client closes. */
 static void fake_serve_front(struct fake *f, int fd, int conn) {
   for (;;) {
-    uint8_t out[PSISKV_MAX_FIXED_BYTES];
+    uint8_t out[PSISKV_MAX_FIXED_BYTES + FAKE_EXTRA_BYTES];
     uint8_t *body;
     psiskv_header h;
     size_t n;
@@ -473,6 +484,10 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
               ? psiskv_encode_status(out, h.opcode, PSISKV_ST_UNAVAILABLE, 0, h.request_id)
               : psiskv_encode_hello_ok(out, h.request_id, PSISKV_HELLO_SAME_HOST,
                                        (uint16_t)f->data_port);
+      if (fake_take(&f->hello_extra)) {
+        memset(out + n, 'x', FAKE_EXTRA_BYTES);
+        n += FAKE_EXTRA_BYTES;
+      }
     }
     pthread_mutex_unlock(&f->mu);
     if (hang) {
@@ -487,7 +502,7 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
 static void fake_serve_data(struct fake *f, int fd, int conn) {
   uint64_t session = 0;
   for (;;) {
-    uint8_t out[PSISKV_MAX_FIXED_BYTES];
+    uint8_t out[PSISKV_MAX_FIXED_BYTES + FAKE_EXTRA_BYTES];
     uint8_t *body;
     psiskv_header h;
     size_t n;
@@ -507,6 +522,10 @@ static void fake_serve_data(struct fake *f, int fd, int conn) {
                                      fake_take(&f->session_id_zero) ? 0 : session,
                                      f->max_value_bytes);
         go_on = !fake_take(&f->session_close);
+        if (fake_take(&f->session_extra)) {
+          memset(out + n, 'x', FAKE_EXTRA_BYTES);
+          n += FAKE_EXTRA_BYTES;
+        }
       }
       pthread_mutex_unlock(&f->mu);
       fake_send_all(fd, out, n);

@@ -25,7 +25,7 @@
  *                    for a look-up, an insert or a removal; never while doing I/O.
  *   entry->lock      serialises the calls of one descriptor (one request and its response on the
  *                    connection at a time, reconnection and back-off included) and guards the
- *                    entry's connection state: fd, setup_fd, session_id, max_value_bytes,
+ *                    entry's connection state: fd, setup_fd, in, session_id, max_value_bytes,
  *                    next_request_id. Held for a whole call, I/O included.
  *   entry->close_lock  guards closed and the sockets against kv_close: fd and setup_fd change only
  *                    under it (and entry->lock), a socket of the entry is closed only under it,
@@ -43,6 +43,18 @@
  * Request ids: next_request_id starts at 1; every HELLO, SESSION and every call of kv_write,
  * kv_read and kv_delete takes the next one under entry->lock, so ids are strictly increasing per
  * descriptor, except that a request resent after a reconnection keeps its id (PROTOCOL.md 3.2).
+ *
+ * System calls of a request. A request leaves in one call: a GET, a DELETE and a PUT of up to
+ * PUT_COPIED_MAX_VALUE_BYTES are encoded into one buffer and sent with send; a longer PUT goes
+ * with sendmsg, header and the caller's value as two iovecs. Its response comes through the
+ * entry's receive buffer (in, psiskv_net.h): one recv takes the header, a GET's stored length
+ * and up to a buffer's worth of value; the rest of a longer value is received straight into the
+ * caller's buffer. One request is in flight at a time and a server sends nothing unasked
+ * (PROTOCOL.md 2), so a byte left in the buffer after a complete response is a protocol
+ * violation: the call fails with EPROTO and the connection is dropped, as for any other. Bytes
+ * that come after a response in a later segment are not in the buffer yet; they are read as the
+ * start of the next response, whose header then does not match (EPROTO too). The buffer is
+ * emptied whenever the socket changes (each set-up socket, each drop).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -75,11 +87,18 @@
 #define RETRY_TIMEOUT_ENV "PSISKV_RETRY_TIMEOUT_MS"
 /* Larger values are taken as this (about 35,000 years), so deadlines never overflow. */
 #define RETRY_TIMEOUT_LIMIT_MS (INT64_C(1) << 50)
+/* A PUT whose value is at most this long is copied behind its header and sent from one buffer
+ * (send); a longer one goes as two iovecs (sendmsg), header and the caller's value, without a
+ * copy. Either way one call. A copy of at most 1 KiB is cheap next to the call, and the buffer
+ * it goes to is on the stack, which the bound keeps small. */
+#define PUT_COPIED_MAX_VALUE_BYTES 1024
 
 struct kv_entry {
-  pthread_mutex_t lock;     /* serialises calls; guards the next six fields */
+  pthread_mutex_t lock;     /* serialises calls; guards the next seven fields */
   int fd;                   /* data connection, -1 when broken; changes under close_lock too */
   int setup_fd;             /* socket of a set-up step in progress, else -1; as fd */
+  psiskv_net_reader in;     /* receive buffer of the socket being read (setup_fd, then fd);
+                               empty between responses */
   uint64_t session_id;      /* PROTOCOL.md 6.2, non-zero once connected; resumed on reconnect */
   uint32_t max_value_bytes; /* the Data Server's maximum value length (SESSION response) */
   uint64_t next_request_id; /* PROTOCOL.md 3.2: strictly increasing per descriptor */
@@ -148,6 +167,11 @@ static struct kv_entry *entry_new(const char *host, int port) {
     return NULL;
   }
   strcpy(e->front_host, host);
+  if (psiskv_net_reader_init(&e->in) < 0) {
+    free(e->front_host);
+    free(e);
+    return NULL; /* ENOMEM */
+  }
   e->front_port = port;
   e->fd = -1;
   e->setup_fd = -1;
@@ -172,6 +196,7 @@ static struct kv_entry *entry_new(const char *host, int port) {
   }
   return e;
 fail_mem:
+  psiskv_net_reader_free(&e->in);
   free(e->front_host);
   free(e);
   errno = ENOMEM;
@@ -186,6 +211,7 @@ static void entry_free(struct kv_entry *e) {
   pthread_mutex_destroy(&e->lock);
   pthread_mutex_destroy(&e->close_lock);
   pthread_cond_destroy(&e->close_cond);
+  psiskv_net_reader_free(&e->in);
   free(e->front_host);
   free(e);
   errno = saved;
@@ -277,19 +303,23 @@ static void end(struct kv_entry *e) {
 
 /* ---- the entry's sockets (caller holds e->lock, or owns e alone) ------------------------- */
 
-/* The connection is no longer in step with the server: close it and set errno to err. */
+/* The connection is no longer in step with the server: close it, forget what its receive
+ * buffer holds, and set errno to err. */
 static void drop(struct kv_entry *e, int err) {
   pthread_mutex_lock(&e->close_lock);
   psiskv_net_close(e->fd);
   e->fd = -1;
   pthread_mutex_unlock(&e->close_lock);
+  psiskv_net_reader_reset(&e->in);
   errno = err;
 }
 
 /* A new socket for a set-up step, published as e->setup_fd so that kv_close can shut it down
- * while this thread blocks on it; -1 with errno (EBADF if the descriptor was closed). */
+ * while this thread blocks on it, with the receive buffer emptied for it; -1 with errno (EBADF
+ * if the descriptor was closed). */
 static int setup_open(struct kv_entry *e) {
   int fd = psiskv_net_socket();
+  psiskv_net_reader_reset(&e->in);
   if (fd < 0) return -1;
   pthread_mutex_lock(&e->close_lock);
   if (is_closed(e)) {
@@ -365,31 +395,41 @@ enum exchange_result {
 };
 
 /*
- * Sends a request (the encoded prefix, then value_len bytes of value) on fd and reads the
- * response header into *h, checked against the request (psiskv_check_response). No body is read.
+ * Sends a request on fd in one call, request[0..request_len) followed by tail_len bytes of tail
+ * (a long PUT's value, sent from the caller's memory as a second iovec; 0 for none), and takes
+ * the response header from the receive buffer e->in, checked against the request
+ * (psiskv_check_response). The body is left in e->in and on fd for the caller.
  */
-static enum exchange_result exchange(int fd, const uint8_t *prefix, size_t prefix_len,
-                                     const void *value, uint32_t value_len, uint32_t key,
-                                     uint64_t id, uint32_t capacity, int64_t deadline_ms,
-                                     psiskv_header *h) {
-  struct iovec iov[2];
-  uint8_t buf[PSISKV_HEADER_BYTES];
-  int n = 1;
-  iov[0].iov_base = (void *)prefix; /* only read by sendmsg */
-  iov[0].iov_len = prefix_len;
-  if (value_len > 0) {
-    iov[1].iov_base = (void *)value;
-    iov[1].iov_len = value_len;
-    n = 2;
+static enum exchange_result exchange(struct kv_entry *e, int fd, const uint8_t *request,
+                                     size_t request_len, const void *tail, uint32_t tail_len,
+                                     uint32_t key, uint64_t id, uint32_t capacity,
+                                     int64_t deadline_ms, psiskv_header *h) {
+  const uint8_t *raw;
+  if (tail_len == 0) {
+    if (psiskv_net_write_fully(fd, request, request_len) < 0) return EXCHANGE_IO;
+  } else {
+    struct iovec iov[2];
+    iov[0].iov_base = (void *)request; /* only read by sendmsg */
+    iov[0].iov_len = request_len;
+    iov[1].iov_base = (void *)tail;
+    iov[1].iov_len = tail_len;
+    if (psiskv_net_writev_fully(fd, iov, 2) < 0) return EXCHANGE_IO;
   }
-  if (psiskv_net_writev_fully(fd, iov, n) < 0) return EXCHANGE_IO;
-  if (psiskv_net_read_fully(fd, buf, sizeof buf, deadline_ms) < 0) return EXCHANGE_IO;
-  psiskv_header_decode(buf, h);
-  if (psiskv_check_response(h, prefix[PSISKV_OFF_OPCODE], key, id, capacity) != PSISKV_CHECK_OK) {
+  raw = psiskv_net_reader_take(&e->in, fd, PSISKV_HEADER_BYTES, deadline_ms);
+  if (raw == NULL) return EXCHANGE_IO;
+  psiskv_header_decode(raw, h);
+  if (psiskv_check_response(h, request[PSISKV_OFF_OPCODE], key, id, capacity) !=
+      PSISKV_CHECK_OK) {
     errno = EPROTO;
     return EXCHANGE_PROTO;
   }
   return EXCHANGE_OK;
+}
+
+/* Whether the receive buffer is empty once a response has been read to its end: PROTOCOL.md 2,
+ * a server sends nothing unasked (see the comment at the top). */
+static int nothing_follows(const struct kv_entry *e) {
+  return psiskv_net_reader_unread(&e->in) == 0;
 }
 
 /* ---- connection set-up (PROTOCOL.md 2, 6.1, 6.2, 12.2) ----------------------------------- */
@@ -411,12 +451,13 @@ enum setup_result {
 static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   struct sockaddr_in data;
   uint8_t buf[PSISKV_MAX_FIXED_BYTES];
+  const uint8_t *body;
   psiskv_header h;
   uint64_t id;
-  uint64_t session_id;
-  uint32_t max_value_bytes;
-  uint32_t ipv4;
-  uint16_t port;
+  uint64_t session_id = 0;
+  uint32_t max_value_bytes = 0;
+  uint32_t ipv4 = 0;
+  uint16_t port = 0;
   size_t n;
   int fd;
   /* HELLO: where is the Data Server? */
@@ -425,10 +466,19 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   if (psiskv_net_connect(fd, &e->front, deadline_ms) < 0) goto front_down;
   id = e->next_request_id++;
   n = psiskv_encode_hello(buf, id);
-  switch (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
+  switch (exchange(e, fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
     case EXCHANGE_OK: break;
     case EXCHANGE_IO: goto front_down;
     case EXCHANGE_PROTO: goto failed;
+  }
+  if (h.flags_or_status == PSISKV_ST_OK) {
+    body = psiskv_net_reader_take(&e->in, fd, PSISKV_HELLO_RESPONSE_BODY_BYTES, deadline_ms);
+    if (body == NULL) goto front_down;
+    psiskv_decode_hello_ok(body, &ipv4, &port);
+  }
+  if (!nothing_follows(e)) {
+    errno = EPROTO;
+    goto failed;
   }
   if (h.flags_or_status != PSISKV_ST_OK) {
     errno = status_errno(h.flags_or_status);
@@ -436,11 +486,7 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
     /* 6.1: UNAVAILABLE while no Data Server is ready (being relaunched): try again. */
     return h.flags_or_status == PSISKV_ST_UNAVAILABLE ? SETUP_RETRY : SETUP_FAILED;
   }
-  if (psiskv_net_read_fully(fd, buf, PSISKV_HELLO_RESPONSE_BODY_BYTES, deadline_ms) < 0) {
-    goto front_down;
-  }
   setup_close(e); /* 6.1: the client closes the front connection after the response */
-  psiskv_decode_hello_ok(buf, &ipv4, &port);
   if (port == 0) {
     errno = EPROTO;
     return SETUP_FAILED;
@@ -455,20 +501,25 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   if (psiskv_net_connect(fd, &data, deadline_ms) < 0) goto retry;
   id = e->next_request_id++;
   n = psiskv_encode_session(buf, id, e->session_id);
-  switch (exchange(fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
+  switch (exchange(e, fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
     case EXCHANGE_OK: break;
     case EXCHANGE_IO: goto retry;
     case EXCHANGE_PROTO: goto failed;
+  }
+  if (h.flags_or_status == PSISKV_ST_OK) {
+    body = psiskv_net_reader_take(&e->in, fd, PSISKV_SESSION_RESPONSE_BODY_BYTES, deadline_ms);
+    if (body == NULL) goto retry;
+    psiskv_decode_session_ok(body, &session_id, &max_value_bytes);
+  }
+  if (!nothing_follows(e)) {
+    errno = EPROTO;
+    goto failed;
   }
   if (h.flags_or_status != PSISKV_ST_OK) {
     errno = status_errno(h.flags_or_status);
     setup_close(e);
     return h.flags_or_status == PSISKV_ST_UNAVAILABLE ? SETUP_RETRY : SETUP_FAILED;
   }
-  if (psiskv_net_read_fully(fd, buf, PSISKV_SESSION_RESPONSE_BODY_BYTES, deadline_ms) < 0) {
-    goto retry;
-  }
-  psiskv_decode_session_ok(buf, &session_id, &max_value_bytes);
   /* 6.2: a session id is non-zero. 12.6: a resumed session keeps its id; a Data Server that
    * hands out another one has not resumed it, and resending a write there would not be exactly
    * once, so that is a protocol violation too. */
@@ -591,9 +642,12 @@ static int error_status(struct kv_entry *e, uint8_t status) {
 
 /* Sends r once on e->fd (which is open) and reads its answer. Caller holds e->lock. */
 static enum attempt_result attempt(struct kv_entry *e, const struct request *r, int *rc) {
-  uint8_t buf[PSISKV_MAX_FIXED_BYTES];
+  uint8_t buf[PSISKV_MAX_FIXED_BYTES + PUT_COPIED_MAX_VALUE_BYTES];
+  const uint8_t *prefix;
+  const void *tail = NULL;
+  uint32_t tail_len = 0;
   psiskv_header h;
-  uint32_t stored;
+  uint32_t stored = 0;
   uint32_t capacity = 0;
   size_t n;
   *rc = -1;
@@ -605,6 +659,13 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
         return ATTEMPT_DONE;
       }
       n = psiskv_encode_put_header(buf, r->key, r->id, r->overwrite, r->value_length);
+      if (r->value_length <= PUT_COPIED_MAX_VALUE_BYTES) {
+        if (r->value_length > 0) memcpy(buf + n, r->value, r->value_length);
+        n += r->value_length;
+      } else {
+        tail = r->value;
+        tail_len = r->value_length;
+      }
       break;
     case PSISKV_OP_GET:
       /* 6.5: capacity = value_length, so the server sends at most what the caller's buffer
@@ -616,8 +677,7 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
       n = psiskv_encode_delete(buf, r->key, r->id);
       break;
   }
-  switch (exchange(e->fd, buf, n, r->opcode == PSISKV_OP_PUT ? r->value : NULL,
-                   r->opcode == PSISKV_OP_PUT ? r->value_length : 0, r->key, r->id, capacity,
+  switch (exchange(e, e->fd, buf, n, tail, tail_len, r->key, r->id, capacity,
                    PSISKV_NO_DEADLINE, &h)) {
     case EXCHANGE_OK:
       break;
@@ -627,6 +687,33 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
     case EXCHANGE_PROTO:
       drop(e, EPROTO);
       return ATTEMPT_DONE;
+  }
+  /* The body: only a GET OK has one (psiskv_check_response holds every other to 0 bytes). */
+  if (r->opcode == PSISKV_OP_GET && h.flags_or_status == PSISKV_ST_OK) {
+    prefix = psiskv_net_reader_take(&e->in, e->fd, PSISKV_GET_RESPONSE_PREFIX_BYTES,
+                                    PSISKV_NO_DEADLINE);
+    if (prefix == NULL) {
+      drop(e, errno);
+      return ATTEMPT_BROKEN;
+    }
+    stored = psiskv_decode_get_ok_stored_length(prefix);
+    /* Checked before any value byte is copied: the body is exactly 4 + min(capacity, stored),
+     * so at most value_length bytes land in out, whatever the server claims. */
+    if (psiskv_check_get_ok_body(h.body_length, capacity, stored) != PSISKV_CHECK_OK ||
+        stored > (uint32_t)INT_MAX) {
+      drop(e, EPROTO);
+      return ATTEMPT_DONE;
+    }
+    if (psiskv_net_reader_read(&e->in, e->fd, r->out,
+                               h.body_length - PSISKV_GET_RESPONSE_PREFIX_BYTES,
+                               PSISKV_NO_DEADLINE) < 0) {
+      drop(e, errno);
+      return ATTEMPT_BROKEN;
+    }
+  }
+  if (!nothing_follows(e)) {
+    drop(e, EPROTO);
+    return ATTEMPT_DONE;
   }
   if (h.flags_or_status == PSISKV_ST_UNAVAILABLE && retry_timeout_ms > 0) {
     drop(e, EAGAIN); /* 12.1: this Data Server cannot serve now; ask the Front Server again */
@@ -652,27 +739,9 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
       if (h.flags_or_status == PSISKV_ST_NOT_FOUND) {
         errno = ENOENT;
         *rc = -2;
-        return ATTEMPT_DONE;
+      } else {
+        *rc = (int)stored;
       }
-      if (psiskv_net_read_fully(e->fd, buf, PSISKV_GET_RESPONSE_PREFIX_BYTES,
-                                PSISKV_NO_DEADLINE) < 0) {
-        drop(e, errno);
-        return ATTEMPT_BROKEN;
-      }
-      stored = psiskv_decode_get_ok_stored_length(buf);
-      /* Checked before any value byte is read: the body is exactly 4 + min(capacity, stored),
-       * so at most value_length bytes land in out, whatever the server claims. */
-      if (psiskv_check_get_ok_body(h.body_length, capacity, stored) != PSISKV_CHECK_OK ||
-          stored > (uint32_t)INT_MAX) {
-        drop(e, EPROTO);
-        return ATTEMPT_DONE;
-      }
-      if (psiskv_net_read_fully(e->fd, r->out, h.body_length - PSISKV_GET_RESPONSE_PREFIX_BYTES,
-                                PSISKV_NO_DEADLINE) < 0) {
-        drop(e, errno);
-        return ATTEMPT_BROKEN;
-      }
-      *rc = (int)stored;
       return ATTEMPT_DONE;
     default:
       if (h.flags_or_status == PSISKV_ST_OK) {

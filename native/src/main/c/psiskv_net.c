@@ -170,10 +170,19 @@ int psiskv_net_writev_fully(int fd, struct iovec *iov, int iovcnt) {
 }
 
 int psiskv_net_write_fully(int fd, const void *buf, size_t n) {
-  struct iovec iov[1];
-  iov[0].iov_base = (void *)buf; /* sendmsg takes a non-const iovec; it only reads it */
-  iov[0].iov_len = n;
-  return psiskv_net_writev_fully(fd, iov, 1);
+  const char *p = (const char *)buf;
+  while (n > 0) {
+    /* MSG_NOSIGNAL as in psiskv_net_writev_fully. send, not sendmsg: one buffer needs no iovec
+     * for the kernel to copy in. */
+    ssize_t sent = send(fd, p, n, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += sent;
+    n -= (size_t)sent;
+  }
+  return 0;
 }
 
 int psiskv_net_read_fully(int fd, void *buf, size_t n, int64_t deadline_ms) {
@@ -193,4 +202,79 @@ int psiskv_net_read_fully(int fd, void *buf, size_t n, int64_t deadline_ms) {
     }
   }
   return 0;
+}
+
+int psiskv_net_reader_init(psiskv_net_reader *r) {
+  r->bytes = (uint8_t *)malloc(PSISKV_NET_RECV_BUFFER_BYTES);
+  r->pos = 0;
+  r->fill = 0;
+  if (r->bytes == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+void psiskv_net_reader_free(psiskv_net_reader *r) {
+  int saved = errno;
+  free(r->bytes);
+  r->bytes = NULL;
+  r->pos = 0;
+  r->fill = 0;
+  errno = saved;
+}
+
+void psiskv_net_reader_reset(psiskv_net_reader *r) {
+  r->pos = 0;
+  r->fill = 0;
+}
+
+size_t psiskv_net_reader_unread(const psiskv_net_reader *r) { return r->fill - r->pos; }
+
+/* Consumes n buffered bytes; an emptied buffer starts again at its beginning, so that the next
+ * recv has all of its room. */
+static void reader_consume(psiskv_net_reader *r, size_t n) {
+  r->pos += n;
+  if (r->pos == r->fill) {
+    r->pos = 0;
+    r->fill = 0;
+  }
+}
+
+const uint8_t *psiskv_net_reader_take(psiskv_net_reader *r, int fd, size_t n,
+                                      int64_t deadline_ms) {
+  const uint8_t *p;
+  if (r->fill - r->pos < n && r->pos + n > PSISKV_NET_RECV_BUFFER_BYTES) {
+    /* Too little room behind the unread bytes for the rest of n: move them to the front. */
+    memmove(r->bytes, r->bytes + r->pos, r->fill - r->pos);
+    r->fill -= r->pos;
+    r->pos = 0;
+  }
+  /* The loop of psiskv_net_read_fully (short reads, EINTR), each recv asking for all the room. */
+  while (r->fill - r->pos < n) {
+    ssize_t got;
+    if (deadline_ms != PSISKV_NO_DEADLINE && wait_ready(fd, POLLIN, deadline_ms) < 0) return NULL;
+    got = recv(fd, r->bytes + r->fill, PSISKV_NET_RECV_BUFFER_BYTES - r->fill, 0);
+    if (got > 0) {
+      r->fill += (size_t)got;
+    } else if (got == 0) {
+      errno = ECONNRESET; /* end of stream in the middle of a message: the peer is gone */
+      return NULL;
+    } else if (errno != EINTR) {
+      return NULL;
+    }
+  }
+  p = r->bytes + r->pos;
+  reader_consume(r, n); /* p stays valid: nothing is received before the next call */
+  return p;
+}
+
+int psiskv_net_reader_read(psiskv_net_reader *r, int fd, void *dst, size_t n, int64_t deadline_ms) {
+  size_t buffered = r->fill - r->pos < n ? r->fill - r->pos : n;
+  if (buffered > 0) {
+    memcpy(dst, r->bytes + r->pos, buffered);
+    reader_consume(r, buffered);
+  }
+  if (buffered == n) return 0;
+  return psiskv_net_read_fully(fd, (char *)dst + buffered, n - buffered, deadline_ms);
 }

@@ -10,14 +10,14 @@ import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
-import java.io.EOFException;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketException;
+import java.nio.channels.ClosedByInterruptException;
+import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.Optional;
@@ -76,6 +76,12 @@ import java.util.concurrent.locks.ReentrantLock;
  * called from any thread at any time and ends a call in progress (even one waiting to reconnect)
  * promptly. For parallelism, give each thread its own client.
  *
+ * <p><b>Interrupts.</b> A call whose thread is interrupted, before or while it waits for the
+ * server, ends at once with {@link Status#IO_ERROR} and is not retried; the thread's interrupt
+ * status stays set. The connection it was using is closed (as an interrupted channel is), and the
+ * next call connects again, unless reconnection is disabled (then every later call throws the
+ * same error, as after any broken connection).
+ *
  * <p>The calls map onto the C API one to one; see the table in README.md and PROTOCOL.md §5.1.
  */
 public final class KvClient implements AutoCloseable {
@@ -101,6 +107,24 @@ public final class KvClient implements AutoCloseable {
 
   /** Values up to this size are copied behind the header so the request leaves in one write. */
   private static final int SINGLE_WRITE_MAX_BYTES = 16 * 1024;
+
+  /**
+   * Capacity of a connection's receive buffer ({@link ResponseReader}): a response with a value up
+   * to {@link #SINGLE_WRITE_MAX_BYTES} arrives with one read; the rest of a longer value is read
+   * straight into the caller's array.
+   */
+  private static final int RECEIVE_BUFFER_BYTES =
+      HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES + SINGLE_WRITE_MAX_BYTES;
+
+  /**
+   * Most bytes one read or write of a socket moves between the network and a value's array. A
+   * socket here is a {@link SocketChannel}'s (see {@link #openLive}); the JDK moves a heap array
+   * to and from a channel through a temporary direct buffer as large as the transfer and keeps
+   * that buffer cached by the thread, so an unbounded transfer of a 64 MiB value would leave a 64
+   * MiB direct buffer behind in every thread that made one. A plain {@link Socket} stops at 128
+   * KiB itself; this is the same bound.
+   */
+  static final int TRANSFER_MAX_BYTES = 128 * 1024;
 
   private final String host;
   private final int port;
@@ -128,13 +152,14 @@ public final class KvClient implements AutoCloseable {
   // Guarded by lock.
   /** The data connection with its session resumed or opened, or null between connections. */
   private Socket socket;
-  private InputStream in;
+  /** The data connection's receive buffer: empty between responses (see {@link #expectEnd}). */
+  private ResponseReader in;
   private OutputStream out;
   /** PROTOCOL.md §3.2: strictly increasing; set-up requests draw from it too. */
   private long nextRequestId = 1;
   /** With reconnection disabled only: why the client is unusable, or null. */
   private KvException broken;
-  /** The scratch buffer for headers, set-up messages and small values. */
+  /** The scratch buffer for requests: headers, set-up messages and small values. */
   private final byte[] buf = new byte[HEADER_BYTES + SINGLE_WRITE_MAX_BYTES];
   private final Header header = new Header();
 
@@ -293,7 +318,8 @@ public final class KvClient implements AutoCloseable {
             + " has " + stored + " bytes, more than the server's maximum of " + capacity);
       }
       byte[] value = new byte[stored];
-      readFully(in, value, 0, stored);
+      in.readFully(value, 0, stored);
+      expectEnd(in, Opcode.GET);
       return Optional.of(value);
     });
   }
@@ -315,7 +341,8 @@ public final class KvClient implements AutoCloseable {
         return -1;
       }
       int stored = readStoredLength(buffer.length);
-      readFully(in, buffer, 0, Math.min(stored, buffer.length));
+      in.readFully(buffer, 0, Math.min(stored, buffer.length));
+      expectEnd(in, Opcode.GET);
       return stored;
     });
   }
@@ -372,7 +399,9 @@ public final class KvClient implements AutoCloseable {
         out.write(buf, 0, n + value.length);
       } else {
         out.write(buf, 0, n);
-        out.write(value);
+        for (int off = 0; off < value.length; off += TRANSFER_MAX_BYTES) {
+          out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
+        }
       }
       return readResult(Opcode.PUT, key, id);
     });
@@ -380,7 +409,7 @@ public final class KvClient implements AutoCloseable {
 
   /**
    * One attempt of a call: sends its request with {@code requestId} on the data connection ({@link
-   * #in}, {@link #out}) and reads the answer. Runs under {@link #lock}. Throws {@link IOException}
+   * #out}, {@link #in}) and reads the answer. Runs under {@link #lock}. Throws {@link IOException}
    * when the attempt may be retried (the connection broke, or {@link Unavailable}), {@link
    * KvException} when it must not be.
    */
@@ -426,7 +455,8 @@ public final class KvClient implements AutoCloseable {
    *
    * <p>An {@link IOException} (the connection broke, or {@link Unavailable}) is retried after a
    * back-off until {@link #retryTimeoutNanos} after the first failure; a {@link KvException} (an
-   * error status, a protocol violation) is not. Either way the connection is dropped: the server
+   * error status, a protocol violation) and a {@link ClosedByInterruptException} (this thread was
+   * interrupted) are not. Either way the connection is dropped: the server
    * closes it after an error status (§8), and after a violation or a broken connection the stream
    * is out of step.
    */
@@ -441,6 +471,11 @@ public final class KvClient implements AutoCloseable {
           establish();
         }
         return attempt == null ? null : attempt.run(requestId);
+      } catch (ClosedByInterruptException e) {
+        // This thread was interrupted: its caller wants it to stop, so the call ends here.
+        disconnect();
+        throw closed ? closedError(e) : notRetried(new KvException(Status.IO_ERROR,
+            what(op, key) + " interrupted", e));
       } catch (IOException e) {
         disconnect();
         if (closed) {
@@ -497,17 +532,20 @@ public final class KvClient implements AutoCloseable {
     Socket front;
     try {
       front = openLive(new InetSocketAddress(host, port));
+    } catch (ClosedByInterruptException e) {
+      throw e; // not the Front Server's fault: withRetries ends the call
     } catch (IOException e) {
       throw new FrontUnreachable(e);
     }
     try {
       long id = nextRequestId++;
       front.getOutputStream().write(buf, 0, Messages.hello(buf, id));
-      InputStream frontIn = front.getInputStream();
-      readResponse(frontIn, buf, header, Opcode.HELLO, 0, id);
-      readFully(frontIn, buf, HEADER_BYTES, HELLO_RESPONSE_BODY_BYTES);
-      int ipv4 = Header.getU32(buf, HEADER_BYTES);
-      int dataPort = Header.getU16(buf, HEADER_BYTES + 4);
+      ResponseReader frontIn = new ResponseReader(front.getInputStream(), RECEIVE_BUFFER_BYTES);
+      readResponse(frontIn, header, Opcode.HELLO, 0, id);
+      int at = frontIn.take(HELLO_RESPONSE_BODY_BYTES);
+      expectEnd(frontIn, Opcode.HELLO);
+      int ipv4 = Header.getU32(frontIn.bytes(), at);
+      int dataPort = Header.getU16(frontIn.bytes(), at + 4);
       // §6.1: 0.0.0.0 means the host this client reached the Front Server at.
       InetAddress dataHost =
           ipv4 == 0 ? front.getInetAddress() : InetAddress.getByAddress(toBytes(ipv4));
@@ -520,12 +558,13 @@ public final class KvClient implements AutoCloseable {
       long id = nextRequestId++;
       long presented = sessionId;
       OutputStream dataOut = data.getOutputStream();
-      InputStream dataIn = data.getInputStream();
+      ResponseReader dataIn = new ResponseReader(data.getInputStream(), RECEIVE_BUFFER_BYTES);
       dataOut.write(buf, 0, Messages.session(buf, id, presented));
-      readResponse(dataIn, buf, header, Opcode.SESSION, 0, id);
-      readFully(dataIn, buf, HEADER_BYTES, SESSION_RESPONSE_BODY_BYTES);
-      long granted = Header.getU64(buf, HEADER_BYTES);
-      int max = Header.getU32(buf, HEADER_BYTES + 8);
+      readResponse(dataIn, header, Opcode.SESSION, 0, id);
+      int at = dataIn.take(SESSION_RESPONSE_BODY_BYTES);
+      expectEnd(dataIn, Opcode.SESSION);
+      long granted = Header.getU64(dataIn.bytes(), at);
+      int max = Header.getU32(dataIn.bytes(), at + 8);
       if (granted == 0 || (presented != 0 && granted != presented) || max < 0) {
         // §3.2, §12.6: a resumed session keeps its id, even one the server had forgotten.
         throw protocolError("SESSION " + Long.toHexString(presented) + " answered session "
@@ -554,9 +593,18 @@ public final class KvClient implements AutoCloseable {
   /**
    * Caller holds {@link #lock}: a socket connected to {@code address} with the set-up timeouts,
    * published in {@link #live} before it connects so that {@link #close} can end the connect.
+   *
+   * <p>The socket is a {@link SocketChannel}'s, used through its {@link Socket} adaptor, because
+   * that makes a blocking read one system call. A plain {@code Socket} turns its file descriptor
+   * non-blocking at its first read with a timeout (the SESSION answer's) and keeps it so; each
+   * later read of an answer that has not arrived yet is then a read that fails (EAGAIN), a poll
+   * and a second read. A channel's adaptor returns to blocking mode after a timed read, so once
+   * the timeout is 0 a read is one blocking read(2), and a write one write(2) (DESIGN.md §9 has
+   * the figures). A channel does not cap a transfer as a plain socket does: see {@link
+   * #TRANSFER_MAX_BYTES}.
    */
   private Socket openLive(InetSocketAddress address) throws IOException {
-    Socket s = new Socket();
+    Socket s = SocketChannel.open().socket();
     live = s;
     try {
       if (closed) {
@@ -616,14 +664,13 @@ public final class KvClient implements AutoCloseable {
    * throws for an error status. Caller holds {@link #lock}.
    */
   private Status readResult(Opcode op, int key, long id) throws IOException {
-    readResponse(in, buf, header, op, key, id);
+    readResponse(in, header, op, key, id);
     return Status.of(header.flagsOrStatus);
   }
 
   /** Reads the stored-length prefix of a GET OK body and checks the body length against it. */
   private int readStoredLength(int capacity) throws IOException {
-    readFully(in, buf, 0, GET_RESPONSE_PREFIX_BYTES);
-    int stored = Header.getU32(buf, 0);
+    int stored = Header.getU32(in.bytes(), in.take(GET_RESPONSE_PREFIX_BYTES));
     String mismatch = Rules.checkGetOkBody(header.bodyLength, capacity, stored);
     if (mismatch == null && stored < 0) {
       mismatch = "GET stored length " + Integer.toUnsignedString(stored) + " exceeds any value";
@@ -635,18 +682,20 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
-   * Reads and checks a response header (PROTOCOL.md §8). Returns for a result status, with the
-   * body unread; throws {@link Unavailable} for UNAVAILABLE (retried), {@link KvException} for any
-   * other error status or a protocol violation (not retried), {@link IOException} if the
-   * connection breaks.
+   * Reads and checks a response header (PROTOCOL.md §8), and for a response without a body that
+   * nothing follows it ({@link #expectEnd}). Returns for a result status, with the body unread;
+   * throws {@link Unavailable} for UNAVAILABLE (retried), {@link KvException} for any other error
+   * status or a protocol violation (not retried), {@link IOException} if the connection breaks.
    */
-  private static void readResponse(
-      InputStream in, byte[] scratch, Header h, Opcode op, int key, long id) throws IOException {
-    readFully(in, scratch, 0, HEADER_BYTES);
-    h.decode(scratch, 0);
+  private static void readResponse(ResponseReader in, Header h, Opcode op, int key, long id)
+      throws IOException {
+    h.decode(in.bytes(), in.take(HEADER_BYTES));
     String mismatch = Rules.checkResponse(h, op, key, id);
     if (mismatch != null) {
       throw protocolError(mismatch);
+    }
+    if (h.bodyLength == 0) {
+      expectEnd(in, op);
     }
     Status status = Status.of(h.flagsOrStatus);
     if (status == Status.UNAVAILABLE) {
@@ -657,15 +706,17 @@ public final class KvClient implements AutoCloseable {
     }
   }
 
-  /** Loops because a socket read may return fewer bytes than asked for. */
-  private static void readFully(InputStream in, byte[] b, int off, int len) throws IOException {
-    while (len > 0) {
-      int n = in.read(b, off, len);
-      if (n < 0) {
-        throw new EOFException("connection closed by the server");
-      }
-      off += n;
-      len -= n;
+  /**
+   * Called once a response has been read to its end: nothing may follow it in the receive buffer.
+   * A client with one request in flight hears nothing it did not ask for (PROTOCOL.md §2), so a
+   * byte there is a protocol violation, and the connection is dropped as for any other. Bytes that
+   * come after a response in a later segment are not in the buffer yet; they are read as the start
+   * of the next response, whose header then does not match.
+   */
+  private static void expectEnd(ResponseReader in, Opcode op) {
+    if (in.unread() != 0) {
+      throw protocolError(op + " response is followed by " + in.unread()
+          + " bytes the client did not ask for");
     }
   }
 

@@ -7,6 +7,7 @@ import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Status;
+import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -68,6 +69,8 @@ final class FakeServer implements AutoCloseable {
   private volatile int maxValueBytes;
   /** Non-zero: SESSION is answered with this id whatever was presented (a broken server). */
   private volatile long sessionIdOverride;
+  /** Bytes sent after every SESSION answer, in the same write (a broken server). */
+  private volatile int sessionTrailingBytes;
   private volatile Script script;
   private volatile boolean closed;
 
@@ -93,6 +96,10 @@ final class FakeServer implements AutoCloseable {
 
   void setSessionIdOverride(long sessionId) {
     this.sessionIdOverride = sessionId;
+  }
+
+  void setSessionTrailingBytes(int n) {
+    this.sessionTrailingBytes = n;
   }
 
   /** The next {@code n} HELLOs are answered UNAVAILABLE (a Data Server being relaunched). */
@@ -218,6 +225,12 @@ final class FakeServer implements AutoCloseable {
       }
       int connection = dataConnections.incrementAndGet();
       track(s);
+      try {
+        s.setTcpNoDelay(true); // each write of a script leaves as its own segment
+      } catch (IOException e) {
+        closeQuietly(s);
+        continue;
+      }
       startDaemon("fake-data-conn", () -> serveData(s, connection));
     }
   }
@@ -234,7 +247,10 @@ final class FakeServer implements AutoCloseable {
           h.requestId, Arrays.copyOfRange(buf, HEADER_BYTES, HEADER_BYTES + 8)));
       long session = sessionIdOverride != 0 ? sessionIdOverride
           : presented == 0 ? SESSION_ID : presented;
-      out.write(buf, 0, Messages.sessionOk(buf, h.requestId, session, maxValueBytes));
+      int n = Messages.sessionOk(buf, h.requestId, session, maxValueBytes);
+      int trailing = sessionTrailingBytes;
+      Arrays.fill(buf, n, n + trailing, (byte) 'x');
+      out.write(buf, 0, n + trailing);
       while (true) {
         in.readFully(buf, 0, HEADER_BYTES);
         h.decode(buf, 0);
@@ -353,6 +369,43 @@ final class FakeServer implements AutoCloseable {
         throw new IOException("closed after UNAVAILABLE");
       }
       then.answer(r, out);
+    };
+  }
+
+  /**
+   * Answers as {@code then} does, but writes its answer in pieces: the first {@code cuts[0]} bytes,
+   * then up to {@code cuts[1]}, ..., then the rest, each piece a write of its own (and, the data
+   * sockets having TCP_NODELAY, a segment of its own). {@code oneByteAtATime} writes every byte
+   * apart instead.
+   */
+  static Script inPieces(Script then, boolean oneByteAtATime, int... cuts) {
+    return (r, out) -> {
+      ByteArrayOutputStream answer = new ByteArrayOutputStream();
+      then.answer(r, answer);
+      byte[] b = answer.toByteArray();
+      int from = 0;
+      for (int cut : cuts) {
+        int to = Math.min(cut, b.length);
+        out.write(b, from, to - from);
+        out.flush();
+        from = to;
+      }
+      for (int i = from; oneByteAtATime && i < b.length; i++) {
+        out.write(b, i, 1);
+        out.flush();
+        from = i + 1;
+      }
+      out.write(b, from, b.length - from);
+    };
+  }
+
+  /** Answers as {@code then} does, with {@code n} more bytes in the same write. */
+  static Script trailing(int n, Script then) {
+    return (r, out) -> {
+      ByteArrayOutputStream answer = new ByteArrayOutputStream();
+      then.answer(r, answer);
+      answer.write(new byte[n]);
+      out.write(answer.toByteArray());
     };
   }
 

@@ -1,19 +1,26 @@
 package io.psiskv.client;
 
 import static com.google.common.truth.Truth.assertThat;
+import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
+import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -209,6 +216,150 @@ class KvClientProtocolTest {
     assertThat(e.status()).isEqualTo(Status.IO_ERROR);
     assertThat(e).hasMessageThat().isEqualTo("client is closed");
     assertThat(server.dataConnections()).isEqualTo(1);
+  }
+
+  /**
+   * A put, a putIfAbsent that finds the key, a get, a short read, a remove and a get of nothing,
+   * all on the connection the client has (no reconnection).
+   */
+  private void everyKindOfAnswer(KvClient kv, String what) {
+    int connections = server.dataConnections();
+    byte[] value = new byte[100];
+    for (int i = 0; i < value.length; i++) {
+      value[i] = (byte) (i * 7 + 1);
+    }
+    kv.put(7, value);
+    assertThat(kv.putIfAbsent(7, value)).isFalse();
+    assertThat(kv.get(7).orElseThrow()).isEqualTo(value);
+    byte[] ten = new byte[10];
+    assertThat(kv.read(7, ten)).isEqualTo(100);
+    assertThat(ten).isEqualTo(Arrays.copyOf(value, 10));
+    assertThat(kv.remove(7)).isTrue();
+    assertThat(kv.get(7)).isEmpty();
+    assertWithMessage("%s: data connections", what).that(server.dataConnections())
+        .isEqualTo(connections);
+  }
+
+  @Test
+  void answersWrittenOneByteAtATimeGiveTheSameResults() {
+    server.setScript(FakeServer.inPieces(FakeServer.correct(map), true));
+    try (KvClient kv = connect()) {
+      everyKindOfAnswer(kv, "one byte at a time");
+    }
+  }
+
+  @Test
+  void answersSplitInTheHeaderAfterItOrInTheValueGiveTheSameResults() {
+    int header = Protocol.HEADER_BYTES;
+    int prefix = Protocol.GET_RESPONSE_PREFIX_BYTES;
+    for (int cut : new int[] {7, header, header + 2, header + prefix, header + prefix + 30}) {
+      server.setScript(FakeServer.inPieces(FakeServer.correct(map), false, cut));
+      try (KvClient kv = connect()) {
+        everyKindOfAnswer(kv, "split after " + cut + " bytes");
+      }
+      server.dropConnections();
+    }
+  }
+
+  @Test
+  void valueLongerThanTheReceiveBufferRoundTripsAndAShortReadStopsAtTheBuffer() throws IOException {
+    server.close();
+    server = new FakeServer(1 << 20, FakeServer.correct(map));
+    byte[] value = new byte[100_000];
+    for (int i = 0; i < value.length; i++) {
+      value[i] = (byte) (i * 31 + 5);
+    }
+    try (KvClient kv = connect()) {
+      kv.put(3, value);
+      assertThat(kv.get(3).orElseThrow()).isEqualTo(value);
+      byte[] part = new byte[40_000];
+      assertThat(kv.read(3, part)).isEqualTo(value.length);
+      assertThat(part).isEqualTo(Arrays.copyOf(value, part.length));
+      assertThat(kv.remove(3)).isTrue(); // still in step
+      assertThat(server.dataConnections()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void bytesAfterAnAnswerAreAProtocolErrorAndNotRetried() {
+    map.put(5, new byte[] {1, 2, 3});
+    server.setScript(FakeServer.trailing(4, FakeServer.correct(map)));
+    try (KvClient kv = connect()) {
+      KvException e = assertThrows(KvException.class, () -> kv.remove(6));
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("DELETE response is followed by 4 bytes");
+      e = assertThrows(KvException.class, () -> kv.read(5, new byte[3]));
+      assertThat(e).hasMessageThat().contains("GET response is followed by 4 bytes");
+      assertThat(server.seen(Opcode.DELETE)).hasSize(1);
+      assertThat(server.seen(Opcode.GET)).hasSize(1);
+      // Each call dropped the connection; the next connects again and is served.
+      server.setScript(FakeServer.correct(map));
+      assertThat(kv.get(5).orElseThrow()).hasLength(3);
+      assertThat(server.dataConnections()).isEqualTo(3);
+    }
+  }
+
+  @Test
+  void bytesAfterTheSessionAnswerFailConnectAtOnce() {
+    server.setSessionTrailingBytes(4);
+    KvException e = assertThrows(KvException.class, this::connect);
+    assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+    assertThat(e).hasMessageThat().contains("SESSION response is followed by 4 bytes");
+    assertThat(server.dataConnections()).isEqualTo(1);
+  }
+
+  @Test
+  void aCallOfAnInterruptedThreadFailsAtOnceAndKeepsTheInterrupt() {
+    try (KvClient kv = connect()) {
+      Thread.currentThread().interrupt();
+      KvException e = assertThrows(KvException.class, () -> kv.get(1));
+      assertThat(Thread.interrupted()).isTrue();
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("GET of key 1 interrupted");
+      assertThat(server.seen(Opcode.GET)).isEmpty();
+      // The channel was closed by the interrupt; the next call connects again.
+      assertThat(kv.get(1)).isEmpty();
+      assertThat(server.dataConnections()).isEqualTo(2);
+    }
+  }
+
+  @Test
+  void interruptingACallThatWaitsForItsAnswerEndsIt() throws Exception {
+    CountDownLatch arrived = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    server.setScript((r, out) -> {
+      arrived.countDown();
+      try {
+        release.await(); // never answers while the test runs
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      throw new IOException("released");
+    });
+    try (KvClient kv = connect()) {
+      AtomicReference<Throwable> thrown = new AtomicReference<>();
+      AtomicBoolean stillInterrupted = new AtomicBoolean();
+      Thread caller = new Thread(() -> {
+        try {
+          kv.remove(1);
+        } catch (Throwable t) {
+          thrown.set(t);
+          stillInterrupted.set(Thread.currentThread().isInterrupted());
+        }
+      });
+      caller.start();
+      assertThat(arrived.await(10, TimeUnit.SECONDS)).isTrue();
+      caller.interrupt();
+      caller.join(10_000);
+      assertThat(caller.isAlive()).isFalse();
+      assertThat(thrown.get()).isInstanceOf(KvException.class);
+      assertThat(((KvException) thrown.get()).status()).isEqualTo(Status.IO_ERROR);
+      assertThat(thrown.get()).hasMessageThat().contains("DELETE of key 1 interrupted");
+      assertThat(stillInterrupted.get()).isTrue();
+      assertThat(server.seen(Opcode.DELETE)).hasSize(1); // not resent
+    } finally {
+      release.countDown();
+    }
   }
 
   @Test
