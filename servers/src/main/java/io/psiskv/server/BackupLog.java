@@ -84,9 +84,9 @@ import java.util.function.Consumer;
  *       file position and the failure-recovery state while it holds the lock; it takes the
  *       pending batch under {@code appendLock}, then writes and forces with only {@code fileLock}
  *       held, so appends go on during the force and form the next batch.
- *   <li>{@code psiskv-log-sync}, one background thread: the periodic force of EVERYSEC and the
- *       retries after a disk failure, each under {@code fileLock}. It is never on a write's path
- *       in ALWAYS and NO.
+ *   <li>{@code psiskv-log-sync}, one background thread: the commits callers hand it ({@link
+ *       #requestCommit}), the periodic force of EVERYSEC and the retries after a disk failure,
+ *       each under {@code fileLock}.
  *   <li>At most one compactor (the caller of {@link #compact}, or a {@code psiskv-log-compactor}
  *       thread started by {@link #maybeCompact}): writes the snapshot to the temporary file, then
  *       takes {@code fileLock} for the switch.
@@ -277,6 +277,11 @@ final class BackupLog implements AutoCloseable {
   private volatile boolean closing;
   /** The compaction collecting a rewrite buffer, if any. */
   private Compactor compaction;
+  /** A caller asked the sync thread to commit ({@link #requestCommit}); volatile for its check. */
+  private volatile boolean commitRequested;
+  /** EVERYSEC: when the sync thread looks for unforced writes next. */
+  private long nextPeriodicNanos =
+      System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
 
   // ---- Guarded by fileLock: the committer's state.
   private final ReentrantLock fileLock = new ReentrantLock();
@@ -730,17 +735,40 @@ final class BackupLog implements AutoCloseable {
   }
 
   // ----------------------------------------------------------------------------------------------
-  // The sync thread: EVERYSEC's periodic force and the retries after a failure.
+  // The sync thread: commits asked of it, EVERYSEC's periodic force, the retries after a failure.
+
+  /**
+   * Asks the sync thread to commit what is pending, for a caller that must not block on the disk
+   * (an event loop that hands its commit off); the commit listeners hear when it is done. Cheap
+   * when a request is already pending.
+   */
+  void requestCommit() {
+    if (commitRequested) {
+      return;
+    }
+    appendLock.lock();
+    try {
+      commitRequested = true;
+      syncWake.signal();
+    } finally {
+      appendLock.unlock();
+    }
+  }
+
+  /** What the sync thread was woken for. */
+  private enum SyncWork { COMMIT, PERIODIC, CLOSE }
 
   private void runSyncThread() {
     try {
-      while (awaitSyncWork()) {
+      for (SyncWork w; (w = awaitSyncWork()) != SyncWork.CLOSE; ) {
         fileLock.lock();
         try {
           if (failure != null) {
             if (System.nanoTime() - nextRetryNanos >= 0) {
               retryAfterFailure();
             }
+          } else if (w == SyncWork.COMMIT) {
+            commitLocked();
           } else if (dirty && policy == FsyncPolicy.EVERYSEC && !channelClosed) {
             syncWritten();
           }
@@ -763,25 +791,32 @@ final class BackupLog implements AutoCloseable {
   }
 
   /**
-   * Sleeps until the next retry (failed), the next periodic force (EVERYSEC) or close; returns
-   * false at close.
+   * Sleeps until a commit is asked for, the next retry is due (failed), the next periodic check
+   * is due (EVERYSEC), or the log closes.
    */
-  private boolean awaitSyncWork() {
+  private SyncWork awaitSyncWork() {
     appendLock.lock();
     try {
       while (!closing) {
         long now = System.nanoTime();
+        if (commitRequested) {
+          commitRequested = false;
+          if (failure == null && pendingRecords > 0) {
+            return SyncWork.COMMIT;
+          }
+        }
         long due;
         if (failure != null) {
           due = nextRetryNanos;
         } else if (policy == FsyncPolicy.EVERYSEC) {
-          due = lastSyncNanos + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
+          due = nextPeriodicNanos;
         } else {
           syncWake.awaitUninterruptibly();
           continue;
         }
         if (now - due >= 0) {
-          return true;
+          nextPeriodicNanos = now + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
+          return SyncWork.PERIODIC;
         }
         try {
           syncWake.awaitNanos(due - now);
@@ -789,7 +824,7 @@ final class BackupLog implements AutoCloseable {
           // Nobody interrupts this private thread; the loop re-checks its state anyway.
         }
       }
-      return false;
+      return SyncWork.CLOSE;
     } finally {
       appendLock.unlock();
     }

@@ -240,7 +240,7 @@ public final class DataServer {
    */
   private Supervisor.Peer launchFrontServer() throws IOException {
     Path logFile = config.dataDir.resolve(ServerConfig.FRONT_LOG_FILE);
-    List<String> command = Supervisor.javaCommand(FrontServer.class,
+    List<String> command = Supervisor.javaCommand(FrontServer.class, List.of(),
         config.frontServerArgs(ProcessHandle.current().pid()));
     ProcessBuilder builder = new ProcessBuilder(command)
         .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))

@@ -47,6 +47,7 @@ final class Engine implements AutoCloseable {
 
   private static final WriteResult STALE = new WriteResult(Status.BAD_REQUEST, 0);
   private static final WriteResult LOG_REFUSED = new WriteResult(Status.SERVER_ERROR, 0);
+  private static final WriteResult NO_MEMORY = new WriteResult(Status.SERVER_ERROR, 0);
 
   private final Store store;
   private final Sessions sessions;
@@ -115,9 +116,17 @@ final class Engine implements AutoCloseable {
     return write(s, requestId, key, value, overwrite);
   }
 
-  /** GET (§6.5): the stored array (never modify it), or null if absent. */
+  /** GET (§6.5), for tests and tools: a copy of the value, or null if absent. */
   byte[] get(int key) {
     return store.get(key);
+  }
+
+  /**
+   * GET (§6.5) on the request path: hands the value to {@code reader} under its stripe's lock
+   * (see {@link Store#read}); false if the key is absent.
+   */
+  boolean read(int key, Store.ValueReader reader) {
+    return store.read(key, reader);
   }
 
   /** DELETE (§6.6): OK if the key was present and is now removed, else NOT_FOUND. */
@@ -153,6 +162,11 @@ final class Engine implements AutoCloseable {
    */
   boolean commit(boolean wait) {
     return log.commit(wait);
+  }
+
+  /** Hands the commit to the log's sync thread (see {@link BackupLog#requestCommit}). */
+  void requestCommit() {
+    log.requestCommit();
   }
 
   /** Whether writes were applied that no commit has taken yet. */
@@ -193,6 +207,8 @@ final class Engine implements AutoCloseable {
         }
       } catch (UncheckedIOException e) {
         return LOG_REFUSED; // The log refused the record: nothing was applied.
+      } catch (ValueArena.ArenaFullException e) {
+        return NO_MEMORY; // No memory for the value: nothing was applied or logged.
       }
       Status result = changed ? Status.OK : value == null ? Status.NOT_FOUND : Status.KEY_EXISTS;
       s.recordWrite(requestId, result, append.seq);

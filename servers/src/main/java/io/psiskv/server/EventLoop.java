@@ -44,6 +44,7 @@ final class EventLoop implements Runnable {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
+  private final CommitPolicy commitPolicy;
   private final Selector selector;
   private final ByteBuffer readBuf =
       ByteBuffer.allocateDirect(ServerConfig.CONNECTION_BUFFER_BYTES);
@@ -60,6 +61,8 @@ final class EventLoop implements Runnable {
 
   /** Set before this loop relies on another thread's commit; the commit listener then wakes it. */
   private volatile boolean awaitingCommit;
+  /** The last commit attempt found another thread committing: wait for its listener call. */
+  private boolean commitDeferred;
   private volatile boolean budgetChanged;
   private volatile boolean stopping;
   private volatile long drainDeadlineNanos;
@@ -67,8 +70,9 @@ final class EventLoop implements Runnable {
   /** Written by the loop's thread only; read by others as a figure. */
   private volatile int open;
 
-  EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit)
-      throws IOException {
+  EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
+      CommitPolicy commitPolicy) throws IOException {
+    this.commitPolicy = commitPolicy;
     this.engine = engine;
     this.config = config;
     this.budget = budget;
@@ -117,8 +121,8 @@ final class EventLoop implements Runnable {
     budget.addListener(onBudget);
     try {
       while (!(stopping && (open == 0 || System.nanoTime() - drainDeadlineNanos >= 0))) {
-        if (!toFlush.isEmpty() && engine.hasUncommitted()) {
-          selector.selectNow(this::ready); // Answers wait for a commit this loop must make.
+        if (!commitDeferred && engine.hasUncommitted()) {
+          selector.selectNow(this::ready); // Writes wait for a commit this loop must make.
         } else {
           selector.select(this::ready, ServerConfig.DEADLINE_CHECK_INTERVAL_MILLIS);
         }
@@ -128,7 +132,7 @@ final class EventLoop implements Runnable {
           budgetChanged = false;
           retryParked(now);
         }
-        commitAndFlush(now);
+        commitAndFlush();
         if (stopping) {
           closeIdleForStop();
         }
@@ -194,20 +198,39 @@ final class EventLoop implements Runnable {
   }
 
   /**
-   * The commit of this wake-up, then the writes. Answers whose records another thread is
-   * committing stay queued; that thread's commit listener wakes this loop.
+   * The writes of this wake-up. Answers that wait for no record (reads, and writes whose records
+   * are durable) go out first, so a read never waits for a force; then the commit; then the
+   * answers it made durable. Answers whose records another thread is committing stay queued, and
+   * that thread's commit listener wakes this loop.
    */
-  private void commitAndFlush(long now) {
+  private void commitAndFlush() {
     if (toFlush.isEmpty() && !engine.hasUncommitted()) {
       awaitingCommit = false;
+      commitDeferred = false;
       return;
     }
+    flushSettled();
     awaitingCommit = true; // Before trying: a commit finishing meanwhile must wake us.
-    if (engine.hasUncommitted()) {
-      engine.commit(false);
+    long now = System.nanoTime();
+    if (!engine.hasUncommitted()) {
+      commitDeferred = true; // Another thread's commit holds our records: its listener wakes us.
+    } else if (commitPolicy.commitInline(now)) {
+      commitDeferred = !engine.commit(false);
+    } else {
+      engine.requestCommit();
+      commitDeferred = true;
     }
+    flushSettled();
+    if (!commitDeferred) {
+      commitPolicy.afterCommit(now);
+    }
+    awaitingCommit = !toFlush.isEmpty() || engine.hasUncommitted();
+  }
+
+  /** Writes the answers of every queued connection whose records are settled. */
+  private void flushSettled() {
     stillWaiting.clear();
-    for (int i = 0; i < toFlush.size(); i++) {
+    for (int i = 0; i < toFlush.size(); i++) { // Writing may queue more (a served leftover).
       Conn c = toFlush.get(i);
       if (!c.key.isValid()) {
         continue;
@@ -216,6 +239,7 @@ final class EventLoop implements Runnable {
         stillWaiting.add(c);
         continue;
       }
+      c.notWaiting();
       try {
         c.writeMore();
       } catch (IOException e) {
@@ -226,7 +250,6 @@ final class EventLoop implements Runnable {
     }
     toFlush.clear();
     toFlush.addAll(stillWaiting);
-    awaitingCommit = !toFlush.isEmpty() || engine.hasUncommitted();
   }
 
   private void retryParked(long now) {
@@ -304,6 +327,15 @@ final class EventLoop implements Runnable {
     long lingerDeadlineNanos;
     int lingerDrained;
     boolean closed;
+    /** Counted by the commit policy as a writer waiting for its record. */
+    boolean waiting;
+
+    void notWaiting() {
+      if (waiting) {
+        waiting = false;
+        commitPolicy.writerDone();
+      }
+    }
 
     Conn(SocketChannel channel, long now) {
       this.channel = channel;
@@ -352,6 +384,10 @@ final class EventLoop implements Runnable {
       if (!replies.isEmpty()) {
         key.interestOps(0); // No more requests until the answers are written (backpressure).
         lastOutputNanos = now;
+        if (replies.needSeq() != 0 && !waiting) {
+          waiting = true;
+          commitPolicy.writerWaits();
+        }
         toFlush.add(this);
         return;
       }
@@ -424,6 +460,7 @@ final class EventLoop implements Runnable {
         key.cancel();
       }
       Wire.closeQuietly(channel);
+      notWaiting();
       handler.close();
       if (leftover != null) {
         pool.give(leftover);

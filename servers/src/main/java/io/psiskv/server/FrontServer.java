@@ -267,6 +267,7 @@ public final class FrontServer {
    */
   private Supervisor.Peer launchDataServer() throws IOException {
     List<String> command = Supervisor.javaCommand(DataServer.class,
+        ServerConfig.dataServerJvmOptions(),
         config.dataServerArgs(controlListener.getLocalPort(), clientListener.localPort()));
     ProcessBuilder builder = new ProcessBuilder(command)
         .redirectInput(ProcessBuilder.Redirect.PIPE)

@@ -54,7 +54,10 @@ final class RequestHandler {
 
   /** Room a request's answer needs in the reply queue, GET values aside. */
   static final int MAX_ANSWER_BYTES = Messages.MAX_FIXED_BYTES;
-  /** GET values up to this size are copied behind their answer; larger ones are referenced. */
+  /**
+   * Large (heap) GET values up to this size are copied behind their answer; longer ones are sent
+   * from the stored array. Small values ({@link ValueArena}) are always copied.
+   */
   static final int INLINE_VALUE_MAX_BYTES = 4096;
   /** The first array a value in arrival gets (or its whole length if smaller). */
   static final int BODY_INITIAL_BYTES = 16 * 1024;
@@ -72,6 +75,9 @@ final class RequestHandler {
 
   private Sessions.Session session;
   private boolean closing;
+  private final GetAnswer getAnswer = new GetAnswer();
+  /** The capacity of the GET being answered (read by getAnswer). */
+  private long getCapacity;
   /** Since when (System.nanoTime) a request has been partly received; 0 if none is. */
   private long partialSinceNanos;
 
@@ -191,7 +197,18 @@ final class RequestHandler {
     if (in.remaining() < need) {
       return Outcome.NEED_INPUT;
     }
-    in.get(scratch, 0, need);
+    in.get(in.position(), scratch, 0, need);
+    long capacity = 0;
+    if (op == Opcode.GET) {
+      capacity = Integer.toUnsignedLong(Header.getU32(scratch, HEADER_BYTES));
+      // A small value is copied behind its answer under the stripe lock: room first.
+      int room = HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES
+          + (int) Math.min(capacity, ValueArena.MAX_VALUE_BYTES);
+      if (!replies.hasRoom(room)) {
+        return Outcome.OUTPUT_FULL;
+      }
+    }
+    in.position(in.position() + need);
     switch (op) {
       case PING:
         answer(Status.OK, 0);
@@ -202,7 +219,10 @@ final class RequestHandler {
         Messages.sessionOk(replies.buffer(), at, h.requestId, session.id, maxValueBytes);
         break;
       case GET:
-        get(Integer.toUnsignedLong(Header.getU32(scratch, HEADER_BYTES)));
+        getCapacity = capacity;
+        if (!engine.read(h.key, getAnswer)) {
+          answer(Status.NOT_FOUND, h.key);
+        }
         break;
       default:
         Engine.WriteResult w = engine.delete(session, h.requestId, h.key);
@@ -212,19 +232,34 @@ final class RequestHandler {
     return null;
   }
 
-  private void get(long capacity) {
-    byte[] value = engine.get(h.key);
-    if (value == null) {
-      answer(Status.NOT_FOUND, h.key);
-      return;
+  /**
+   * Encodes a GET's answer from the value the store hands it under the stripe lock: a small
+   * value is copied behind the answer, a large one is sent from the stored array (immutable) or
+   * copied if it is short enough to inline.
+   */
+  private final class GetAnswer implements Store.ValueReader {
+    @Override
+    public void small(int length, Store.SmallValue value) {
+      int sent = prefix(length);
+      value.copyTo(replies.buffer(), replies.claim(sent), sent);
     }
-    int sent = (int) Math.min(capacity, value.length);
-    int at = replies.claim(HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES);
-    Messages.getOkPrefix(replies.buffer(), at, h.key, h.requestId, value.length, sent);
-    if (sent <= INLINE_VALUE_MAX_BYTES && replies.hasRoom(sent)) {
-      System.arraycopy(value, 0, replies.buffer(), replies.claim(sent), sent);
-    } else {
-      replies.value(value, sent); // Sent from the stored array: values are immutable.
+
+    @Override
+    public void large(byte[] value) {
+      int sent = prefix(value.length);
+      if (sent <= INLINE_VALUE_MAX_BYTES && replies.hasRoom(sent)) {
+        System.arraycopy(value, 0, replies.buffer(), replies.claim(sent), sent);
+      } else {
+        replies.value(value, sent);
+      }
+    }
+
+    /** Queues the OK header and stored length; returns how many value bytes follow. */
+    private int prefix(int storedLength) {
+      int sent = (int) Math.min(getCapacity, storedLength);
+      int at = replies.claim(HEADER_BYTES + GET_RESPONSE_PREFIX_BYTES);
+      Messages.getOkPrefix(replies.buffer(), at, h.key, h.requestId, storedLength, sent);
+      return sent;
     }
   }
 

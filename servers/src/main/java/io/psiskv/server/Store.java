@@ -6,24 +6,29 @@ package io.psiskv.server;
  *
  * <p><b>Structure.</b> {@value #STRIPES} stripes; a key's stripe is chosen by the low bits of a
  * mixed hash of the key. Each stripe is a primitive open-addressing table {@code int[] keys} /
- * {@code byte[][] values} with linear probing: a slot is empty when its value is {@code null}
- * (stored values are never null; an empty value is a zero-length array). Deletion shifts the
- * following entries of the probe run back (no tombstones), so lookups stay short after many
- * deletes. A stripe doubles when it would exceed a load of 3/4. No operation allocates except a
- * resize: no boxing, no entry objects.
+ * {@code int[] locs} with linear probing: {@code locs[i] == 0} marks an empty slot. A value of up
+ * to {@link ValueArena#MAX_VALUE_BYTES} is copied into the {@link ValueArena} (off-heap slab
+ * chunks: 104 bytes for a 100-byte value, no collector slack) and its slot holds the chunk's
+ * location (&gt; 0); a longer value stays the caller's heap array, in the stripe's {@code large}
+ * side table, and its slot holds {@code -(index + 1)}. Deletion shifts the following entries of
+ * the probe run back (no tombstones), so lookups stay short after many deletes. A stripe doubles
+ * when it would exceed a load of 3/4. So a stored 100-byte value costs about 121 bytes (the chunk
+ * and 8 bytes per slot at a load of 3/8 to 3/4), and no operation allocates on the heap except a
+ * resize and the copies {@link #get} hands out.
  *
  * <p><b>Locking contract.</b> Each stripe is guarded by its own monitor (the {@code Stripe}
  * object). Every public operation locks exactly one stripe, does its map work, and unlocks: it is
- * atomic and linearizable per key. Critical sections contain only the table operation and the
- * {@link Mutation} callback; callers must never do socket I/O or wait while the lock is held, and
- * callbacks run under it must be short. No operation holds two stripe locks at once, so there is
- * no lock order and no deadlock. {@link #size} sums the stripes one at a time and is exact only
- * when no writer runs concurrently.
+ * atomic and linearizable per key. Critical sections contain only the table operation, a copy of
+ * a small value into or out of the arena, and the {@link Mutation} callback; callers must never
+ * do socket I/O or wait while the lock is held, and callbacks run under it must be short. No
+ * operation holds two stripe locks at once, so there is no lock order and no deadlock (the arena
+ * takes its size-class lock inside, never the other way round). {@link #size} sums the stripes
+ * one at a time and is exact only when no writer runs concurrently.
  *
- * <p><b>Values are immutable.</b> A value array handed to the store must never be modified
- * afterwards by anyone, and {@link #get} returns the stored array itself: a reader may write it to
- * a socket without a copy and without a lock, while a concurrent {@code put} merely replaces the
- * reference in the table.
+ * <p><b>Values.</b> A small value is copied when stored and copied when read ({@link #get}, {@link
+ * #read}); the caller's array is not kept. A large value's array is kept and handed out as it is
+ * ({@link #read} gives the reader the stored array to send without a copy): it must never be
+ * modified afterwards by anyone, and a concurrent {@code put} merely replaces the reference.
  */
 final class Store {
   /** Number of stripes; a power of two so that a mask picks the stripe. */
@@ -56,6 +61,24 @@ final class Store {
     void visit(int key, byte[] value);
   }
 
+  /**
+   * Receives a value under its stripe's lock ({@link #read}): either a small value's length and
+   * the means to copy it now, or a large value's stored array. Called at most once per read; must
+   * be quick and must not block.
+   */
+  interface ValueReader {
+    /** A small value: copy up to {@code length} bytes with {@code copier} before returning. */
+    void small(int length, SmallValue copier);
+
+    /** A large value: the stored array itself (never modify it), safe to use after the lock. */
+    void large(byte[] value);
+  }
+
+  /** Copies the bytes of a small value being read; valid only inside {@link ValueReader#small}. */
+  interface SmallValue {
+    void copyTo(byte[] dst, int off, int n);
+  }
+
   /** A copy of one stripe's pairs taken under its lock: {@code count} valid entries. */
   static final class StripeSnapshot {
     final int[] keys;
@@ -69,18 +92,32 @@ final class Store {
     }
   }
 
+  private final ValueArena arena = new ValueArena();
   private final Stripe[] stripes = new Stripe[STRIPES];
 
   Store() {
     for (int i = 0; i < STRIPES; i++) {
-      stripes[i] = new Stripe();
+      stripes[i] = new Stripe(arena);
     }
   }
 
-  /** The stored value (the stored array itself: never modify it), or {@code null} if absent. */
+  /**
+   * The stored value, or {@code null} if absent: a copy of a small value, the stored array of a
+   * large one (never modify it). The request path uses {@link #read}, which copies straight into
+   * an answer.
+   */
   byte[] get(int key) {
     int h = mix(key);
     return stripes[h & (STRIPES - 1)].get(key, h);
+  }
+
+  /**
+   * Hands the value of {@code key} to {@code reader} under the stripe lock (see {@link
+   * ValueReader}); returns false, without calling it, if the key is absent.
+   */
+  boolean read(int key, ValueReader reader) {
+    int h = mix(key);
+    return stripes[h & (STRIPES - 1)].read(key, h, reader);
   }
 
   /**
@@ -138,6 +175,15 @@ final class Store {
     return n;
   }
 
+  /** Bytes of off-heap memory holding small values now, and taken in all (for figures). */
+  long arenaBytesInUse() {
+    return arena.chunkBytesInUse();
+  }
+
+  long arenaBytesReserved() {
+    return arena.reservedBytes();
+  }
+
   /** Sum of the values' lengths; exact only without concurrent writers, like {@link #size}. */
   long valueBytes() {
     long n = 0;
@@ -160,9 +206,9 @@ final class Store {
   }
 
   /**
-   * Copies one stripe's keys and value references under its lock, so that the caller can then
-   * work on them (write a file, say) without holding the lock. The values are shared, not copied:
-   * they are immutable.
+   * Copies one stripe's keys and values under its lock, so that the caller can then work on them
+   * (write a file, say) without holding the lock: small values are copied out of the arena, large
+   * ones are shared (they are immutable).
    */
   StripeSnapshot snapshotStripe(int stripe) {
     return stripes[stripe].snapshot();
@@ -183,31 +229,131 @@ final class Store {
     return h;
   }
 
-  /** One stripe: a linear-probing table guarded by its own monitor. */
-  private static final class Stripe {
-    /** Guarded by this. Keys of occupied slots; meaningless where {@code values[i] == null}. */
+  /**
+   * One stripe: a linear-probing table guarded by its own monitor. A slot is empty when its
+   * location is 0; a location above 0 is an arena chunk, below 0 the index {@code -(loc + 1)} into
+   * {@code large}.
+   */
+  private static final class Stripe implements SmallValue {
+    private final ValueArena arena;
+    /** Guarded by this: the location {@link #read} is handing out (the copier is the stripe). */
+    private int readLoc;
+    /** Guarded by this. Keys of occupied slots; meaningless where {@code locs[i] == 0}. */
     private int[] keys = new int[INITIAL_STRIPE_SLOTS];
-    /** Guarded by this. Null marks an empty slot. */
-    private byte[][] values = new byte[INITIAL_STRIPE_SLOTS][];
+    /** Guarded by this. 0 marks an empty slot. */
+    private int[] locs = new int[INITIAL_STRIPE_SLOTS];
+    /** Guarded by this: the large values, and the free indexes below {@code largeTop}. */
+    private byte[][] large;
+    private int largeTop;
+    private int[] largeFree;
+    private int largeFreeCount;
     /** Guarded by this. */
     private int size;
     /** Guarded by this: the sum of the stored values' lengths (compaction's trigger). */
     private long valueBytes;
 
+    Stripe(ValueArena arena) {
+      this.arena = arena;
+    }
+
     private static int home(int h, int mask) {
       return Integer.rotateRight(h, 8) & mask;
     }
 
-    synchronized byte[] get(int key, int h) {
+    /** The slot of {@code key}, or -1. Caller holds the lock. */
+    private int find(int key, int h) {
       int mask = keys.length - 1;
       for (int i = home(h, mask); ; i = (i + 1) & mask) {
-        byte[] v = values[i];
-        if (v == null) {
-          return null;
+        if (locs[i] == 0) {
+          return -1;
         }
         if (keys[i] == key) {
-          return v;
+          return i;
         }
+      }
+    }
+
+    synchronized byte[] get(int key, int h) {
+      int i = find(key, h);
+      if (i < 0) {
+        return null;
+      }
+      int loc = locs[i];
+      return loc > 0 ? arena.read(loc) : large[-(loc + 1)];
+    }
+
+    synchronized boolean read(int key, int h, ValueReader reader) {
+      int i = find(key, h);
+      if (i < 0) {
+        return false;
+      }
+      int loc = locs[i];
+      if (loc > 0) {
+        readLoc = loc;
+        reader.small(arena.length(loc), this);
+      } else {
+        reader.large(large[-(loc + 1)]);
+      }
+      return true;
+    }
+
+    /** The copier of {@link #read}: called by its reader while this thread holds the lock. */
+    @Override
+    public void copyTo(byte[] dst, int off, int n) {
+      arena.copy(readLoc, dst, off, n);
+    }
+
+    private int lengthOf(int loc) {
+      return loc > 0 ? arena.length(loc) : large[-(loc + 1)].length;
+    }
+
+    /** Stores a value where it belongs; returns its location. Caller holds the lock. */
+    private int place(byte[] value) {
+      if (ValueArena.fits(value.length)) {
+        return arena.store(value);
+      }
+      int idx;
+      if (largeFreeCount > 0) {
+        idx = largeFree[--largeFreeCount];
+      } else {
+        if (large == null) {
+          large = new byte[4][];
+          largeFree = new int[4];
+        } else if (largeTop == large.length) {
+          large = java.util.Arrays.copyOf(large, largeTop * 2);
+          largeFree = java.util.Arrays.copyOf(largeFree, largeTop * 2);
+        }
+        idx = largeTop++;
+      }
+      large[idx] = value;
+      return -(idx + 1);
+    }
+
+    /**
+     * Stores the value, then tells the callback; if either fails, nothing is left behind (the
+     * store is unchanged and the exception propagates). Caller holds the lock.
+     */
+    private int placeAndLog(int key, byte[] value, Mutation onApplied) {
+      int loc = place(value);
+      if (onApplied != null) {
+        try {
+          onApplied.applied(key, value);
+        } catch (RuntimeException | Error e) {
+          release(loc);
+          throw e;
+        }
+      }
+      return loc;
+    }
+
+    /** Releases what a location holds. Caller holds the lock. */
+    private void release(int loc) {
+      if (loc > 0) {
+        arena.free(loc);
+      } else {
+        int idx = -(loc + 1);
+        large[idx] = null;
+        largeFree[largeFreeCount++] = idx;
       }
     }
 
@@ -221,27 +367,25 @@ final class Store {
       }
       int mask = keys.length - 1;
       int i = home(h, mask);
-      for (; values[i] != null; i = (i + 1) & mask) {
+      for (; locs[i] != 0; i = (i + 1) & mask) {
         if (keys[i] == key) {
           if (replace) {
-            if (onApplied != null) {
-              onApplied.applied(key, value);
-            }
-            valueBytes += value.length - values[i].length;
-            values[i] = value;
+            int loc = placeAndLog(key, value, onApplied);
+            int old = locs[i];
+            valueBytes += value.length - lengthOf(old);
+            locs[i] = loc;
+            release(old);
           }
           return true;
         }
       }
-      if (onApplied != null) {
-        onApplied.applied(key, value);
-      }
+      int loc = placeAndLog(key, value, onApplied);
       if ((size + 1) * 4L > keys.length * 3L && keys.length < MAX_STRIPE_SLOTS) {
         grow();
-        insertNew(key, h, value);
+        insertNew(key, h, loc);
       } else {
         keys[i] = key;
-        values[i] = value;
+        locs[i] = loc;
       }
       size++;
       valueBytes += value.length;
@@ -249,37 +393,33 @@ final class Store {
     }
 
     synchronized boolean remove(int key, int h, Mutation onApplied) {
-      int mask = keys.length - 1;
-      int i = home(h, mask);
-      for (; ; i = (i + 1) & mask) {
-        if (values[i] == null) {
-          return false;
-        }
-        if (keys[i] == key) {
-          break;
-        }
+      int i = find(key, h);
+      if (i < 0) {
+        return false;
       }
       if (onApplied != null) {
         onApplied.applied(key, null);
       }
-      valueBytes -= values[i].length;
+      valueBytes -= lengthOf(locs[i]);
+      release(locs[i]);
       // Backward-shift deletion: walk the rest of the probe run and move back every entry whose
       // home slot is not cyclically within (i, j], so that no lookup meets a false gap.
+      int mask = keys.length - 1;
       int j = i;
       while (true) {
         j = (j + 1) & mask;
-        if (values[j] == null) {
+        if (locs[j] == 0) {
           break;
         }
         int k = home(mix(keys[j]), mask);
         boolean stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (!stays) {
           keys[i] = keys[j];
-          values[i] = values[j];
+          locs[i] = locs[j];
           i = j;
         }
       }
-      values[i] = null;
+      locs[i] = 0;
       size--;
       return true;
     }
@@ -293,9 +433,9 @@ final class Store {
     }
 
     synchronized void forEach(EntryVisitor visitor) {
-      for (int i = 0; i < values.length; i++) {
-        if (values[i] != null) {
-          visitor.visit(keys[i], values[i]);
+      for (int i = 0; i < locs.length; i++) {
+        if (locs[i] != 0) {
+          visitor.visit(keys[i], locs[i] > 0 ? arena.read(locs[i]) : large[-(locs[i] + 1)]);
         }
       }
     }
@@ -304,10 +444,10 @@ final class Store {
       int[] k = new int[size];
       byte[][] v = new byte[size][];
       int n = 0;
-      for (int i = 0; i < values.length; i++) {
-        if (values[i] != null) {
+      for (int i = 0; i < locs.length; i++) {
+        if (locs[i] != 0) {
           k[n] = keys[i];
-          v[n] = values[i];
+          v[n] = locs[i] > 0 ? arena.read(locs[i]) : large[-(locs[i] + 1)];
           n++;
         }
       }
@@ -317,25 +457,25 @@ final class Store {
     /** Caller holds the lock. Doubles the table and reinserts every entry. */
     private void grow() {
       int[] oldKeys = keys;
-      byte[][] oldValues = values;
+      int[] oldLocs = locs;
       keys = new int[oldKeys.length * 2];
-      values = new byte[oldKeys.length * 2][];
-      for (int i = 0; i < oldValues.length; i++) {
-        if (oldValues[i] != null) {
-          insertNew(oldKeys[i], mix(oldKeys[i]), oldValues[i]);
+      locs = new int[oldKeys.length * 2];
+      for (int i = 0; i < oldLocs.length; i++) {
+        if (oldLocs[i] != 0) {
+          insertNew(oldKeys[i], mix(oldKeys[i]), oldLocs[i]);
         }
       }
     }
 
     /** Caller holds the lock and knows the key is absent and a slot is free. */
-    private void insertNew(int key, int h, byte[] value) {
+    private void insertNew(int key, int h, int loc) {
       int mask = keys.length - 1;
       int i = home(h, mask);
-      while (values[i] != null) {
+      while (locs[i] != 0) {
         i = (i + 1) & mask;
       }
       keys[i] = key;
-      values[i] = value;
+      locs[i] = loc;
     }
   }
 }

@@ -538,14 +538,41 @@ final class Supervisor {
     return String.join(File.pathSeparator, entries);
   }
 
-  /** {@code java -cp <our classpath> <main> <args>}. */
-  static List<String> javaCommand(Class<?> main, List<String> args) {
+  /**
+   * {@code java <options> -cp <our classpath> <main> <args>}: {@code jvmOptions} first, then this
+   * JVM's own heap, GC and system-property options ({@link #inheritedJvmOptions}), so that what
+   * the user gave the first JVM (e.g. {@code -Xmx}) holds for every process of the pair and wins
+   * over a default.
+   */
+  static List<String> javaCommand(Class<?> main, List<String> jvmOptions, List<String> args) {
+    java.util.LinkedHashSet<String> options = new java.util.LinkedHashSet<>(jvmOptions);
+    options.addAll(inheritedJvmOptions());
     List<String> command = new ArrayList<>();
     command.add(javaBinary());
+    command.addAll(options);
     command.add("-cp");
     command.add(absoluteClassPath());
     command.add(main.getName());
     command.addAll(args);
     return command;
+  }
+
+  /**
+   * This JVM's {@code -X}, {@code -XX:} and {@code -D} options, except those that must not be
+   * given twice on one machine (a debugger's port, a flight recording's file, a JMX port).
+   */
+  static List<String> inheritedJvmOptions() {
+    List<String> inherited = new ArrayList<>();
+    for (String a : java.lang.management.ManagementFactory.getRuntimeMXBean()
+        .getInputArguments()) {
+      boolean passed = a.startsWith("-X") || a.startsWith("-D");
+      boolean unique = a.startsWith("-Xrun") || a.startsWith("-Xdebug")
+          || a.startsWith("-XX:StartFlightRecording") || a.startsWith("-XX:FlightRecorderOptions")
+          || a.startsWith("-Dcom.sun.management");
+      if (passed && !unique) {
+        inherited.add(a);
+      }
+    }
+    return inherited;
   }
 }

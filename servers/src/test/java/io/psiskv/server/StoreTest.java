@@ -64,9 +64,9 @@ class StoreTest {
     assertThat(store.get(7)).isNull();
     assertThat(store.putIfAbsent(7, a)).isTrue();
     assertThat(store.putIfAbsent(7, b)).isFalse();
-    assertThat(store.get(7)).isSameInstanceAs(a);
+    assertThat(store.get(7)).isEqualTo(a);
     assertThat(store.put(7, b)).isTrue();
-    assertThat(store.get(7)).isSameInstanceAs(b);
+    assertThat(store.get(7)).isEqualTo(b);
     assertThat(store.put(8, a)).isFalse();
     assertThat(store.remove(7)).isTrue();
     assertThat(store.remove(7)).isFalse();
@@ -107,7 +107,7 @@ class StoreTest {
           assertThat(store.remove(key)).isEqualTo(model.remove(key) != null);
           break;
         default:
-          assertThat(store.get(key)).isSameInstanceAs(model.get(key));
+          assertThat(store.get(key)).isEqualTo(model.get(key));
       }
       if (op % 50_000 == 0) {
         assertSameContent(model);
@@ -201,7 +201,7 @@ class StoreTest {
     assertThrows(IllegalStateException.class, () -> store.put(1, new byte[1], failing));
     assertThrows(IllegalStateException.class, () -> store.remove(1, failing));
     assertThat(store.get(2)).isNull();
-    assertThat(store.get(1)).isSameInstanceAs(old);
+    assertThat(store.get(1)).isEqualTo(old);
     assertThat(store.size()).isEqualTo(1);
   }
 
@@ -232,7 +232,7 @@ class StoreTest {
     for (int k = 0; k < keys; k++) {
       List<byte[]> history = logged.get(k);
       byte[] last = history.isEmpty() ? null : history.get(history.size() - 1);
-      assertWithMessage("key %s", k).that(store.get(k)).isSameInstanceAs(last);
+      assertWithMessage("key %s", k).that(store.get(k)).isEqualTo(last);
     }
   }
 
@@ -286,7 +286,7 @@ class StoreTest {
             assertThat(store.remove(key)).isEqualTo(model.remove(key) != null);
             break;
           case 3:
-            assertThat(store.get(key)).isSameInstanceAs(model.get(key));
+            assertThat(store.get(key)).isEqualTo(model.get(key));
             break;
           default:
             int shared = -random.nextInt(sharedKeys);
@@ -304,9 +304,52 @@ class StoreTest {
         }
       }
       for (Map.Entry<Integer, byte[]> e : model.entrySet()) {
-        assertThat(store.get(e.getKey())).isSameInstanceAs(e.getValue());
+        assertThat(store.get(e.getKey())).isEqualTo(e.getValue());
       }
     });
+  }
+
+  @Test
+  void largeValuesAreKeptAndHandedOutWithoutACopySmallOnesAreCopied() {
+    byte[] small = new byte[ValueArena.MAX_VALUE_BYTES];
+    byte[] large = new byte[ValueArena.MAX_VALUE_BYTES + 1];
+    large[large.length - 1] = 7;
+    store.put(1, small);
+    store.put(2, large);
+    assertThat(store.get(1)).isNotSameInstanceAs(small);
+    assertThat(store.get(1)).isEqualTo(small);
+    assertThat(store.get(2)).isSameInstanceAs(large);
+    byte[][] seen = new byte[1][];
+    assertThat(store.read(2, new Store.ValueReader() {
+      @Override
+      public void small(int length, Store.SmallValue value) {
+        throw new AssertionError("a large value is not small");
+      }
+
+      @Override
+      public void large(byte[] value) {
+        seen[0] = value;
+      }
+    })).isTrue();
+    assertThat(seen[0]).isSameInstanceAs(large);
+    store.put(2, new byte[3]); // Large to small and back: the side table slot is reused.
+    store.put(2, large);
+    assertThat(store.get(2)).isSameInstanceAs(large);
+    assertThat(store.remove(2)).isTrue();
+    assertThat(store.remove(1)).isTrue();
+    assertThat(store.arenaBytesInUse()).isEqualTo(0);
+  }
+
+  @Test
+  void aFailingCallbackLeavesNoChunkBehind() {
+    Store.Mutation failing = (key, v) -> {
+      throw new IllegalStateException("log refused");
+    };
+    for (int i = 0; i < 100; i++) {
+      assertThrows(IllegalStateException.class, () -> store.put(9, new byte[50], failing));
+    }
+    assertThat(store.arenaBytesInUse()).isEqualTo(0);
+    assertThat(store.get(9)).isNull();
   }
 
   @Test
@@ -324,7 +367,10 @@ class StoreTest {
         assertThat(fromSnapshots.put(snap.keys[i], snap.values[i])).isNull();
       }
     }
-    assertThat(fromSnapshots).isEqualTo(model);
+    assertThat(fromSnapshots.keySet()).isEqualTo(model.keySet());
+    for (Map.Entry<Integer, byte[]> e : model.entrySet()) {
+      assertThat(fromSnapshots.get(e.getKey())).isEqualTo(e.getValue());
+    }
   }
 
   private void assertSameContent(Map<Integer, byte[]> model) {
@@ -333,8 +379,8 @@ class StoreTest {
     store.forEach((k, v) -> assertThat(seen.put(k, v)).isNull());
     assertThat(seen.keySet()).isEqualTo(model.keySet());
     for (Map.Entry<Integer, byte[]> e : model.entrySet()) {
-      assertThat(seen.get(e.getKey())).isSameInstanceAs(e.getValue());
-      assertThat(store.get(e.getKey())).isSameInstanceAs(e.getValue());
+      assertThat(seen.get(e.getKey())).isEqualTo(e.getValue());
+      assertThat(store.get(e.getKey())).isEqualTo(e.getValue());
     }
   }
 
