@@ -10,7 +10,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * itself while writes come one at a time; once writers were seen waiting on other connections
  * when a commit ended, it hands commits off for {@link #HANDOFF_HOLD_MILLIS} (renewed while that
  * goes on), because then a loop blocked in a force delays its other connections and batches
- * grow only while the forces run back to back.
+ * grow only while the forces run back to back. When the log does not force at each commit
+ * (EVERYSEC, NO), a commit is one write to the OS and a loop always commits itself: a hand-off
+ * would cost more than it saves.
  *
  * <p>Shared by the loops of one transport; thread-safe (an atomic counter and a volatile time).
  */
@@ -21,6 +23,12 @@ final class CommitPolicy {
   /** Connections (of every loop) whose answers wait for a record. */
   private final AtomicInteger waitingWriters = new AtomicInteger();
   private volatile long handoffUntilNanos = System.nanoTime();
+  /** Whether each commit forces the file (FsyncPolicy.ALWAYS). */
+  private final boolean commitsForce;
+
+  CommitPolicy(boolean commitsForce) {
+    this.commitsForce = commitsForce;
+  }
 
   /** A connection's answers now wait for a record. */
   void writerWaits() {
@@ -34,7 +42,7 @@ final class CommitPolicy {
 
   /** Whether the loop should commit itself now rather than hand the commit off. */
   boolean commitInline(long nowNanos) {
-    return nowNanos - handoffUntilNanos > 0 && waitingWriters.get() <= 1;
+    return !commitsForce || (nowNanos - handoffUntilNanos > 0 && waitingWriters.get() <= 1);
   }
 
   /** After a loop's commit and its writes: writers still waiting elsewhere mean concurrency. */

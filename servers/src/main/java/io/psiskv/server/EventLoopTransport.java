@@ -23,7 +23,7 @@ final class EventLoopTransport implements DataTransport {
     int n = config.threads.count();
     this.loops = new EventLoop[n];
     this.loopThreads = new Thread[n];
-    CommitPolicy commitPolicy = new CommitPolicy();
+    CommitPolicy commitPolicy = new CommitPolicy(config.fsync == FsyncPolicy.ALWAYS);
     for (int i = 0; i < n; i++) {
       loops[i] = new EventLoop(engine, config, budget, limit, commitPolicy);
       loopThreads[i] = new Thread(loops[i], "data-loop-" + i);
