@@ -189,6 +189,12 @@ final class ServerConfig {
   static final int EXIT_FAILURE = 1;
   static final int EXIT_BAD_OPTION = 2;
 
+  /** The options that take a value ({@code --name V} or {@code --name=V}). */
+  private static final java.util.Set<String> OPTIONS_WITH_VALUES = java.util.Set.of("--port",
+      "--bind", "--data-dir", "--threads", "--max-connections", "--request-timeout-ms",
+      "--idle-timeout-ms", "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-value-bytes",
+      "--fsync", "--control-port", "--front-port", "--adopt-data");
+
   /** Which process is parsing: some options belong to one of them only. */
   enum Role {
     FRONT("front"),
@@ -333,45 +339,42 @@ final class ServerConfig {
         name = arg.substring(0, eq);
         value = arg.substring(eq + 1);
       }
+      if (value == null && OPTIONS_WITH_VALUES.contains(name)) {
+        value = next(args, ++i, name);
+      }
       switch (name) {
         case "--port":
-          port = parseInt(name, value != null ? value : next(args, ++i, name), 0, 65535);
+          port = parseInt(name, value, 0, 65535);
           break;
         case "--bind":
-          bind = value != null ? value : next(args, ++i, name);
+          bind = value;
           break;
         case "--data-dir":
-          dataDir = value != null ? value : next(args, ++i, name);
+          dataDir = value;
           break;
         case "--threads":
-          threads = parseThreads(value != null ? value : next(args, ++i, name));
+          threads = parseThreads(value);
           break;
         case "--max-connections":
-          maxConnections = parseInt(name, value != null ? value : next(args, ++i, name), 1,
-              Integer.MAX_VALUE);
+          maxConnections = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         case "--request-timeout-ms":
-          requestTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name),
-              1, Integer.MAX_VALUE);
+          requestTimeoutMillis = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         case "--idle-timeout-ms":
-          idleTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name), 1,
-              Integer.MAX_VALUE);
+          idleTimeoutMillis = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         case "--pool-idle-timeout-ms":
-          poolIdleTimeoutMillis = parseInt(name, value != null ? value : next(args, ++i, name),
-              1, Integer.MAX_VALUE);
+          poolIdleTimeoutMillis = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         case "--body-budget-bytes":
-          bodyBudgetBytes = parseLong(name, value != null ? value : next(args, ++i, name),
-              1, Long.MAX_VALUE);
+          bodyBudgetBytes = parseLong(name, value, 1, Long.MAX_VALUE);
           break;
         case "--max-value-bytes":
-          maxValueBytes = parseInt(name, value != null ? value : next(args, ++i, name), 0,
-              Protocol.MAX_VALUE_BYTES_LIMIT);
+          maxValueBytes = parseInt(name, value, 0, Protocol.MAX_VALUE_BYTES_LIMIT);
           break;
         case "--fsync":
-          fsync = parseFsync(value != null ? value : next(args, ++i, name));
+          fsync = parseFsync(value);
           break;
         case "--salvage":
           salvage = true;
@@ -381,21 +384,20 @@ final class ServerConfig {
             throw new ConfigException(
                 "--control-port is for the Data Server, which the Front Server starts itself");
           }
-          controlPort = parseInt(name, value != null ? value : next(args, ++i, name), 1, 65535);
+          controlPort = parseInt(name, value, 1, 65535);
           break;
         case "--front-port":
           if (role != Role.DATA) {
             throw new ConfigException(
                 "--front-port is for the Data Server, which the Front Server starts itself");
           }
-          frontPort = parseInt(name, value != null ? value : next(args, ++i, name), 1, 65535);
+          frontPort = parseInt(name, value, 1, 65535);
           break;
         case "--adopt-data":
           if (role != Role.FRONT) {
             throw new ConfigException("--adopt-data is for the Front Server");
           }
-          adoptDataPid = parseInt(name, value != null ? value : next(args, ++i, name), 1,
-              Integer.MAX_VALUE);
+          adoptDataPid = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         default:
           throw new ConfigException("unknown option '" + arg + "' (try --help)");
@@ -539,16 +541,7 @@ final class ServerConfig {
 
   private static int parseInt(String name, String value, int min, int max)
       throws ConfigException {
-    try {
-      int n = Integer.parseInt(value.trim());
-      if (n >= min && n <= max) {
-        return n;
-      }
-    } catch (NumberFormatException e) {
-      // Reported below with the same message as an out-of-range number.
-    }
-    throw new ConfigException(
-        name + " must be an integer from " + min + " to " + max + ", not '" + value + "'");
+    return (int) parseLong(name, value, min, max);
   }
 
   private static long parseLong(String name, String value, long min, long max)
