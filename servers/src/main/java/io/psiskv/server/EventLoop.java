@@ -18,12 +18,15 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  *       read of at most {@link ServerConfig#CONNECTION_BUFFER_BYTES}) and feeds it to the
  *       connection's {@link RequestHandler}, which serves every complete request and queues the
  *       answers;
- *   <li>commits: if writes were applied that no commit has taken, this thread writes their
- *       records and forces the log once for all of them ({@link Engine#commit}), unless another
- *       thread is committing, whose commit (or the next) then covers them and wakes this loop
- *       (Redis's "write the AOF before replying", ZooKeeper's SyncRequestProcessor);
- *   <li>writes the answers of every connection whose records are settled, each connection's with
- *       one (gathering) write.
+ *   <li>writes the answers that wait for no record (reads), so a read never waits for a force;
+ *   <li>commits, if writes were applied that no commit has taken: their records are written and
+ *       forced once for all of them (Redis's "write the AOF before replying", ZooKeeper's
+ *       SyncRequestProcessor). The {@link CommitPolicy} says by whom: this thread itself ({@link
+ *       Engine#commit}) while writes come one at a time, or the log's sync thread ({@link
+ *       Engine#requestCommit}) when writers overlap, so that this loop goes on serving during
+ *       the force; that commit's listener then wakes the loop;
+ *   <li>writes the answers whose records are now durable (or failed: SERVER_ERROR), each
+ *       connection's with one (gathering) write.
  * </ol>
  *
  * <p><b>Backpressure and bounds.</b> A connection with answers not yet written is not read from;
@@ -92,9 +95,9 @@ final class EventLoop implements Runnable {
   }
 
   /**
-   * Asks the loop to stop (any thread): it stops reading requests, answers what it received whole,
-   * closes each connection once its answers are written, and ends when none is left or at {@code
-   * deadlineNanos}, closing the rest.
+   * Asks the loop to stop (any thread): from its next wake-up on it closes every connection that
+   * owes no answer and has no request half-received, so the others finish their request and are
+   * answered first; it ends when none is left, or at {@code deadlineNanos}, closing the rest.
    */
   void stop(long deadlineNanos) {
     drainDeadlineNanos = deadlineNanos;
@@ -264,6 +267,8 @@ final class EventLoop implements Runnable {
         c.readAndServe(false);
       } catch (IOException e) {
         c.close("connection failed: " + e.getMessage());
+      } catch (RuntimeException e) {
+        c.close("internal error, closing: " + e);
       }
     }
   }
