@@ -191,6 +191,13 @@ final class EventLoop implements Runnable {
         c.writeMore();
       }
       if (k.isValid() && k.isReadable()) {
+        if (!c.replies.isEmpty()) {
+          // Answers wait (for a commit): read nothing more until they are written. Only now,
+          // when the peer sent more, is the interest dropped; a client that sends one request
+          // at a time never costs the two epoll_ctl calls.
+          k.interestOps(0);
+          return;
+        }
         c.readAndServe(true);
       }
     } catch (IOException e) {
@@ -387,7 +394,7 @@ final class EventLoop implements Runnable {
         parkedConns.add(this);
       }
       if (!replies.isEmpty()) {
-        key.interestOps(0); // No more requests until the answers are written (backpressure).
+        // No more requests until the answers are written (backpressure; see ready()).
         lastOutputNanos = now;
         if (replies.needSeq() != 0 && !waiting) {
           waiting = true;
