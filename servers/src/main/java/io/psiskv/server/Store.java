@@ -175,13 +175,9 @@ final class Store {
     return n;
   }
 
-  /** Bytes of off-heap memory holding small values now, and taken in all (for figures). */
+  /** Bytes of off-heap chunks holding small values now (for figures and tests). */
   long arenaBytesInUse() {
     return arena.chunkBytesInUse();
-  }
-
-  long arenaBytesReserved() {
-    return arena.reservedBytes();
   }
 
   /** Sum of the values' lengths; exact only without concurrent writers, like {@link #size}. */
