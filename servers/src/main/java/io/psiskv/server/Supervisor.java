@@ -2,10 +2,7 @@ package io.psiskv.server;
 
 import java.io.File;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -462,50 +459,12 @@ final class Supervisor {
   }
 
   /**
-   * Whether a process has ended: not alive, or a zombie. A dead process whose parent is gone is a
-   * zombie until init reaps it, and {@link ProcessHandle#isAlive} still says true for it; its
-   * sockets and file locks are released already, which is all a relaunch needs. The main thread of
-   * a multi-threaded process shows as a zombie while its other threads are still exiting (and
-   * still hold the process's files): only a process all of whose threads are zombies has ended.
+   * Whether a process has ended: not alive, or {@linkplain ProcStat#ended ended} although still
+   * listed (a zombie orphan waiting for init, a JVM whose threads still exit). A dead process's
+   * sockets and file locks are released already, which is all a relaunch needs.
    */
   static boolean isGone(ProcessHandle handle) {
-    if (!handle.isAlive()) {
-      return true;
-    }
-    Path proc = Path.of("/proc", Long.toString(handle.pid()));
-    try {
-      if (!isZombie(proc.resolve("stat"))) {
-        return false;
-      }
-      try (DirectoryStream<Path> tasks = Files.newDirectoryStream(proc.resolve("task"))) {
-        for (Path task : tasks) {
-          if (!isZombie(task.resolve("stat"))) {
-            return false;
-          }
-        }
-      }
-      return true;
-    } catch (NoSuchFileException e) {
-      return true; // Reaped meanwhile.
-    } catch (IOException e) {
-      return false; // No /proc: trust isAlive.
-    }
-  }
-
-  /** Whether a {@code /proc/.../stat} file shows state Z (zombie) or X (dead); gone counts. */
-  private static boolean isZombie(Path stat) throws IOException {
-    String s;
-    try {
-      s = Files.readString(stat, StandardCharsets.US_ASCII);
-    } catch (NoSuchFileException e) {
-      return true;
-    }
-    int close = s.lastIndexOf(')'); // The command name may contain spaces and ')'.
-    if (close < 0 || close + 2 >= s.length()) {
-      return false;
-    }
-    char state = s.charAt(close + 2);
-    return state == 'Z' || state == 'X';
+    return !handle.isAlive() || ProcStat.ended(handle.pid());
   }
 
   private static void awaitQuietly(CountDownLatch latch, long millis) {
