@@ -118,6 +118,16 @@ public final class RawClient implements Closeable {
     }
   }
 
+  /** Whether a new session works end to end: HELLO, connect, SESSION, GET (false on any error). */
+  public static boolean servesClients(ServerFixture server) {
+    try (RawClient c = session(server)) {
+      c.getValue(0);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
   // --- Typed requests. ---
 
   public Response hello() throws IOException {

@@ -59,15 +59,6 @@ class TrustTest {
     return Integer.parseInt(m.group(1));
   }
 
-  private static boolean servesClients(ServerFixture pair) {
-    try (RawClient c = RawClient.session(pair)) {
-      c.getValue(0);
-      return true;
-    } catch (IOException e) {
-      return false;
-    }
-  }
-
   /** Live Data Servers of this pair's data directory other than {@code old}. */
   private Optional<Long> newDataServer(long old) {
     String dir = server.dataDir().toString();
@@ -140,7 +131,7 @@ class TrustTest {
             accepted.incrementAndGet();
           }
         }
-        return server.dataPid() != old && servesClients(server);
+        return server.dataPid() != old && RawClient.servesClients(server);
       }, () -> "no new data server after pid " + old + "; log " + server.logFile());
       System.out.printf("measured: data server SIGKILL with %d silent control connections and %d"
           + " forged INITs -> clients served: %d ms%n", SILENT_CONTROL_CONNECTIONS, forged.get(),
@@ -275,7 +266,7 @@ class TrustTest {
     // At most the allowance per window, and at least one window was summarised.
     assertThat(windows).isAtLeast(1);
     assertThat(ownLines).isAtMost((windows + 1) * ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
-    assertThat(servesClients(server)).isTrue();
+    assertThat(RawClient.servesClients(server)).isTrue();
   }
 
   private static <T extends Throwable> void assertThrows(Class<T> type,
