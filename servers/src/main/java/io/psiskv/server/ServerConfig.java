@@ -40,8 +40,20 @@ final class ServerConfig {
 
   /** Front Server: how long it waits for the Data Server's INIT after launching it at start. */
   static final long DATA_START_TIMEOUT_MILLIS = 60_000;
-  /** Data Server: how long it waits for INIT OK after sending INIT. */
+  /** Data Server: how long it waits for CHALLENGE, and for INIT OK after sending INIT. */
   static final int INIT_REPLY_TIMEOUT_MILLIS = 10_000;
+  /**
+   * Front Server: a control connection must complete the handshake (CHALLENGE, INIT, PROTOCOL.md
+   * §7.1) within this long from its accept, else it is closed. The real child needs milliseconds.
+   */
+  static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
+  /**
+   * Front Server: control handshakes in progress at once, each on its own thread. Accepting one
+   * more closes the oldest, so silent connections cannot keep the real child out.
+   */
+  static final int MAX_CONTROL_HANDSHAKES = 32;
+  /** Front Server: pending-connection queue of the control listener (accepted at once anyway). */
+  static final int CONTROL_LISTEN_BACKLOG = 64;
   /** Front Server: how long it waits for a STATUS answer for the console. */
   static final long STATUS_TIMEOUT_MILLIS = 2_000;
   /**
@@ -167,6 +179,17 @@ final class ServerConfig {
    * §12.6). Far longer than any client's retry deadline (10 s by default).
    */
   static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
+  /**
+   * {@code --max-sessions}: sessions the exactly-once table holds at once (each about 200 bytes).
+   * A new one beyond it takes the place of the session idle longest, if that one has been idle
+   * for at least {@link #SESSION_EVICT_MIN_IDLE_MILLIS}; else it is answered UNAVAILABLE.
+   */
+  static final int DEFAULT_MAX_SESSIONS = 65_536;
+  /**
+   * A session idle for less than this is never forgotten to make room (PROTOCOL.md §12.6): it is
+   * the clients' default retry deadline, so a client retrying a write finds its session.
+   */
+  static final long SESSION_EVICT_MIN_IDLE_MILLIS = 10_000;
   /** Data Server: how often the maintenance thread checks compaction and expires sessions. */
   static final long MAINTENANCE_INTERVAL_MILLIS = 1_000;
 
@@ -202,7 +225,8 @@ final class ServerConfig {
   private static final java.util.Set<String> OPTIONS_WITH_VALUES = java.util.Set.of("--port",
       "--bind", "--data-dir", "--threads", "--max-connections", "--request-timeout-ms",
       "--idle-timeout-ms", "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-value-bytes",
-      "--fsync", "--control-port", "--front-port", "--adopt-data", "--hang-timeout-ms");
+      "--max-sessions", "--fsync", "--control-port", "--front-port", "--adopt-data",
+      "--hang-timeout-ms");
 
   /** Which process is parsing: some options belong to one of them only. */
   enum Role {
@@ -262,6 +286,8 @@ final class ServerConfig {
   final int poolIdleTimeoutMillis;
   /** See {@link #DEFAULT_BODY_BUDGET_BYTES}. */
   final long bodyBudgetBytes;
+  /** See {@link #DEFAULT_MAX_SESSIONS}. */
+  final int maxSessions;
   /** See {@link #DEFAULT_HANG_TIMEOUT_MILLIS}. */
   final int hangTimeoutMillis;
 
@@ -302,7 +328,7 @@ final class ServerConfig {
       Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
-      int poolIdleTimeoutMillis, long bodyBudgetBytes, int hangTimeoutMillis) {
+      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions, int hangTimeoutMillis) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -319,6 +345,7 @@ final class ServerConfig {
     this.idleTimeoutMillis = idleTimeoutMillis;
     this.poolIdleTimeoutMillis = poolIdleTimeoutMillis;
     this.bodyBudgetBytes = bodyBudgetBytes;
+    this.maxSessions = maxSessions;
     this.hangTimeoutMillis = hangTimeoutMillis;
   }
 
@@ -333,6 +360,7 @@ final class ServerConfig {
     int idleTimeoutMillis = DEFAULT_IDLE_TIMEOUT_MILLIS;
     int poolIdleTimeoutMillis = DEFAULT_POOL_IDLE_TIMEOUT_MILLIS;
     long bodyBudgetBytes = DEFAULT_BODY_BUDGET_BYTES;
+    int maxSessions = DEFAULT_MAX_SESSIONS;
     int hangTimeoutMillis = DEFAULT_HANG_TIMEOUT_MILLIS;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
@@ -382,6 +410,9 @@ final class ServerConfig {
           break;
         case "--body-budget-bytes":
           bodyBudgetBytes = parseLong(name, value, 1, Long.MAX_VALUE);
+          break;
+        case "--max-sessions":
+          maxSessions = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
         case "--hang-timeout-ms":
           hangTimeoutMillis = parseInt(name, value, (int) Supervisor.HUNG_AFTER_MILLIS,
@@ -434,7 +465,7 @@ final class ServerConfig {
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
         maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
         requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes,
-        hangTimeoutMillis);
+        maxSessions, hangTimeoutMillis);
   }
 
   /**
@@ -478,6 +509,9 @@ final class ServerConfig {
         + ")");
     out.println("  --body-budget-bytes N  PUT value bytes accumulated at once, server-wide"
         + " (default " + DEFAULT_BODY_BUDGET_BYTES + ")");
+    out.println("  --max-sessions N       client sessions kept at once (default "
+        + DEFAULT_MAX_SESSIONS + "); a new one replaces the one idle longest, or is answered"
+        + " UNAVAILABLE");
     out.println("  --hang-timeout-ms T    a silent server that is still running (a long garbage"
         + " collection) is killed and relaunched by its peer after T ms of silence (default "
         + DEFAULT_HANG_TIMEOUT_MILLIS + "; a stopped or idle one after about 2 s)");
@@ -542,6 +576,8 @@ final class ServerConfig {
     args.add(Integer.toString(poolIdleTimeoutMillis));
     args.add("--body-budget-bytes");
     args.add(Long.toString(bodyBudgetBytes));
+    args.add("--max-sessions");
+    args.add(Integer.toString(maxSessions));
     args.add("--max-value-bytes");
     args.add(Integer.toString(maxValueBytes));
     args.add("--hang-timeout-ms");
