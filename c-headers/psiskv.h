@@ -45,9 +45,13 @@
  *                 retry deadline (see "Reconnection"); also kv_connect when one set-up attempt
  *                 (connects, HELLO, SESSION) outlasts PSISKV_CONNECT_TIMEOUT_MS (environment
  *                 variable, milliseconds, default 3000), e.g. a Front Server that never answers
+ *   EACCES        the server answered FORBIDDEN: resuming the descriptor's session after a
+ *                 reconnection presented a secret the server holds for another client, so the
+ *                 session is not this descriptor's (never retried; each later call tries once
+ *                 more and fails the same way while the server says so)
  *   EPROTO        the server's response broke the protocol (magic, version, echoed opcode or
  *                 request id, lengths, bytes after the response, a resumed session answered
- *                 with another id), or it
+ *                 with another id or secret, a session without a secret), or it
  *                 answered BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION or NO_SESSION; the
  *                 connection is dropped (the next call reconnects), the call is not retried
  *   EIO           the server answered SERVER_ERROR (not retried: the write may or may not have
@@ -66,7 +70,8 @@
  * the descriptor's session, and sends the interrupted request again with the same request id, so
  * the server applies a write exactly once and answers a repeated one with its first result
  * (a kv_write with kv_overwrite == 0 that was applied before the crash returns 0, not -2). The
- * descriptor number stays the same. Attempts are spaced by 50 ms doubling to 1 s; the call
+ * descriptor number stays the same. Resuming presents the session's secret, which only this
+ * descriptor knows (PROTOCOL.md 6.2). Attempts are spaced by 50 ms doubling to 1 s; the call
  * returns -1 ETIMEDOUT when its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment
  * variable, a whole number of milliseconds >= 0, read once at the first kv_connect; unset or
  * anything else: 10000) after the failure.
@@ -113,9 +118,9 @@
  * (libpsiskv.so.1). MINOR adds compatible features; PATCH fixes.
  */
 #define PSISKV_VERSION_MAJOR 1
-#define PSISKV_VERSION_MINOR 1
+#define PSISKV_VERSION_MINOR 2
 #define PSISKV_VERSION_PATCH 0
-#define PSISKV_VERSION_STRING "1.1.0"
+#define PSISKV_VERSION_STRING "1.2.0"
 
 /*
  * The library is built with -fvisibility=hidden: only what carries PSISKV_API is exported from

@@ -56,19 +56,22 @@ static int connect_fake(void) {
 
 static int events_now(void) { return fake_get(&f, &f.event_count); }
 
+
 /*
  * The events since index mark hold the request (opcode, key) at least twice: the interrupted
  * one and its resends, each on a connection of its own, all with the same request id and the
  * session id want_session, and before each resend a SESSION on its connection asking for
- * want_session (a resume).
+ * want_session with its secret (a resume).
  */
 static void check_resent(const char *what, int mark, uint8_t opcode, uint32_t key,
                          uint64_t want_session) {
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
   int n = fake_events(&f, ev, FAKE_EVENTS_MAX);
   int seen = 0;
   uint64_t id = 0;
   int last_conn = -1;
   int i;
+  fake_secret(want_session, secret);
   for (i = mark; i < n; i++) {
     if (ev[i].opcode != opcode || ev[i].key != key) continue;
     if (seen == 0) {
@@ -81,9 +84,10 @@ static void check_resent(const char *what, int mark, uint8_t opcode, uint32_t ke
       CHECK(ev[i].conn != last_conn, "%s: resent on the same connection %d", what, last_conn);
       for (j = i - 1; j >= mark && !resumed; j--) {
         resumed = ev[j].conn == ev[i].conn && ev[j].opcode == PSISKV_OP_SESSION &&
-                  ev[j].session == want_session;
+                  ev[j].session == want_session &&
+                  memcmp(ev[j].secret, secret, sizeof secret) == 0;
       }
-      CHECK(resumed, "%s: no SESSION resuming %llx before the resend", what,
+      CHECK(resumed, "%s: no SESSION resuming %llx with its secret before the resend", what,
             (unsigned long long)want_session);
     }
     CHECK(ev[i].session == want_session, "%s: sent on session %llx, expected %llx", what,

@@ -8,25 +8,26 @@
  * Reconnection (PROTOCOL.md 12). When a request's data connection breaks (any I/O error while
  * sending or receiving, end of stream) or the request is answered UNAVAILABLE, perform() drops
  * the connection and reconnect() makes a new one: HELLO at the Front Server the descriptor was
- * connected to, connect to the Data Server it names, SESSION with the descriptor's session id
- * (resume). The interrupted request is then sent again with the SAME request id, so the Data
- * Server answers a write it had already applied with the stored result (exactly once, 12.5).
- * Attempts are spaced by a back-off of RETRY_BACKOFF_FIRST_MS doubling to RETRY_BACKOFF_MAX_MS;
- * the call fails (-1, ETIMEDOUT) once its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS
- * (environment, read once) after the failure, default DEFAULT_RETRY_TIMEOUT_MS; 0 disables
- * reconnection. A protocol violation or an error status other than UNAVAILABLE fails the call at
- * once. Each call has its own deadline: a descriptor whose call gave up tries again on its next
- * call. One attempt of the set-up (HELLO, connect, SESSION) is bounded by the connect budget
- * (PSISKV_CONNECT_TIMEOUT_MS) and by the retry deadline; a resent request, like any request,
- * waits for its answer as long as the server takes.
+ * connected to, connect to the Data Server it names, SESSION with the descriptor's session id and
+ * secret (resume; the answer must echo both, else EPROTO). The interrupted request is then sent
+ * again with the SAME request id, so the Data Server answers a write it had already applied with
+ * the stored result (exactly once, 12.5). Attempts are spaced by a back-off of
+ * RETRY_BACKOFF_FIRST_MS doubling to RETRY_BACKOFF_MAX_MS; the call fails (-1, ETIMEDOUT) once its
+ * retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment, read once) after the failure,
+ * default DEFAULT_RETRY_TIMEOUT_MS; 0 disables reconnection. A protocol violation or an error
+ * status other than UNAVAILABLE (FORBIDDEN among them: the session is someone else's) fails the
+ * call at once. Each call has its own deadline: a descriptor whose call gave up tries again on
+ * its next call. One attempt of the set-up (HELLO, connect, SESSION) is bounded by the connect
+ * budget (PSISKV_CONNECT_TIMEOUT_MS) and by the retry deadline; a resent request, like any
+ * request, waits for its answer as long as the server takes.
  *
  * Threads and locks:
  *   table_lock       guards table[], table_slots, table_cursor and every entry's refs. Held only
  *                    for a look-up, an insert or a removal; never while doing I/O.
  *   entry->lock      serialises the calls of one descriptor (one request and its response on the
  *                    connection at a time, reconnection and back-off included) and guards the
- *                    entry's connection state: fd, setup_fd, in, session_id, max_value_bytes,
- *                    next_request_id. Held for a whole call, I/O included.
+ *                    entry's connection state: fd, setup_fd, in, session_id, secret,
+ *                    max_value_bytes, next_request_id. Held for a whole call, I/O included.
  *   entry->close_lock  guards closed and the sockets against kv_close: fd and setup_fd change only
  *                    under it (and entry->lock), a socket of the entry is closed only under it,
  *                    and kv_close shuts the entry's sockets down under it, so kv_close never
@@ -100,6 +101,7 @@ struct kv_entry {
   psiskv_net_reader in;     /* receive buffer of the socket being read (setup_fd, then fd);
                                empty between responses */
   uint64_t session_id;      /* PROTOCOL.md 6.2, non-zero once connected; resumed on reconnect */
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES]; /* the session's secret, presented to resume */
   uint32_t max_value_bytes; /* the Data Server's maximum value length (SESSION response) */
   uint64_t next_request_id; /* PROTOCOL.md 3.2: strictly increasing per descriptor */
   char *front_host;         /* the Front Server as the caller named it, and its port */
@@ -176,7 +178,7 @@ static struct kv_entry *entry_new(const char *host, int port) {
   e->fd = -1;
   e->setup_fd = -1;
   e->next_request_id = 1;
-  e->session_id = PSISKV_SESSION_NEW;
+  e->session_id = PSISKV_SESSION_NEW; /* and a zero secret (calloc) */
   e->owner = getpid();
   if (pthread_condattr_init(&ca) != 0) goto fail_mem;
   if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
@@ -383,6 +385,7 @@ static int status_errno(uint8_t status) {
     case PSISKV_ST_TOO_LARGE: return EMSGSIZE;
     case PSISKV_ST_SERVER_ERROR: return EIO;
     case PSISKV_ST_UNAVAILABLE: return EAGAIN;
+    case PSISKV_ST_FORBIDDEN: return EACCES; /* 6.2: the session is another client's */
     default: return EPROTO; /* BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION, NO_SESSION */
   }
 }
@@ -445,7 +448,8 @@ enum setup_result {
 /*
  * One attempt to open the entry's data connection, bounded by deadline_ms: HELLO at the Front
  * Server (6.1), connect to the Data Server it names (0.0.0.0: the Front Server's host), SESSION
- * with e->session_id (0 asks for a new session; a kept id resumes it, 12.2). Every socket is
+ * with e->session_id and e->secret (0 and zeros ask for a new session; a kept pair resumes it,
+ * 12.2). Every socket is
  * published in e->setup_fd while this thread may block on it. Caller holds e->lock.
  */
 static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
@@ -455,6 +459,7 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   psiskv_header h;
   uint64_t id;
   uint64_t session_id = 0;
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
   uint32_t max_value_bytes = 0;
   uint32_t ipv4 = 0;
   uint16_t port = 0;
@@ -500,7 +505,7 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   if (fd < 0) return SETUP_RETRY;
   if (psiskv_net_connect(fd, &data, deadline_ms) < 0) goto retry;
   id = e->next_request_id++;
-  n = psiskv_encode_session(buf, id, e->session_id);
+  n = psiskv_encode_session(buf, id, e->session_id, e->secret);
   switch (exchange(e, fd, buf, n, NULL, 0, 0, id, 0, deadline_ms, &h)) {
     case EXCHANGE_OK: break;
     case EXCHANGE_IO: goto retry;
@@ -509,7 +514,7 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   if (h.flags_or_status == PSISKV_ST_OK) {
     body = psiskv_net_reader_take(&e->in, fd, PSISKV_SESSION_RESPONSE_BODY_BYTES, deadline_ms);
     if (body == NULL) goto retry;
-    psiskv_decode_session_ok(body, &session_id, &max_value_bytes);
+    psiskv_decode_session_ok(body, &session_id, secret, &max_value_bytes);
   }
   if (!nothing_follows(e)) {
     errno = EPROTO;
@@ -520,14 +525,18 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
     setup_close(e);
     return h.flags_or_status == PSISKV_ST_UNAVAILABLE ? SETUP_RETRY : SETUP_FAILED;
   }
-  /* 6.2: a session id is non-zero. 12.6: a resumed session keeps its id; a Data Server that
-   * hands out another one has not resumed it, and resending a write there would not be exactly
-   * once, so that is a protocol violation too. */
-  if (session_id == 0 || (e->session_id != PSISKV_SESSION_NEW && session_id != e->session_id)) {
+  /* 6.2: a session has a non-zero id and a secret (an all-zero one could never be presented).
+   * 12.6: a resumed session keeps its id and secret; a Data Server that answers another pair has
+   * not resumed it, and resending a write there would not be exactly once, so that is a protocol
+   * violation too. */
+  if (session_id == 0 || psiskv_session_secret_is_zero(secret) ||
+      (e->session_id != PSISKV_SESSION_NEW &&
+       (session_id != e->session_id || memcmp(secret, e->secret, sizeof secret) != 0))) {
     errno = EPROTO;
     goto failed;
   }
   e->session_id = session_id;
+  memcpy(e->secret, secret, sizeof secret);
   e->max_value_bytes = max_value_bytes;
   setup_keep(e);
   return SETUP_OK;
