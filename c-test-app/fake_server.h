@@ -6,7 +6,10 @@
  *
  * One thread (fake_main) serves a Front listener and a Data listener on ephemeral loopback
  * ports, one connection at a time, in the order they come: libpsiskv uses one connection of a
- * descriptor at a time, and the tests use one descriptor at a time. HELLO names the Data listener as "the host you
+ * descriptor at a time, and most tests use one descriptor at a time. Started with
+ * fake_start_concurrent instead, the fake serves each connection on a thread of its own,
+ * for tests with several descriptors at once; requests are still handled one at a time (the
+ * serve mutex), so the store needs no other lock. HELLO names the Data listener as "the host you
  * reached me at" (0.0.0.0). SESSION (PROTOCOL.md 6.2, version 2) opens a session (id 0 and a zero
  * secret: a new id and a secret made from it, fake_secret) or resumes one: a session it knows
  * with the same secret, or one it does not know (kept with the id and secret presented, 12.6);
@@ -50,8 +53,10 @@
 #define FAKE_POLL_MS 20
 #define FAKE_EVENTS_MAX 512
 #define FAKE_QUEUE_MAX 16
-#define FAKE_STORE_MAX 64
-#define FAKE_SESSIONS_MAX 16
+#define FAKE_STORE_MAX 4096
+#define FAKE_SESSIONS_MAX 256
+/* Connections served at once in concurrent mode (their threads are joined by fake_stop). */
+#define FAKE_CONNS_MAX 1024
 #define FAKE_FIRST_SESSION_ID 0x5e55105ULL
 #define FAKE_DEFAULT_MAX_VALUE_BYTES (4u * 1024u * 1024u)
 #define FAKE_SCRATCH_BYTES (1024u * 1024u)
@@ -116,10 +121,22 @@ struct fake_session {
   uint8_t last_status;
 };
 
+/* A connection served by a thread of its own (concurrent mode). */
+struct fake_conn {
+  int used;
+  pthread_t thread;
+  int fd;              /* -1 once its thread has closed it (under mu) */
+  int conn;
+  int front;
+  struct fake *f;
+};
+
 struct fake {
   pthread_mutex_t mu;
   pthread_cond_t changed; /* broadcast on every recorded event */
+  pthread_mutex_t serve;  /* held while one request is handled: store, sessions, scratch */
   pthread_t thread;
+  int concurrent;         /* set before fake_start: a thread per connection */
   int stop;               /* set with __atomic builtins */
   int front_fd;           /* listeners; data_fd is -1 while the Data Server is down */
   int data_fd;
@@ -160,7 +177,8 @@ struct fake {
   uint64_t next_session_id;
   struct fake_session session_table[FAKE_SESSIONS_MAX];
   struct fake_value store[FAKE_STORE_MAX];
-  uint8_t scratch[FAKE_SCRATCH_BYTES]; /* fake thread only */
+  struct fake_conn conn_slots[FAKE_CONNS_MAX]; /* concurrent mode; guarded by mu */
+  uint8_t scratch[FAKE_SCRATCH_BYTES]; /* under serve */
 };
 
 static int fake_read_exact(int fd, void *buf, size_t n) {
@@ -532,6 +550,7 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
     if (fake_read_request(fd, &h, &body) < 0) return;
     free(body);
     fake_record(f, conn, &h, 0, NULL);
+    pthread_mutex_lock(&f->serve);
     pthread_mutex_lock(&f->mu);
     if (fake_take(&f->hello_hang)) {
       hang = 1;
@@ -558,17 +577,19 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
     }
     pthread_mutex_unlock(&f->mu);
     if (hang) {
-        fake_hang(f, fd);
+      pthread_mutex_unlock(&f->serve);
+      fake_hang(f, fd);
       return;
     }
     fake_send_all(fd, out, n);
+    pthread_mutex_unlock(&f->serve);
   }
 }
 
 /*
  * Answers a SESSION request (PROTOCOL.md 6.2) into out, as honestly as the script allows, and
  * sets *session to the connection's session (0: none). Returns the answer's length; *go_on says
- * whether the connection stays open.
+ * whether the connection stays open. Caller holds serve.
  */
 static size_t fake_session(struct fake *f, const psiskv_header *h, const uint8_t *body,
                            uint64_t *session, int *go_on, uint8_t *out) {
@@ -644,12 +665,15 @@ static void fake_serve_data(struct fake *f, int fd, int conn) {
         psiskv_decode_session(body, &asked, asked_secret);
       }
       fake_record(f, conn, &h, asked, asked_secret);
-        n = fake_session(f, &h, body, &session, &go_on, out);
+      pthread_mutex_lock(&f->serve);
+      n = fake_session(f, &h, body, &session, &go_on, out);
       fake_send_all(fd, out, n);
-      } else {
+      pthread_mutex_unlock(&f->serve);
+    } else {
       enum fake_action action = FAKE_HONEST;
       fake_record(f, conn, &h, session, NULL);
-        pthread_mutex_lock(&f->mu);
+      pthread_mutex_lock(&f->serve);
+      pthread_mutex_lock(&f->mu);
       if (f->queue_len > 0) {
         action = f->queue[0];
         memmove(f->queue, f->queue + 1, (size_t)(f->queue_len - 1) * sizeof f->queue[0]);
@@ -663,7 +687,8 @@ static void fake_serve_data(struct fake *f, int fd, int conn) {
       } else {
         go_on = fake_answer(f, fd, session, &h, body, action) == 0;
       }
-      }
+      pthread_mutex_unlock(&f->serve);
+    }
     free(body);
     if (!go_on) return;
   }
@@ -687,6 +712,17 @@ static void fake_serve(struct fake *f, int fd, int conn, int front) {
   }
 }
 
+/* Concurrent mode: one connection's thread. Closes its fd under mu (see fake_stop). */
+static void *fake_conn_main(void *arg) {
+  struct fake_conn *c = (struct fake_conn *)arg;
+  fake_serve(c->f, c->fd, c->conn, c->front);
+  pthread_mutex_lock(&c->f->mu);
+  close(c->fd);
+  c->fd = -1;
+  pthread_mutex_unlock(&c->f->mu);
+  return NULL;
+}
+
 static void *fake_main(void *arg) {
   struct fake *f = (struct fake *)arg;
   while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
@@ -706,16 +742,36 @@ static void *fake_main(void *arg) {
     pthread_mutex_unlock(&f->mu);
     if (poll(p, (nfds_t)np, FAKE_POLL_MS) <= 0) continue;
     for (i = 0; i < np; i++) {
+      struct fake_conn *c = NULL;
       int fd;
       int conn;
+      int slot;
+      int concurrent;
       if ((p[i].revents & POLLIN) == 0) continue;
       fd = accept(p[i].fd, NULL, NULL);
       if (fd < 0) continue;
       pthread_mutex_lock(&f->mu);
       conn = ++f->conns;
+      concurrent = f->concurrent;
+      for (slot = 0; concurrent && slot < FAKE_CONNS_MAX && c == NULL; slot++) {
+        if (!f->conn_slots[slot].used) c = &f->conn_slots[slot];
+      }
+      if (c != NULL) {
+        c->used = 1;
+        c->fd = fd;
+        c->conn = conn;
+        c->front = i == 0;
+        c->f = f;
+      }
       pthread_mutex_unlock(&f->mu);
-      fake_serve(f, fd, conn, i == 0);
-      close(fd);
+      if (!concurrent) {
+        fake_serve(f, fd, conn, i == 0);
+        close(fd);
+      } else if (c == NULL || pthread_create(&c->thread, NULL, fake_conn_main, c) != 0) {
+        fprintf(stderr, "fake server: no thread for connection %d (at most %d)\n", conn,
+                FAKE_CONNS_MAX);
+        exit(1);
+      }
     }
   }
   return NULL;
@@ -726,6 +782,7 @@ static void fake_start(struct fake *f) {
   pthread_condattr_t ca;
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
+  pthread_mutex_init(&f->serve, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&f->changed, &ca);
@@ -740,14 +797,34 @@ static void fake_start(struct fake *f) {
   }
 }
 
+/* Starts a fake that serves every connection on a thread of its own. */
+static inline void fake_start_concurrent(struct fake *f) {
+  fake_start(f);
+  pthread_mutex_lock(&f->mu);
+  f->concurrent = 1; /* read by fake_main under mu before each accept: from now on */
+  pthread_mutex_unlock(&f->mu);
+}
+
 static void fake_stop(struct fake *f) {
   int i;
   __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
   pthread_join(f->thread, NULL);
+  /* Concurrent mode: wake every connection thread still reading (end of stream), join them. */
+  pthread_mutex_lock(&f->mu);
+  for (i = 0; i < FAKE_CONNS_MAX; i++) {
+    if (f->conn_slots[i].used && f->conn_slots[i].fd >= 0) {
+      shutdown(f->conn_slots[i].fd, SHUT_RDWR);
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  for (i = 0; i < FAKE_CONNS_MAX; i++) {
+    if (f->conn_slots[i].used) pthread_join(f->conn_slots[i].thread, NULL);
+  }
   close(f->front_fd);
   if (f->data_fd >= 0) close(f->data_fd);
   for (i = 0; i < FAKE_STORE_MAX; i++) free(f->store[i].bytes);
   pthread_cond_destroy(&f->changed);
+  pthread_mutex_destroy(&f->serve);
   pthread_mutex_destroy(&f->mu);
 }
 
