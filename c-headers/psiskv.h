@@ -10,12 +10,15 @@
  *
  * Return codes (every function; errno is set only when a function fails, see "errno" below):
  *
- *   kv_connect   > 0   a descriptor (a small positive int from the library's own table, NOT a
- *                      file descriptor: do not pass it to close(), read() or select())
+ *   kv_connect   > 0   a descriptor: the file descriptor of the descriptor's data connection,
+ *                      a socket the library owns, at a number >= 3 (never stdin, stdout or
+ *                      stderr's); it keeps that number for its life, across reconnections (see
+ *                      "Descriptors" below)
  *                -1    error (bad arguments, host unknown, Front Server refused or timed out,
  *                      protocol error, no Data Server ready within the retry deadline)
- *   kv_close     -     closes the descriptor; harmless on a descriptor that is closed, 0,
- *                      negative or was never issued
+ *   kv_close     -     closes the descriptor (and its file descriptor); harmless on a
+ *                      descriptor that is closed, negative or was never issued, and on any file
+ *                      descriptor the library did not issue (it never closes one of those)
  *   kv_write      0    stored (kv_overwrite != 0: any earlier value replaced)
  *                -2    kv_overwrite == 0 and the key already holds a value: nothing changed
  *                -1    any other error (bad descriptor, NULL value with value_length > 0,
@@ -31,7 +34,10 @@
  *                -1    no such key (errno ENOENT), or any error
  *
  * errno, set on failure only:
- *   EBADF         the descriptor is 0, negative, never issued, or closed
+ *   EBADF         the descriptor is negative, was never issued, was closed with kv_close, or
+ *                 is no longer the library's: the program closed its file descriptor with
+ *                 close() (then nothing is ever sent on, shut down or closed at that number
+ *                 again, whatever file gets it next)
  *   EINVAL        NULL pointer with a nonzero length, NULL host, port outside 1..65535
  *   EMSGSIZE      kv_write: value_length exceeds the server's maximum value length (nothing
  *                 sent); also when the server answers TOO_LARGE
@@ -61,7 +67,8 @@
  *                 server answered UNAVAILABLE (the connection is kept)
  *   ENOTCONN      only with reconnection off: the descriptor's connection broke earlier; it
  *                 stays open but unusable until closed
- *   ENOMEM, EMFILE   no memory / no file descriptors left
+ *   ENOMEM, EMFILE   no memory / no file descriptors left (a descriptor is a file descriptor
+ *                 and counts against the process's limit, as any socket does)
  *
  * Reconnection (PROTOCOL.md 12): a descriptor rides through a crash and relaunch of the Data
  * Server. When its data connection breaks (end of stream, reset, any I/O error) or a request is
@@ -97,8 +104,19 @@
  * back-off) is woken up (its socket is shut down) and returns -1 EBADF, and whether its request
  * was applied is unknown. The connection is closed when the last such call returns; kv_close()
  * itself never blocks. No call ever touches freed memory.
- * A closed descriptor number may be issued again by a later kv_connect(), as with file
- * descriptors (the library delays that reuse by going round its table).
+ *
+ * Descriptors: a descriptor is a file descriptor, the socket of its data connection, and behaves
+ * as one towards the rest of the program: poll() and select() on it work (it is writable while
+ * connected; readable only when the server sent something unasked or closed the connection, which
+ * the next call then handles), it counts against the file limit, and it is close-on-exec. A
+ * reconnection puts the new connection at the same number in one step (dup3), so the number is
+ * never free in between and no open() of the program can take it. Do not read, write, shut down
+ * or close it yourself: a descriptor closed with close() instead of kv_close() is no longer the
+ * library's, and every later call on it fails with -1 EBADF without touching whatever file gets
+ * the number next (the library checks the socket's identity, fstat st_dev/st_ino, at each call,
+ * and sends with send(), which fails on anything that is not a socket). Closing it under a call in
+ * progress in another thread is a bug, as it is for any file descriptor. A closed descriptor's
+ * number is issued again as file descriptors are (the lowest free number).
  *
  * Signals: the library never raises SIGPIPE in the caller (it sends with MSG_NOSIGNAL), and it
  * retries reads and writes interrupted by a signal handler (EINTR).

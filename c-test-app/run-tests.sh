@@ -4,7 +4,8 @@
 # 1. test_golden: the C codec against the shared golden vectors; test_hostile: the library
 #    against a fake server in-process that breaks the protocol; test_retry: the library riding
 #    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
-#    PSISKV_RETRY_TIMEOUT_MS itself, per child process). None of them needs the servers.
+#    PSISKV_RETRY_TIMEOUT_MS itself, per child process); test_descriptor: descriptors are file
+#    descriptors the library owns. None of them needs the servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
@@ -133,8 +134,8 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test_retry test1 test1_cxx test2 test2_cxx test_edge \
-         test_histogram loadgen-psiskv; do
+for p in test_golden test_hostile test_retry test_descriptor test1 test1_cxx test2 test2_cxx \
+         test_edge test_histogram loadgen-psiskv; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -144,6 +145,7 @@ done
 run test_golden "$BIN/test_golden" "$GOLDEN"
 run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
+run test_descriptor "$BIN/test_descriptor"
 run test_histogram "$BIN/test_histogram"
 # A bad option: one line on stderr, exit 2.
 run loadgen_bad_option sh -c '"$0" --threads 0 2>/dev/null; [ $? -eq 2 ]' "$BIN/loadgen-psiskv"

@@ -1,9 +1,23 @@
 /*
  * psiskv_lib.c - the five functions of psiskv.h and the descriptor table behind them.
  *
- * Descriptors. A descriptor is an index into the table below (1, 2, ...), never a socket fd, so
- * that a descriptor outlives its connection: the entry keeps what reconnecting needs (the Front
- * Server's address, the session id, the next request id).
+ * Descriptors. A descriptor is a file-descriptor number that the library owns: the socket of the
+ * descriptor's data connection, at a number >= DESCRIPTOR_LOWEST (never 0, 1 or 2, which a program
+ * may close and reopen as its standard streams). The number stays the same for the descriptor's
+ * life: a reconnection connects a new socket and puts it at the same number with one dup3
+ * (psiskv_net_replace), which closes the old one, so the number is never free meanwhile. Between
+ * connections the number holds the dead socket of the last one (shut down, so the server has seen
+ * its end). So close(), poll(), select() and the process's file limit see a socket, as with any
+ * socket of the program. The table is indexed by that number; an entry keeps what reconnecting
+ * needs (the Front Server's address, the session id and secret, the next request id).
+ * A descriptor the program closed with close() instead of kv_close(), or whose number now holds
+ * another file, is no longer the library's: every call checks the socket's identity (fstat st_dev
+ * and st_ino, recorded whenever a socket is put at the number) and fails with EBADF on a
+ * mismatch, and the entry is then "lost": it never touches the number again (no send, no
+ * shutdown, no close), since the number belongs to someone else. Bytes move with send and recv
+ * only, so a number reused by a file that is not a socket fails with ENOTSOCK even in the middle
+ * of a call (the program closed the descriptor under a call of another thread: its bug, as with
+ * any fd); the identity check catches reuse by another socket between calls.
  *
  * Reconnection (PROTOCOL.md 12). When a request's data connection breaks (any I/O error while
  * sending or receiving, end of stream) or the request is answered UNAVAILABLE, perform() drops
@@ -22,28 +36,35 @@
  * request, waits for its answer as long as the server takes.
  *
  * Threads and locks:
- *   table_lock       guards table[], table_slots, table_cursor and every entry's refs. Held only
- *                    for a look-up, an insert or a removal; never while doing I/O.
+ *   table_lock       guards table[], table_slots and every entry's refs. Held only for a look-up,
+ *                    an insert or a removal (and across fork(), below); never while doing I/O.
  *   entry->lock      serialises the calls of one descriptor (one request and its response on the
  *                    connection at a time, reconnection and back-off included) and guards the
- *                    entry's connection state: fd, setup_fd, in, session_id, secret,
+ *                    entry's connection state: connected, in, session_id, secret,
  *                    max_value_bytes, next_request_id. Held for a whole call, I/O included.
- *   entry->close_lock  guards closed and the sockets against kv_close: fd and setup_fd change only
- *                    under it (and entry->lock), a socket of the entry is closed only under it,
- *                    and kv_close shuts the entry's sockets down under it, so kv_close never
- *                    touches an fd number that was closed and reused. close_cond (with it) wakes
- *                    a back-off wait when kv_close runs.
- *   Lock order: entry->lock, then table_lock or close_lock (never both); never the reverse.
+ *   entry->close_lock  guards the entry's sockets against kv_close: setup_fd and d's identity
+ *                    change only under it (and entry->lock), a socket of the entry is closed or
+ *                    replaced only under it, and kv_close checks d's identity and shuts the
+ *                    entry's sockets down under it, so kv_close never touches an fd number that
+ *                    is not the entry's. close_cond (with it) wakes a back-off wait when
+ *                    kv_close runs. Held only for a few system calls that never block (close,
+ *                    dup3, fstat, shutdown), or in pthread_cond_timedwait.
+ *   Lock order: entry->lock, then table_lock, then close_lock; never the reverse.
+ *   fork(): the child gets a copy of the table with one thread, so a table_lock held by another
+ *   thread of the parent at the fork would never be released in the child. The atfork handlers
+ *   hold table_lock across fork() so that the child's copy is unlocked and the child may call
+ *   kv_connect. (The child must not use the parent's descriptors: their sockets are shared.)
  * Lifetime. An entry is reference counted: the table holds one reference while the descriptor is
  * open, and each call in progress holds one. kv_close removes the entry from the table (new calls
  * fail with EBADF at once), marks it closed (calls queued on its mutex then fail with EBADF),
  * shuts its sockets down (a call blocked on one wakes up; a call in back-off wakes up; either
  * returns -1 EBADF) and drops the table's reference; whoever drops the last reference closes the
- * socket and frees the entry. So a call racing kv_close never touches freed memory nor a reused
- * fd, and kv_close never blocks.
- * Request ids: next_request_id starts at 1; every HELLO, SESSION and every call of kv_write,
- * kv_read and kv_delete takes the next one under entry->lock, so ids are strictly increasing per
- * descriptor, except that a request resent after a reconnection keeps its id (PROTOCOL.md 3.2).
+ * number and frees the entry. So a call racing kv_close never touches freed memory nor a reused
+ * number (the number stays open until that call has returned), and kv_close never blocks.
+ * Request ids: u64, compared only for equality here (unsigned, PROTOCOL.md 3.2). next_request_id
+ * starts at 1; every HELLO, SESSION and every call of kv_write, kv_read and kv_delete takes the
+ * next one under entry->lock, so ids are strictly increasing per descriptor, except that a
+ * request resent after a reconnection keeps its id (PROTOCOL.md 3.2).
  *
  * System calls of a request. A request leaves in one call: a GET, a DELETE and a PUT of up to
  * PUT_COPIED_MAX_VALUE_BYTES are encoded into one buffer and sent with send; a longer PUT goes
@@ -55,7 +76,11 @@
  * violation: the call fails with EPROTO and the connection is dropped, as for any other. Bytes
  * that come after a response in a later segment are not in the buffer yet; they are read as the
  * start of the next response, whose header then does not match (EPROTO too). The buffer is
- * emptied whenever the socket changes (each set-up socket, each drop).
+ * emptied whenever the socket changes (each set-up socket, each drop). Each call also makes one
+ * fstat, the identity check above: about 0.26 us on the 2-core VM of DESIGN.md 9, some 3% of the
+ * client's CPU per operation (6.36 against 6.15 us, medians of 15 interleaved runs of
+ * client_cost, 1 thread, against c-test-app's fake server), which is what it costs to never send
+ * a request into another socket of the program.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -74,10 +99,12 @@
 #include "psiskv_net.h"
 #include "psiskv_proto.h"
 
-/* Slots of the table when it is first needed; it doubles when full. */
-#define TABLE_INITIAL_SLOTS 16
-/* Most slots the table grows to: kv_connect fails with EMFILE beyond (descriptor 1..max-1). */
-#define TABLE_MAX_SLOTS 65536
+/* The lowest number a descriptor gets: above stdin, stdout and stderr, so that a program that
+ * closes one of those and opens a file to take its place never gets a descriptor's socket. */
+#define DESCRIPTOR_LOWEST 3
+/* Slots of the table when it is first needed; it grows (doubling, or to the number it must hold)
+ * as descriptors with higher numbers come. The process's file limit bounds it. */
+#define TABLE_INITIAL_SLOTS 64
 /* PROTOCOL.md 12.3: back-off between reconnection attempts, first wait and the most it grows
  * to (doubling). Also between kv_connect's attempts while the Front Server answers UNAVAILABLE. */
 #define RETRY_BACKOFF_FIRST_MS 50
@@ -95,43 +122,42 @@
 #define PUT_COPIED_MAX_VALUE_BYTES 1024
 
 struct kv_entry {
-  pthread_mutex_t lock;     /* serialises calls; guards the next seven fields */
-  int fd;                   /* data connection, -1 when broken; changes under close_lock too */
-  int setup_fd;             /* socket of a set-up step in progress, else -1; as fd */
-  psiskv_net_reader in;     /* receive buffer of the socket being read (setup_fd, then fd);
+  /* Set by kv_connect before the entry is published, then fixed. */
+  int d;                    /* the descriptor: the fd number this entry owns; -1 before */
+  char *front_host;         /* the Front Server as the caller named it, and its port */
+  int front_port;
+  struct sockaddr_in front; /* front_host resolved once by kv_connect; reconnection uses this
+                               (a name look-up could block without a deadline) */
+  /* Guarded by lock. */
+  pthread_mutex_t lock;     /* serialises calls */
+  int connected;            /* d holds a data connection in step with the server, with a session */
+  psiskv_net_reader in;     /* receive buffer of the socket being read (setup_fd, then d);
                                empty between responses */
   uint64_t session_id;      /* PROTOCOL.md 6.2, non-zero once connected; resumed on reconnect */
   uint8_t secret[PSISKV_SESSION_SECRET_BYTES]; /* the session's secret, presented to resume */
   uint32_t max_value_bytes; /* the Data Server's maximum value length (SESSION response) */
   uint64_t next_request_id; /* PROTOCOL.md 3.2: strictly increasing per descriptor */
-  char *front_host;         /* the Front Server as the caller named it, and its port */
-  int front_port;
-  struct sockaddr_in front; /* front_host resolved once by kv_connect; reconnection uses this
-                               (a name look-up could block without a deadline) */
-  pid_t owner;              /* the process that called kv_connect (see kv_close) */
+  /* Guarded by close_lock; changed under lock too, so a call reads them under lock alone. */
   pthread_mutex_t close_lock; /* see the comment at the top */
   pthread_cond_t close_cond;  /* broadcast by kv_close; waits use CLOCK_MONOTONIC */
-  unsigned refs;            /* guarded by table_lock */
-  int closed;               /* set once by kv_close under close_lock; __atomic builtins */
+  int setup_fd;             /* socket of a set-up step in progress, else -1 */
+  psiskv_net_identity identity; /* of the socket at d, recorded whenever one is put there */
+  pid_t owner;              /* the process that called kv_connect (see kv_close) */
+  /* Guarded by table_lock. */
+  unsigned refs;
+  /* Set once under close_lock; read with __atomic builtins. */
+  int closed;               /* kv_close ran */
+  int lost;                 /* d is no longer this entry's (see the comment at the top) */
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct kv_entry **table; /* table[d] for descriptor d >= 1; table[0] is never used */
+static struct kv_entry **table; /* table[d] for descriptor d; NULL where there is none */
 static int table_slots;         /* allocated length of table */
-static int table_cursor;        /* where the search for a free slot starts (delays reuse) */
 
 /* PSISKV_RETRY_TIMEOUT_MS as read by library_init; written once, before any descriptor exists. */
 static int64_t retry_timeout_ms;
 
-/*
- * fork(): the child gets a copy of the table with one thread, so a table_lock held by another
- * thread of the parent at the fork would never be released in the child. The handlers below hold
- * table_lock across fork() so that the child's copy is unlocked and the child may call
- * kv_connect. (The child must not use the parent's descriptors: their sockets are shared.)
- */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static void table_lock_acquire(void) { pthread_mutex_lock(&table_lock); }
-static void table_lock_release(void) { pthread_mutex_unlock(&table_lock); }
 
 /* PSISKV_RETRY_TIMEOUT_MS if it is an integer >= 0, else DEFAULT_RETRY_TIMEOUT_MS. */
 static int64_t read_retry_timeout_ms(void) {
@@ -148,6 +174,20 @@ static int64_t read_retry_timeout_ms(void) {
   return DEFAULT_RETRY_TIMEOUT_MS;
 }
 
+/* A condition variable that waits on CLOCK_MONOTONIC. 0 or an error number. */
+static int cond_init_monotonic(pthread_cond_t *c) {
+  pthread_condattr_t ca;
+  int rc = pthread_condattr_init(&ca);
+  if (rc != 0) return rc;
+  rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (rc == 0) rc = pthread_cond_init(c, &ca);
+  pthread_condattr_destroy(&ca);
+  return rc;
+}
+
+static void table_lock_acquire(void) { pthread_mutex_lock(&table_lock); }
+static void table_lock_release(void) { pthread_mutex_unlock(&table_lock); }
+
 /* Runs once, from the first kv_connect (no other call can come first: it needs a descriptor). */
 static void library_init(void) {
   int saved = errno;
@@ -160,7 +200,6 @@ static void library_init(void) {
 
 /* A new entry for the Front Server host:port, not connected, or NULL (ENOMEM). */
 static struct kv_entry *entry_new(const char *host, int port) {
-  pthread_condattr_t ca;
   struct kv_entry *e = (struct kv_entry *)calloc(1, sizeof *e);
   if (e == NULL) return NULL;
   e->front_host = (char *)malloc(strlen(host) + 1);
@@ -175,18 +214,12 @@ static struct kv_entry *entry_new(const char *host, int port) {
     return NULL; /* ENOMEM */
   }
   e->front_port = port;
-  e->fd = -1;
+  e->d = -1;
   e->setup_fd = -1;
   e->next_request_id = 1;
   e->session_id = PSISKV_SESSION_NEW; /* and a zero secret (calloc) */
   e->owner = getpid();
-  if (pthread_condattr_init(&ca) != 0) goto fail_mem;
-  if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-      pthread_cond_init(&e->close_cond, &ca) != 0) {
-    pthread_condattr_destroy(&ca);
-    goto fail_mem;
-  }
-  pthread_condattr_destroy(&ca);
+  if (cond_init_monotonic(&e->close_cond) != 0) goto fail_mem;
   if (pthread_mutex_init(&e->close_lock, NULL) != 0) {
     pthread_cond_destroy(&e->close_cond);
     goto fail_mem;
@@ -205,10 +238,14 @@ fail_mem:
   return NULL;
 }
 
-/* Closes the entry's connection and frees it. Keeps errno (it runs on error paths). */
+static int is_closed(struct kv_entry *e) { return __atomic_load_n(&e->closed, __ATOMIC_ACQUIRE); }
+static int is_lost(struct kv_entry *e) { return __atomic_load_n(&e->lost, __ATOMIC_ACQUIRE); }
+
+/* Closes the entry's sockets (the number d only if it is still the entry's) and frees it. Keeps
+ * errno (it runs on error paths). Caller holds the last reference, or owns e alone. */
 static void entry_free(struct kv_entry *e) {
   int saved = errno;
-  psiskv_net_close(e->fd);
+  if (!is_lost(e)) psiskv_net_close(e->d);
   psiskv_net_close(e->setup_fd);
   pthread_mutex_destroy(&e->lock);
   pthread_mutex_destroy(&e->close_lock);
@@ -234,7 +271,7 @@ static void release(struct kv_entry *e) {
 static struct kv_entry *acquire(int d) {
   struct kv_entry *e = NULL;
   pthread_mutex_lock(&table_lock);
-  if (d > 0 && d < table_slots && table[d] != NULL) {
+  if (d >= 0 && d < table_slots && table[d] != NULL) {
     e = table[d];
     e->refs++;
   }
@@ -243,25 +280,45 @@ static struct kv_entry *acquire(int d) {
   return e;
 }
 
-/* Puts e into a free slot and returns its descriptor (the table's reference is e's first), or -1
- * with ENOMEM or EMFILE. Slots are searched from the cursor round the table, so a number just
- * closed is issued again only after every other free slot. */
-static int table_insert(struct kv_entry *e) {
-  int d = -1;
-  int i;
+/* Whether the number d still holds the socket the entry put there (fstat identity). Caller holds
+ * e->lock or e->close_lock. */
+static int still_ours(struct kv_entry *e) {
+  psiskv_net_identity now;
+  return psiskv_net_identity_of(e->d, &now) == 0 && psiskv_net_identity_same(&now, &e->identity);
+}
+
+/* Marks e lost under its close_lock (it never touches d again). */
+static void mark_lost(struct kv_entry *e) {
+  pthread_mutex_lock(&e->close_lock);
+  __atomic_store_n(&e->lost, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&e->close_lock);
+}
+
+/* The program closed e's number, or another file has it now: e is lost and leaves the table (its
+ * reference there is dropped; the caller's keeps it alive). Caller holds a reference, no
+ * table_lock and no close_lock. */
+static void lose(struct kv_entry *e) {
+  mark_lost(e);
   pthread_mutex_lock(&table_lock);
-  for (i = 0; i < table_slots - 1 && d < 0; i++) {
-    int slot = 1 + (table_cursor + i) % (table_slots - 1);
-    if (table[slot] == NULL) d = slot;
+  if (e->d >= 0 && e->d < table_slots && table[e->d] == e) {
+    table[e->d] = NULL;
+    e->refs--; /* not the last: the caller holds one */
   }
-  if (d < 0) {
-    int grown = table_slots == 0 ? TABLE_INITIAL_SLOTS : table_slots * 2;
+  pthread_mutex_unlock(&table_lock);
+}
+
+/*
+ * Puts e into the table at its number e->d (the table's reference is e's first); -1 with ENOMEM.
+ * An entry already there is lost: the program closed its number without kv_close, and the kernel
+ * has just handed the number to e's socket.
+ */
+static int table_insert(struct kv_entry *e) {
+  struct kv_entry *stale = NULL;
+  pthread_mutex_lock(&table_lock);
+  if (e->d >= table_slots) {
+    int grown = table_slots < TABLE_INITIAL_SLOTS ? TABLE_INITIAL_SLOTS : table_slots;
     struct kv_entry **t;
-    if (grown > TABLE_MAX_SLOTS) {
-      pthread_mutex_unlock(&table_lock);
-      errno = EMFILE;
-      return -1;
-    }
+    while (grown <= e->d) grown = grown > INT_MAX / 2 ? INT_MAX : grown * 2;
     t = (struct kv_entry **)realloc(table, (size_t)grown * sizeof *t);
     if (t == NULL) {
       pthread_mutex_unlock(&table_lock);
@@ -269,29 +326,40 @@ static int table_insert(struct kv_entry *e) {
       return -1;
     }
     memset(t + table_slots, 0, (size_t)(grown - table_slots) * sizeof *t);
-    d = table_slots == 0 ? 1 : table_slots;
     table = t;
     table_slots = grown;
   }
-  table[d] = e;
+  if (table[e->d] != NULL) {
+    stale = table[e->d];
+    mark_lost(stale); /* table_lock, then close_lock: the lock order */
+    if (--stale->refs != 0) stale = NULL; /* a call in progress frees it */
+  }
+  table[e->d] = e;
   e->refs = 1;
-  table_cursor = d; /* next search starts just after d */
   pthread_mutex_unlock(&table_lock);
-  return d;
+  if (stale != NULL) entry_free(stale);
+  return 0;
 }
 
-static int is_closed(struct kv_entry *e) { return __atomic_load_n(&e->closed, __ATOMIC_ACQUIRE); }
+/* ---- the entry's sockets (caller holds e->lock, or owns e alone) ------------------------- */
 
 /*
- * Starts a call on descriptor d: takes a reference and the entry's mutex. Returns the entry, or
- * NULL with errno EBADF (bad or closed descriptor).
+ * Starts a call on descriptor d: takes a reference and the entry's mutex, and checks that d is
+ * still the entry's socket. Returns the entry, or NULL with errno EBADF (bad, closed or lost
+ * descriptor).
  */
 static struct kv_entry *begin(int d) {
   struct kv_entry *e = acquire(d);
   if (e == NULL) return NULL;
   pthread_mutex_lock(&e->lock);
-  if (!is_closed(e)) return e;
-  errno = EBADF; /* kv_close ran while this call waited for the mutex */
+  if (is_closed(e) || is_lost(e)) {
+    errno = EBADF; /* kv_close ran while this call waited for the mutex, or d was found lost */
+  } else if (!still_ours(e)) {
+    lose(e);
+    errno = EBADF;
+  } else {
+    return e;
+  }
   pthread_mutex_unlock(&e->lock);
   release(e);
   return NULL;
@@ -303,15 +371,12 @@ static void end(struct kv_entry *e) {
   release(e);
 }
 
-/* ---- the entry's sockets (caller holds e->lock, or owns e alone) ------------------------- */
-
-/* The connection is no longer in step with the server: close it, forget what its receive
- * buffer holds, and set errno to err. */
+/* The connection is no longer in step with the server: shut it down (the server sees its end
+ * now), forget what its receive buffer holds, and set errno to err. The dead socket keeps the
+ * number until the next connection replaces it. */
 static void drop(struct kv_entry *e, int err) {
-  pthread_mutex_lock(&e->close_lock);
-  psiskv_net_close(e->fd);
-  e->fd = -1;
-  pthread_mutex_unlock(&e->close_lock);
+  psiskv_net_shutdown(e->d);
+  e->connected = 0;
   psiskv_net_reader_reset(&e->in);
   errno = err;
 }
@@ -342,12 +407,44 @@ static void setup_close(struct kv_entry *e) {
   pthread_mutex_unlock(&e->close_lock);
 }
 
-/* The set-up socket becomes the data connection. */
-static void setup_keep(struct kv_entry *e) {
+/*
+ * The set-up socket becomes the data connection at the descriptor's number. kv_connect's first
+ * connection: the socket is moved to a number >= DESCRIPTOR_LOWEST, which becomes e->d. Later
+ * ones: put at e->d in one step (psiskv_net_replace), after checking that the number is still
+ * the entry's. Returns 0, or -1 with errno: EMFILE, EBADF (kv_close ran, or the number is no
+ * longer the entry's: e is then lost and out of the table).
+ */
+static int setup_keep(struct kv_entry *e) {
+  int fd;
+  int rc = 0;
+  int lost_now = 0;
   pthread_mutex_lock(&e->close_lock);
-  e->fd = e->setup_fd;
+  fd = e->setup_fd;
   e->setup_fd = -1;
+  if (e->d < 0) {
+    fd = psiskv_net_move_at_least(fd, DESCRIPTOR_LOWEST);
+    if (fd < 0) {
+      rc = -1;
+    } else {
+      e->d = fd;
+    }
+  } else if (is_closed(e)) {
+    psiskv_net_close(fd);
+    errno = EBADF;
+    rc = -1;
+  } else if (is_lost(e) || !still_ours(e)) {
+    psiskv_net_close(fd);
+    lost_now = !is_lost(e);
+    errno = EBADF;
+    rc = -1;
+  } else {
+    rc = psiskv_net_replace(fd, e->d);
+  }
+  if (rc == 0) rc = psiskv_net_identity_of(e->d, &e->identity);
   pthread_mutex_unlock(&e->close_lock);
+  if (lost_now) lose(e);
+  if (rc == 0) e->connected = 1;
+  return rc;
 }
 
 /*
@@ -439,7 +536,7 @@ static int nothing_follows(const struct kv_entry *e) {
 
 /* How one set-up attempt ended (errno says why unless SETUP_OK). */
 enum setup_result {
-  SETUP_OK,         /* e->fd is a data connection with a session */
+  SETUP_OK,         /* e->d is a data connection with a session (e->connected) */
   SETUP_FRONT_DOWN, /* the Front Server could not be reached or broke off (refused, reset, ...) */
   SETUP_RETRY,      /* worth another attempt: UNAVAILABLE, or the Data Server not reachable */
   SETUP_FAILED      /* not retried: a protocol violation or another error status */
@@ -449,7 +546,7 @@ enum setup_result {
  * One attempt to open the entry's data connection, bounded by deadline_ms: HELLO at the Front
  * Server (6.1), connect to the Data Server it names (0.0.0.0: the Front Server's host), SESSION
  * with e->session_id and e->secret (0 and zeros ask for a new session; a kept pair resumes it,
- * 12.2). Every socket is
+ * 12.2), then the new connection goes to the descriptor's number (setup_keep). Every socket is
  * published in e->setup_fd while this thread may block on it. Caller holds e->lock.
  */
 static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
@@ -538,7 +635,7 @@ static enum setup_result connect_once(struct kv_entry *e, int64_t deadline_ms) {
   e->session_id = session_id;
   memcpy(e->secret, secret, sizeof secret);
   e->max_value_bytes = max_value_bytes;
-  setup_keep(e);
+  if (setup_keep(e) < 0) return SETUP_FAILED; /* errno: EMFILE, EBADF */
   return SETUP_OK;
 front_down:
   setup_close(e);
@@ -649,7 +746,7 @@ static int error_status(struct kv_entry *e, uint8_t status) {
   return -1;
 }
 
-/* Sends r once on e->fd (which is open) and reads its answer. Caller holds e->lock. */
+/* Sends r once on e->d (which is connected) and reads its answer. Caller holds e->lock. */
 static enum attempt_result attempt(struct kv_entry *e, const struct request *r, int *rc) {
   uint8_t buf[PSISKV_MAX_FIXED_BYTES + PUT_COPIED_MAX_VALUE_BYTES];
   const uint8_t *prefix;
@@ -686,7 +783,7 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
       n = psiskv_encode_delete(buf, r->key, r->id);
       break;
   }
-  switch (exchange(e, e->fd, buf, n, tail, tail_len, r->key, r->id, capacity,
+  switch (exchange(e, e->d, buf, n, tail, tail_len, r->key, r->id, capacity,
                    PSISKV_NO_DEADLINE, &h)) {
     case EXCHANGE_OK:
       break;
@@ -699,7 +796,7 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
   }
   /* The body: only a GET OK has one (psiskv_check_response holds every other to 0 bytes). */
   if (r->opcode == PSISKV_OP_GET && h.flags_or_status == PSISKV_ST_OK) {
-    prefix = psiskv_net_reader_take(&e->in, e->fd, PSISKV_GET_RESPONSE_PREFIX_BYTES,
+    prefix = psiskv_net_reader_take(&e->in, e->d, PSISKV_GET_RESPONSE_PREFIX_BYTES,
                                     PSISKV_NO_DEADLINE);
     if (prefix == NULL) {
       drop(e, errno);
@@ -713,7 +810,7 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
       drop(e, EPROTO);
       return ATTEMPT_DONE;
     }
-    if (psiskv_net_reader_read(&e->in, e->fd, r->out,
+    if (psiskv_net_reader_read(&e->in, e->d, r->out,
                                h.body_length - PSISKV_GET_RESPONSE_PREFIX_BYTES,
                                PSISKV_NO_DEADLINE) < 0) {
       drop(e, errno);
@@ -773,7 +870,7 @@ static int perform(struct kv_entry *e, const struct request *r) {
   int rc;
   rs.started = 0;
   for (;;) {
-    if (e->fd < 0) {
+    if (!e->connected) {
       if (retry_timeout_ms == 0) {
         errno = ENOTCONN;
         return -1;
@@ -795,7 +892,6 @@ PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
   int64_t deadline_ms = psiskv_net_now_ms() + psiskv_net_connect_timeout_ms();
   struct kv_entry *e;
   struct retry rs;
-  int d;
   if (kv_server_ip == NULL || kv_server_port <= 0 || kv_server_port > 65535) {
     errno = EINVAL;
     return -1;
@@ -818,9 +914,8 @@ PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
     default:
       goto fail;
   }
-  d = table_insert(e);
-  if (d < 0) goto fail;
-  return d;
+  if (table_insert(e) < 0) goto fail;
+  return e->d;
 fail:
   entry_free(e);
   return -1;
@@ -830,7 +925,7 @@ PSISKV_API void kv_close(int kv_descriptor) {
   struct kv_entry *e = NULL;
   int saved = errno; /* a void function: leave the caller's errno as it was */
   pthread_mutex_lock(&table_lock);
-  if (kv_descriptor > 0 && kv_descriptor < table_slots) {
+  if (kv_descriptor >= 0 && kv_descriptor < table_slots) {
     e = table[kv_descriptor];
     table[kv_descriptor] = NULL;
   }
@@ -838,16 +933,19 @@ PSISKV_API void kv_close(int kv_descriptor) {
   if (e != NULL) {
     pthread_mutex_lock(&e->close_lock);
     __atomic_store_n(&e->closed, 1, __ATOMIC_RELEASE);
-    /* Wake a call of another thread blocked on a socket or in a back-off: it returns -1 EBADF.
-     * Only in the process that opened the descriptor: a forked child shares the sockets, and a
-     * shutdown there would cut the parent's connection (close only drops the child's copy). */
-    if (e->owner == getpid()) {
-      psiskv_net_shutdown(e->fd);
+    if (!is_lost(e) && !still_ours(e)) {
+      /* The program closed the number (another file may hold it now): not ours to close. */
+      __atomic_store_n(&e->lost, 1, __ATOMIC_RELEASE);
+    } else if (!is_lost(e) && e->owner == getpid()) {
+      /* Wake a call of another thread blocked on a socket: it returns -1 EBADF. Only in the
+       * process that opened the descriptor: a forked child shares the sockets, and a shutdown
+       * there would cut the parent's connection (close only drops the child's copy). */
+      psiskv_net_shutdown(e->d);
       psiskv_net_shutdown(e->setup_fd);
     }
-    pthread_cond_broadcast(&e->close_cond);
+    pthread_cond_broadcast(&e->close_cond); /* wakes a call in back-off */
     pthread_mutex_unlock(&e->close_lock);
-    release(e); /* the table's reference; frees now unless a call is in progress */
+    release(e); /* the table's reference; closes and frees now unless a call is in progress */
   }
   errno = saved;
 }
