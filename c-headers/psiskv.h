@@ -121,9 +121,15 @@
  * Signals: the library never raises SIGPIPE in the caller (it sends with MSG_NOSIGNAL), and it
  * retries reads and writes interrupted by a signal handler (EINTR).
  *
- * fork(): a descriptor belongs to the process that called kv_connect(); a child process calls
- * kv_connect() itself (which works even if another thread of the parent was inside the library
- * at the fork) and must not use the parent's descriptors, whose connections it would share.
+ * fork(): a descriptor belongs to the process that made its connection. A child may go on using
+ * the descriptors it inherited: its first call on one gives it a connection and a session of its
+ * own (the child's copy of the parent's socket is closed, never shut down, and the new connection
+ * takes the same number), so the parent's connection and session stay the parent's and no write
+ * of either is lost or answered for the other. That first call connects as a reconnection does
+ * (with reconnection off: one attempt, whose error is the call's). A child may also call
+ * kv_connect() itself; both work even if another thread of the parent was inside the library at
+ * the fork.
+ * kv_close() in the child closes only the child's copy.
  */
 #ifndef PSISKV_H
 #define PSISKV_H

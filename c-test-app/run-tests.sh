@@ -5,13 +5,15 @@
 #    against a fake server in-process that breaks the protocol; test_retry: the library riding
 #    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
 #    PSISKV_RETRY_TIMEOUT_MS itself, per child process); test_descriptor: descriptors are file
-#    descriptors the library owns. None of them needs the servers.
+#    descriptors the library owns; test_fork: a descriptor used by a parent and its forked child
+#    at once, against the fake. None of them needs the servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
 #    deadline, never a fixed sleep).
-# 3. Runs every program against 127.0.0.1:<port>, stdin </dev/null (so the prompts of test1 do not
-#    wait), each bounded by PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
+# 3. Runs every program against 127.0.0.1:<port> (test_fork again, against the real servers),
+#    stdin </dev/null (so the prompts of test1 do not wait), each bounded by
+#    PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
 #    generator (loadgen-psiskv, under a second): it must print a result line with ops, no errors
 #    and no misses. Before the servers start: test_histogram (the load generator's histogram) and
 #    loadgen-psiskv's answer to a bad option (exit 2).
@@ -134,8 +136,8 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test_retry test_descriptor test1 test1_cxx test2 test2_cxx \
-         test_edge test_histogram loadgen-psiskv; do
+for p in test_golden test_hostile test_retry test_descriptor test_fork test1 test1_cxx test2 \
+         test2_cxx test_edge test_histogram loadgen-psiskv; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -146,6 +148,7 @@ run test_golden "$BIN/test_golden" "$GOLDEN"
 run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
 run test_descriptor "$BIN/test_descriptor"
+run test_fork_fake "$BIN/test_fork"
 run test_histogram "$BIN/test_histogram"
 # A bad option: one line on stderr, exit 2.
 run loadgen_bad_option sh -c '"$0" --threads 0 2>/dev/null; [ $? -eq 2 ]' "$BIN/loadgen-psiskv"
@@ -195,6 +198,7 @@ run test1_cxx "$BIN/test1_cxx" "$HOST" "$port"
 run test2 "$BIN/test2" "$HOST" "$port"
 run test2_cxx "$BIN/test2_cxx" "$HOST" "$port"
 run test_edge "$BIN/test_edge" "$HOST" "$port" ${MAX_VALUE_BYTES:+"$MAX_VALUE_BYTES"}
+run test_fork "$BIN/test_fork" "$HOST" "$port"
 run loadgen_smoke bash -c "$LOADGEN_SMOKE" "$BIN/loadgen-psiskv" "$port"
 
 log "=== stopping the servers"

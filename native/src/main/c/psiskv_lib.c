@@ -7,9 +7,10 @@
  * life: a reconnection connects a new socket and puts it at the same number with one dup3
  * (psiskv_net_replace), which closes the old one, so the number is never free meanwhile. Between
  * connections the number holds the dead socket of the last one (shut down, so the server has seen
- * its end). So close(), poll(), select() and the process's file limit see a socket, as with any
- * socket of the program. The table is indexed by that number; an entry keeps what reconnecting
- * needs (the Front Server's address, the session id and secret, the next request id).
+ * its end) or a placeholder, an unconnected socket (after a fork, below). So close(), poll(),
+ * select() and the process's file limit see a socket, as with any socket of the program. The
+ * table is indexed by that number; an entry keeps what reconnecting needs (the Front Server's
+ * address, the session id and secret, the next request id).
  * A descriptor the program closed with close() instead of kv_close(), or whose number now holds
  * another file, is no longer the library's: every call checks the socket's identity (fstat st_dev
  * and st_ino, recorded whenever a socket is put at the number) and fails with EBADF on a
@@ -18,6 +19,19 @@
  * only, so a number reused by a file that is not a socket fails with ENOTSOCK even in the middle
  * of a call (the program closed the descriptor under a call of another thread: its bug, as with
  * any fd); the identity check catches reuse by another socket between calls.
+ *
+ * fork(). A child process inherits the parent's numbers, and with them the parent's data
+ * connections and sessions; a child that went on using them would interleave its requests with
+ * the parent's on one socket and in one session (the same request ids: writes answered OK that
+ * were never stored, issue finding 5). So a descriptor belongs to the process that made its
+ * connection. An atfork child handler (registered at the first kv_connect) increments
+ * process_generation; each entry records the generation its socket was made in. The first call of
+ * the child on an inherited descriptor (begin() sees the older generation) adopts it: puts a
+ * placeholder at the number (a close of the child's copy of the parent's socket: never a
+ * shutdown, which would cut the parent's connection), forgets the parent's session id and secret
+ * (SESSION with id 0 and a zero secret asks for a session of its own) and connects anew, putting
+ * the new connection at the same number. The parent's descriptors stay the parent's. Nothing is
+ * done at the fork itself, so a program that forks and execs pays for no descriptor.
  *
  * Reconnection (PROTOCOL.md 12). When a request's data connection breaks (any I/O error while
  * sending or receiving, end of stream) or the request is answered UNAVAILABLE, perform() drops
@@ -42,18 +56,28 @@
  *                    connection at a time, reconnection and back-off included) and guards the
  *                    entry's connection state: connected, in, session_id, secret,
  *                    max_value_bytes, next_request_id. Held for a whole call, I/O included.
- *   entry->close_lock  guards the entry's sockets against kv_close: setup_fd and d's identity
- *                    change only under it (and entry->lock), a socket of the entry is closed or
- *                    replaced only under it, and kv_close checks d's identity and shuts the
- *                    entry's sockets down under it, so kv_close never touches an fd number that
- *                    is not the entry's. close_cond (with it) wakes a back-off wait when
- *                    kv_close runs. Held only for a few system calls that never block (close,
- *                    dup3, fstat, shutdown), or in pthread_cond_timedwait.
+ *   entry->close_lock  guards the entry's sockets against kv_close and fork(): setup_fd, d's
+ *                    identity and generation change only under it (and entry->lock), a socket of
+ *                    the entry is closed or replaced only under it, and kv_close checks d's
+ *                    identity and shuts the entry's sockets down under it, so kv_close never
+ *                    touches an fd number that is not the entry's. close_cond (with it) wakes a
+ *                    back-off wait when kv_close runs. Held only for a few system calls that
+ *                    never block (close, dup3, fstat, shutdown), or in pthread_cond_timedwait.
  *   Lock order: entry->lock, then table_lock, then close_lock; never the reverse.
- *   fork(): the child gets a copy of the table with one thread, so a table_lock held by another
- *   thread of the parent at the fork would never be released in the child. The atfork handlers
- *   hold table_lock across fork() so that the child's copy is unlocked and the child may call
- *   kv_connect. (The child must not use the parent's descriptors: their sockets are shared.)
+ *   fork(): the prepare handler takes table_lock and every entry's close_lock (brief holds, so
+ *   fork waits for no I/O) and the parent and child handlers release them: the child's copies of
+ *   the table and of every socket field are consistent and unlocked. An entry->lock may be held
+ *   across the fork by a thread of the parent that is blocked in a call (for as long as a server
+ *   takes to answer, so the prepare handler cannot wait for it); the child, which has no such
+ *   thread, reinitialises every entry->lock and close_cond in its handler, and adoption resets
+ *   the connection state those guard. (POSIX allows only async-signal-safe calls in the child of
+ *   a multithreaded fork until exec; reinitialising the library's own mutexes in the atfork child
+ *   handler, which is what pthread_atfork exists for, is what glibc supports, and a child that
+ *   uses the library makes many other calls after that anyway: connect, malloc.) Calls in
+ *   progress at the fork exist only in the parent: the child's handler sets each table entry's
+ *   refs to the table's one. An entry that another thread of the parent had already taken out of
+ *   the table (kv_close under a call) or not yet put in (kv_connect in progress) is unreachable in
+ *   the child: its memory and its close-on-exec sockets stay until the child execs or exits.
  * Lifetime. An entry is reference counted: the table holds one reference while the descriptor is
  * open, and each call in progress holds one. kv_close removes the entry from the table (new calls
  * fail with EBADF at once), marks it closed (calls queued on its mutex then fail with EBADF),
@@ -64,7 +88,8 @@
  * Request ids: u64, compared only for equality here (unsigned, PROTOCOL.md 3.2). next_request_id
  * starts at 1; every HELLO, SESSION and every call of kv_write, kv_read and kv_delete takes the
  * next one under entry->lock, so ids are strictly increasing per descriptor, except that a
- * request resent after a reconnection keeps its id (PROTOCOL.md 3.2).
+ * request resent after a reconnection keeps its id (PROTOCOL.md 3.2). A child's new session goes
+ * on from the inherited counter: increasing is all a session needs.
  *
  * System calls of a request. A request leaves in one call: a GET, a DELETE and a PUT of up to
  * PUT_COPIED_MAX_VALUE_BYTES are encoded into one buffer and sent with send; a longer PUT goes
@@ -142,7 +167,7 @@ struct kv_entry {
   pthread_cond_t close_cond;  /* broadcast by kv_close; waits use CLOCK_MONOTONIC */
   int setup_fd;             /* socket of a set-up step in progress, else -1 */
   psiskv_net_identity identity; /* of the socket at d, recorded whenever one is put there */
-  pid_t owner;              /* the process that called kv_connect (see kv_close) */
+  unsigned generation;      /* process_generation when the socket at d was put there */
   /* Guarded by table_lock. */
   unsigned refs;
   /* Set once under close_lock; read with __atomic builtins. */
@@ -156,6 +181,10 @@ static int table_slots;         /* allocated length of table */
 
 /* PSISKV_RETRY_TIMEOUT_MS as read by library_init; written once, before any descriptor exists. */
 static int64_t retry_timeout_ms;
+
+/* How many forks the library has seen on the way to this process (the atfork child handler
+ * increments it; nothing else writes it, and the child then has a single thread). */
+static unsigned process_generation;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -185,13 +214,43 @@ static int cond_init_monotonic(pthread_cond_t *c) {
   return rc;
 }
 
-static void table_lock_acquire(void) { pthread_mutex_lock(&table_lock); }
-static void table_lock_release(void) { pthread_mutex_unlock(&table_lock); }
+/* ---- fork (see the comment at the top) --------------------------------------------------- */
+
+static void fork_prepare(void) {
+  int i;
+  pthread_mutex_lock(&table_lock);
+  for (i = 0; i < table_slots; i++) {
+    if (table[i] != NULL) pthread_mutex_lock(&table[i]->close_lock);
+  }
+}
+
+static void fork_parent(void) {
+  int i;
+  for (i = 0; i < table_slots; i++) {
+    if (table[i] != NULL) pthread_mutex_unlock(&table[i]->close_lock);
+  }
+  pthread_mutex_unlock(&table_lock);
+}
+
+static void fork_child(void) {
+  int i;
+  process_generation++; /* every socket of every entry is now the parent's */
+  for (i = 0; i < table_slots; i++) {
+    struct kv_entry *e = table[i];
+    if (e == NULL) continue;
+    /* Held, perhaps, by a thread of the parent that is blocked in a call; no such thread here. */
+    pthread_mutex_init(&e->lock, NULL);
+    cond_init_monotonic(&e->close_cond); /* its waiters, if any, were threads of the parent */
+    e->refs = 1;                         /* the table's; the calls in progress are the parent's */
+    pthread_mutex_unlock(&e->close_lock);
+  }
+  pthread_mutex_unlock(&table_lock);
+}
 
 /* Runs once, from the first kv_connect (no other call can come first: it needs a descriptor). */
 static void library_init(void) {
   int saved = errno;
-  pthread_atfork(table_lock_acquire, table_lock_release, table_lock_release);
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
   retry_timeout_ms = read_retry_timeout_ms();
   errno = saved;
 }
@@ -218,7 +277,7 @@ static struct kv_entry *entry_new(const char *host, int port) {
   e->setup_fd = -1;
   e->next_request_id = 1;
   e->session_id = PSISKV_SESSION_NEW; /* and a zero secret (calloc) */
-  e->owner = getpid();
+  e->generation = process_generation;
   if (cond_init_monotonic(&e->close_cond) != 0) goto fail_mem;
   if (pthread_mutex_init(&e->close_lock, NULL) != 0) {
     pthread_cond_destroy(&e->close_cond);
@@ -344,9 +403,38 @@ static int table_insert(struct kv_entry *e) {
 /* ---- the entry's sockets (caller holds e->lock, or owns e alone) ------------------------- */
 
 /*
- * Starts a call on descriptor d: takes a reference and the entry's mutex, and checks that d is
- * still the entry's socket. Returns the entry, or NULL with errno EBADF (bad, closed or lost
- * descriptor).
+ * The child's first call on a descriptor inherited across fork() (see the comment at the top):
+ * a placeholder replaces the child's copy of the parent's socket at d, the child's copy of a
+ * set-up socket of the parent is closed, and the parent's session is forgotten; the caller then
+ * connects anew. Returns 0, or -1 with errno (EMFILE: no placeholder; the descriptor stays
+ * inherited and untouched, and the next call tries again).
+ */
+static int adopt(struct kv_entry *e) {
+  int placeholder = psiskv_net_socket();
+  int rc;
+  if (placeholder < 0) return -1;
+  pthread_mutex_lock(&e->close_lock);
+  psiskv_net_close(e->setup_fd); /* a close: the child's copy only */
+  e->setup_fd = -1;
+  rc = psiskv_net_replace(placeholder, e->d);
+  if (rc == 0 && psiskv_net_identity_of(e->d, &e->identity) == 0) {
+    e->generation = process_generation;
+  } else {
+    rc = -1;
+  }
+  pthread_mutex_unlock(&e->close_lock);
+  if (rc < 0) return -1;
+  e->connected = 0;
+  e->session_id = PSISKV_SESSION_NEW; /* 6.2: a session of the child's own */
+  memset(e->secret, 0, sizeof e->secret);
+  psiskv_net_reader_reset(&e->in);
+  return 0;
+}
+
+/*
+ * Starts a call on descriptor d: takes a reference and the entry's mutex, checks that d is still
+ * the entry's socket, and adopts a descriptor inherited across fork(). Returns the entry, or NULL
+ * with errno: EBADF (bad, closed or lost descriptor), or adopt's error.
  */
 static struct kv_entry *begin(int d) {
   struct kv_entry *e = acquire(d);
@@ -357,7 +445,7 @@ static struct kv_entry *begin(int d) {
   } else if (!still_ours(e)) {
     lose(e);
     errno = EBADF;
-  } else {
+  } else if (e->generation == process_generation || adopt(e) == 0) {
     return e;
   }
   pthread_mutex_unlock(&e->lock);
@@ -372,8 +460,9 @@ static void end(struct kv_entry *e) {
 }
 
 /* The connection is no longer in step with the server: shut it down (the server sees its end
- * now), forget what its receive buffer holds, and set errno to err. The dead socket keeps the
- * number until the next connection replaces it. */
+ * now, also while a forked child still holds a copy of the socket), forget what its receive
+ * buffer holds, and set errno to err. The dead socket keeps the number until the next connection
+ * replaces it. Only a connection of this process is ever connected (adopt() comes first). */
 static void drop(struct kv_entry *e, int err) {
   psiskv_net_shutdown(e->d);
   e->connected = 0;
@@ -440,7 +529,10 @@ static int setup_keep(struct kv_entry *e) {
   } else {
     rc = psiskv_net_replace(fd, e->d);
   }
-  if (rc == 0) rc = psiskv_net_identity_of(e->d, &e->identity);
+  if (rc == 0) {
+    rc = psiskv_net_identity_of(e->d, &e->identity);
+    e->generation = process_generation;
+  }
   pthread_mutex_unlock(&e->close_lock);
   if (lost_now) lose(e);
   if (rc == 0) e->connected = 1;
@@ -862,8 +954,9 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
 /*
  * Runs request r to its result: on a broken connection, reconnects and resends r with its id
  * until the call's retry deadline (PROTOCOL.md 12). With reconnection off, a broken connection
- * fails the call with its cause, and a descriptor broken earlier with ENOTCONN. Caller holds
- * e->lock.
+ * fails the call with its cause, and a descriptor broken earlier with ENOTCONN; a descriptor
+ * adopted after fork() (no session yet) gets one attempt at its first connection, as kv_connect
+ * makes. Caller holds e->lock.
  */
 static int perform(struct kv_entry *e, const struct request *r) {
   struct retry rs;
@@ -871,11 +964,16 @@ static int perform(struct kv_entry *e, const struct request *r) {
   rs.started = 0;
   for (;;) {
     if (!e->connected) {
-      if (retry_timeout_ms == 0) {
+      if (retry_timeout_ms > 0) {
+        if (reconnect(e, &rs, 0) < 0) return -1;
+      } else if (e->session_id == PSISKV_SESSION_NEW) {
+        if (connect_once(e, psiskv_net_now_ms() + psiskv_net_connect_timeout_ms()) != SETUP_OK) {
+          return -1;
+        }
+      } else {
         errno = ENOTCONN;
         return -1;
       }
-      if (reconnect(e, &rs, 0) < 0) return -1;
     }
     if (attempt(e, r, &rc) == ATTEMPT_DONE) return rc;
     if (is_closed(e)) { /* kv_close shut the connection down under this call */
@@ -936,10 +1034,11 @@ PSISKV_API void kv_close(int kv_descriptor) {
     if (!is_lost(e) && !still_ours(e)) {
       /* The program closed the number (another file may hold it now): not ours to close. */
       __atomic_store_n(&e->lost, 1, __ATOMIC_RELEASE);
-    } else if (!is_lost(e) && e->owner == getpid()) {
-      /* Wake a call of another thread blocked on a socket: it returns -1 EBADF. Only in the
-       * process that opened the descriptor: a forked child shares the sockets, and a shutdown
-       * there would cut the parent's connection (close only drops the child's copy). */
+    } else if (!is_lost(e) && e->generation == process_generation) {
+      /* Wake a call of another thread blocked on a socket: it returns -1 EBADF. Only on sockets
+       * of this process: after a fork, the sockets of a descriptor not yet adopted are the
+       * parent's, and a shutdown would cut the parent's connection (the close of the last
+       * reference only drops this process's copy). */
       psiskv_net_shutdown(e->d);
       psiskv_net_shutdown(e->setup_fd);
     }
