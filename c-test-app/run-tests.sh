@@ -6,7 +6,8 @@
 #    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
 #    PSISKV_RETRY_TIMEOUT_MS itself, per child process); test_descriptor: descriptors are file
 #    descriptors the library owns; test_fork: a descriptor used by a parent and its forked child
-#    at once, against the fake. None of them needs the servers.
+#    at once, against the fake; then each libFuzzer target (fuzz/run-fuzz.sh) for FUZZ_SECONDS.
+#    None of them needs the servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
@@ -34,6 +35,7 @@
 #   START_TIMEOUT_SECONDS    deadline for the listening line (default 60)
 #   STOP_TIMEOUT_SECONDS     deadline for an orderly stop after SIGTERM (default 15)
 #   PROGRAM_TIMEOUT_SECONDS  deadline for each program (default 120)
+#   FUZZ_SECONDS             how long each fuzz target runs (default 25; two targets)
 set -u
 cd "$(dirname "$0")"
 
@@ -46,6 +48,8 @@ MAX_VALUE_BYTES=${MAX_VALUE_BYTES-2097152}
 START_TIMEOUT_SECONDS=${START_TIMEOUT_SECONDS:-60}
 STOP_TIMEOUT_SECONDS=${STOP_TIMEOUT_SECONDS:-15}
 PROGRAM_TIMEOUT_SECONDS=${PROGRAM_TIMEOUT_SECONDS:-120}
+FUZZ_SECONDS=${FUZZ_SECONDS:-25}
+FUZZ_TARGETS="fuzz_response fuzz_reader"
 HOST=127.0.0.1
 LISTENING='^psiskv front server listening on .*:[0-9]+$'
 POLL_SECONDS=0.05
@@ -137,7 +141,7 @@ finish() {
 }
 
 for p in test_golden test_hostile test_retry test_descriptor test_fork test1 test1_cxx test2 \
-         test2_cxx test_edge test_histogram loadgen-psiskv; do
+         test2_cxx test_edge test_histogram loadgen-psiskv fuzz/fuzz_response fuzz/fuzz_reader; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -149,6 +153,9 @@ run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
 run test_descriptor "$BIN/test_descriptor"
 run test_fork_fake "$BIN/test_fork"
+for t in $FUZZ_TARGETS; do
+  run "$t" fuzz/run-fuzz.sh "$t" "$FUZZ_SECONDS"
+done
 run test_histogram "$BIN/test_histogram"
 # A bad option: one line on stderr, exit 2.
 run loadgen_bad_option sh -c '"$0" --threads 0 2>/dev/null; [ $? -eq 2 ]' "$BIN/loadgen-psiskv"
