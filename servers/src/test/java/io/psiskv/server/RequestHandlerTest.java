@@ -29,6 +29,8 @@ class RequestHandlerTest {
   private static final int MAX_VALUE_BYTES = 1 << 20;
   /** A resumed session id makes the SESSION answer, and so the whole output, deterministic. */
   private static final long SESSION = 0x0123456789ABCDEFL;
+  /** The secret every test session is resumed (created) with. */
+  static final byte[] SECRET = "0123456789abcdef".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
 
   @TempDir Path dir;
   private final List<Engine> engines = new ArrayList<>();
@@ -43,7 +45,7 @@ class RequestHandlerTest {
 
   private Engine freshEngine() throws IOException {
     Path d = Files.createDirectories(dir.resolve("e" + engineNumber++));
-    Engine e = Engine.open(d, FsyncPolicy.ALWAYS, false);
+    Engine e = Engine.open(d, FsyncPolicy.ALWAYS, false, 1_000);
     engines.add(e);
     return e;
   }
@@ -251,7 +253,7 @@ class RequestHandlerTest {
     BackupLogTestChannel.Faults faults = new BackupLogTestChannel.Faults();
     BackupLog.OpenOptions opts = BackupLog.OpenOptions.defaults();
     opts.channelOpener = faults.opener();
-    Sessions sessions = new Sessions();
+    Sessions sessions = new Sessions(1_000);
     Store store = new Store();
     BackupLog log = BackupLog.open(dir, FsyncPolicy.ALWAYS, new BackupLogTestSupport.Model(),
         opts);
@@ -310,7 +312,7 @@ class RequestHandlerTest {
     assertThat(h.handler.partialSinceNanos()).isNotEqualTo(0);
     assertThat(h.handler.describePartial(h.unconsumed())).isEqualTo("mid-header (7 of 20 bytes)");
     h.feed(Arrays.copyOfRange(session, 7, 22));
-    assertThat(h.handler.describePartial(h.unconsumed())).isEqualTo("mid-body (2 of 8 bytes)");
+    assertThat(h.handler.describePartial(h.unconsumed())).isEqualTo("mid-body (2 of 24 bytes)");
     h.feed(Arrays.copyOfRange(session, 22, session.length));
     assertThat(h.handler.partialSinceNanos()).isEqualTo(0);
     assertThat(h.handler.hasSession()).isTrue();
@@ -324,8 +326,9 @@ class RequestHandlerTest {
     private final byte[] buf = new byte[Messages.MAX_FIXED_BYTES];
     private long id = 1;
 
+    /** SESSION for {@code session} (0: a new one) with the test secret {@link #SECRET}. */
     void session(long session) {
-      out.write(buf, 0, Messages.session(buf, id++, session));
+      out.write(buf, 0, Messages.session(buf, id++, session, session == 0 ? null : SECRET));
     }
 
     void ping() {
