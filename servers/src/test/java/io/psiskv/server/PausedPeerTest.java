@@ -128,13 +128,26 @@ class PausedPeerTest {
         .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
   }
 
-  /** {@code jcmd PID GC.heap_dump -gz=1 FILE}: a busy pause of the whole JVM; waits for its end. */
+  /**
+   * Starts {@code jcmd PID GC.heap_dump [-gz=1] FILE}: every Java thread of {@code pid} stops at a
+   * safepoint until the dump is written, busy while it compresses ({@code gzip}), asleep while
+   * {@code file} is a FIFO nobody reads.
+   */
+  private static Process heapDump(long pid, Path file, boolean gzip) throws IOException {
+    List<String> command = new ArrayList<>(List.of(jcmd().toString(), Long.toString(pid),
+        "GC.heap_dump", "-overwrite"));
+    if (gzip) {
+      command.add("-gz=1");
+    }
+    command.add(file.toString());
+    return start(command);
+  }
+
+  /** A busy pause of the whole JVM ({@link #heapDump} compressed); waits for its end. */
   private static long busyPauseMillis(ServerFixture pair, long pid) throws Exception {
     Path dump = pair.dataDir().resolveSibling("heap.hprof.gz");
-    List<String> command = List.of(jcmd().toString(), Long.toString(pid), "GC.heap_dump",
-        "-gz=1", "-overwrite", dump.toString());
     long t0 = System.nanoTime();
-    Process p = start(command);
+    Process p = heapDump(pid, dump, true);
     try {
       assertWithMessage("jcmd still runs").that(p.waitFor(120, TimeUnit.SECONDS)).isTrue();
       return (System.nanoTime() - t0) / 1_000_000L;
@@ -198,8 +211,7 @@ class PausedPeerTest {
     fillHeap(pair);
     ProcessHandle data = pair.dataProcess();
     Path dump = pair.dataDir().resolveSibling("heap.hprof.gz");
-    Process jcmd = start(List.of(jcmd().toString(), Long.toString(data.pid()), "GC.heap_dump",
-        "-gz=1", "-overwrite", dump.toString()));
+    Process jcmd = heapDump(data.pid(), dump, true);
     try {
       pair.awaitLog("data server silent for", TIMEOUT);
       long seen = System.nanoTime();
@@ -241,8 +253,7 @@ class PausedPeerTest {
     try {
       // A reader that opens the FIFO (so the dump's open succeeds) and never reads from it.
       helpers.add(start(List.of("sh", "-c", "exec sleep 600 < '" + fifo + "'")));
-      helpers.add(start(List.of(jcmd().toString(), Long.toString(data.pid()), "GC.heap_dump",
-          "-overwrite", fifo.toString())));
+      helpers.add(heapDump(data.pid(), fifo, false));
       // The silence starts when the dump blocks; the front reports it at the limit...
       pair.awaitLog("data server silent for", TIMEOUT);
       long seen = System.nanoTime();
