@@ -403,7 +403,12 @@ public final class KvClient implements AutoCloseable {
           out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
         }
       }
-      return readResult(Opcode.PUT, key, id);
+      Status result = readResult(Opcode.PUT, key, id);
+      if (overwrite && result == Status.KEY_EXISTS) {
+        // §6.4: an overwriting PUT is answered OK (or an error), never "nothing changed".
+        throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
+      }
+      return result;
     });
   }
 
