@@ -317,8 +317,7 @@ public final class KvClient implements AutoCloseable {
         throw new KvException(Status.TOO_LARGE, "the value of key " + Integer.toUnsignedString(key)
             + " has " + stored + " bytes, more than the server's maximum of " + capacity);
       }
-      byte[] value = new byte[stored];
-      in.readFully(value, 0, stored);
+      byte[] value = in.readValue(stored); // Grows with what arrives, not with what is claimed.
       expectEnd(in, Opcode.GET);
       return Optional.of(value);
     });
