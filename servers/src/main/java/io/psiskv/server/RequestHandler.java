@@ -146,6 +146,9 @@ final class RequestHandler {
         }
         finishBody();
         partialSinceNanos = 0;
+        if (closing) {
+          return Outcome.CLOSE; // A stale write id (answerWrite).
+        }
         continue;
       }
       Outcome o = serveOne(in);
@@ -156,6 +159,9 @@ final class RequestHandler {
         return o;
       }
       partialSinceNanos = 0;
+      if (closing) {
+        return Outcome.CLOSE; // A stale write id (answerWrite).
+      }
     }
   }
 
@@ -360,11 +366,21 @@ final class RequestHandler {
     answerWrite(engine.put(session, h.requestId, h.key, value, overwrite));
   }
 
-  /** Queues a write's answer, to be sent once its record is durable. */
+  /**
+   * Queues a write's answer, to be sent once its record is durable. BAD_REQUEST is a stale
+   * duplicate (an id lower than the session's last write): its client broke the MUST rule of
+   * strictly increasing ids (PROTOCOL.md §3.2), so the connection closes after it, as after any
+   * broken rule (§8).
+   */
   private void answerWrite(Engine.WriteResult w) {
     int at = replies.claim(HEADER_BYTES);
     Messages.status(replies.buffer(), at, h.opcode, w.status(), h.key, h.requestId);
     replies.awaitRecord(at, w.durableSeq());
+    if (w.status() == Status.BAD_REQUEST) {
+      problem("request id " + Long.toUnsignedString(h.requestId)
+          + " is lower than its session's last write; answered BAD_REQUEST, closing");
+      closing = true;
+    }
   }
 
   private void answer(Status status, int key) {

@@ -282,6 +282,32 @@ class RequestHandlerTest {
     assertThat(Status.of(answers.get(0).flagsOrStatus)).isEqualTo(Status.BAD_REQUEST);
   }
 
+  /** Found by RequestHandlerFuzzTest: the stale duplicate was answered and the next served. */
+  @Test
+  void aStaleWriteIdIsBadRequestAndClosesTheConnection() throws IOException {
+    for (boolean valueInPieces : new boolean[] {false, true}) {
+      HandlerHarness h = harness();
+      Requests r = new Requests();
+      r.session(SESSION);
+      r.put(1, "new".getBytes(), true); // id 2
+      byte[] start = r.bytes();
+      byte[] stale = new byte[HEADER_BYTES];
+      Messages.putHeader(stale, 1, 1, true, 3); // id 1, lower than 2
+      Requests after = new Requests();
+      after.ping();
+      byte[] stream = concat(start, stale, "old".getBytes(), after.bytes());
+      int cut = valueInPieces ? start.length + HEADER_BYTES + 1 : stream.length;
+      h.feed(Arrays.copyOf(stream, cut));
+      assertThat(h.feed(Arrays.copyOfRange(stream, cut, stream.length)))
+          .isEqualTo(RequestHandler.Outcome.CLOSE);
+      assertThat(h.handler.isClosing()).isTrue();
+      List<Header> answers = headers(h.out.toByteArray());
+      assertThat(answers).hasSize(3); // SESSION, PUT, the stale PUT; not the PING after it
+      assertThat(Status.of(answers.get(2).flagsOrStatus)).isEqualTo(Status.BAD_REQUEST);
+      assertThat(h.engine.get(1)).isEqualTo("new".getBytes());
+    }
+  }
+
   @Test
   void dataRequestsBeforeSessionAreNoSession() throws IOException {
     for (Opcode op : new Opcode[] {Opcode.GET, Opcode.PUT, Opcode.DELETE}) {
