@@ -191,8 +191,8 @@ final class Engine implements AutoCloseable {
         // A retry of a write already applied (PROTOCOL.md §12.5): its answer, once its record is.
         return new WriteResult(s.lastResult(), s.lastSeq());
       }
-      if (requestId < s.lastWriteId()) {
-        return STALE; // Ids of a session only grow.
+      if (Long.compareUnsigned(requestId, s.lastWriteId()) < 0) {
+        return STALE; // Ids of a session only grow (as u64, PROTOCOL.md §3.2).
       }
       LogAppend append = new LogAppend(s.id, requestId);
       boolean changed;

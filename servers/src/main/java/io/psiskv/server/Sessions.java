@@ -117,7 +117,7 @@ final class Sessions {
     }
     Session s = table.computeIfAbsent(session, Session::new);
     synchronized (s) {
-      if (requestId >= s.lastWriteId()) {
+      if (Long.compareUnsigned(requestId, s.lastWriteId()) >= 0) { // Ids are u64 (§3.2).
         s.recordWrite(requestId, Status.of(result), 0);
       }
     }

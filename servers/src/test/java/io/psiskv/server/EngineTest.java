@@ -71,6 +71,19 @@ class EngineTest {
     assertThat(engine.get(20)).isNull();
   }
 
+  /** Found by RequestHandlerFuzzTest: ids with the top bit set were compared as negative. */
+  @Test
+  void requestIdsAreComparedAsUnsigned64BitNumbers() {
+    Sessions.Session s = engine.openSession(0);
+    long high = 0xFFFF_FF00_0000_0005L; // Above every id with the top bit clear.
+    assertThat(engine.put(s, high, 30, v("first"), true).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, high + 1, 30, v("second"), true).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, 7, 30, v("stale"), true).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.get(30)).isEqualTo(v("second"));
+    Sessions.Session fresh = engine.openSession(0);
+    assertThat(engine.delete(fresh, Long.MIN_VALUE, 30).status()).isEqualTo(Status.OK);
+  }
+
   @Test
   void racingPutIfAbsentWritersOfOneKeyHaveExactlyOneWinner() throws Exception {
     int writers = 16;

@@ -62,4 +62,16 @@ class SessionsTest {
     }
     assertThat(sessions.size()).isEqualTo(1);
   }
+
+  @Test
+  void replayComparesRequestIdsAsUnsigned() {
+    sessions.restore(6, 10, Status.OK.code());
+    sessions.restore(6, 0x8000_0000_0000_0001L, Status.NOT_FOUND.code()); // Higher, as a u64.
+    sessions.restore(6, 11, Status.OK.code()); // Lower than the one before.
+    Sessions.Session s = sessions.attach(6);
+    synchronized (s) {
+      assertThat(s.lastWriteId()).isEqualTo(0x8000_0000_0000_0001L);
+      assertThat(s.lastResult()).isEqualTo(Status.NOT_FOUND);
+    }
+  }
 }
