@@ -165,6 +165,11 @@ public final class KvClient implements AutoCloseable {
 
   /** Written under lock; 0 until the first SESSION answer, then this client's id for life. */
   private volatile long sessionId;
+  /**
+   * Guarded by lock: the session's secret (PROTOCOL.md §6.2), null until the first SESSION answer;
+   * presented to resume the session, so that no other client can.
+   */
+  private byte[] sessionSecret;
   /** Written under lock by every SESSION answer: a relaunched server may have another maximum. */
   private volatile int maxValueBytes;
 
@@ -563,19 +568,24 @@ public final class KvClient implements AutoCloseable {
       long presented = sessionId;
       OutputStream dataOut = data.getOutputStream();
       ResponseReader dataIn = new ResponseReader(data.getInputStream(), RECEIVE_BUFFER_BYTES);
-      dataOut.write(buf, 0, Messages.session(buf, id, presented));
+      dataOut.write(buf, 0, Messages.session(buf, id, presented, sessionSecret));
       readResponse(dataIn, header, Opcode.SESSION, 0, id);
       int at = dataIn.take(SESSION_RESPONSE_BODY_BYTES);
       expectEnd(dataIn, Opcode.SESSION);
       long granted = Header.getU64(dataIn.bytes(), at);
-      int max = Header.getU32(dataIn.bytes(), at + 8);
-      if (granted == 0 || (presented != 0 && granted != presented) || max < 0) {
-        // §3.2, §12.6: a resumed session keeps its id, even one the server had forgotten.
+      byte[] secret = Messages.sessionSecret(dataIn.bytes(), at);
+      int max = Messages.sessionMaxValueBytes(dataIn.bytes(), at);
+      boolean resumed = presented != 0;
+      if (granted == 0 || (resumed && (granted != presented
+          || !java.util.Arrays.equals(secret, sessionSecret))) || max < 0) {
+        // §6.2, §12.6: a resumed session keeps its id and secret, even one the server forgot.
         throw protocolError("SESSION " + Long.toHexString(presented) + " answered session "
-            + Long.toHexString(granted) + " with maximum " + Integer.toUnsignedString(max));
+            + Long.toHexString(granted) + " with maximum " + Integer.toUnsignedString(max)
+            + (resumed ? " and another secret" : ""));
       }
       data.setSoTimeout(0);
       sessionId = granted;
+      sessionSecret = secret;
       maxValueBytes = max;
       socket = data;
       in = dataIn;

@@ -17,9 +17,10 @@ public final class Messages {
 
   /**
    * Bytes a buffer needs for any control message (§7): header plus the largest control body, the
-   * STATUS response. Larger than {@link #MAX_FIXED_BYTES}, which covers the client messages.
+   * INIT request. Larger than {@link #MAX_FIXED_BYTES}, which covers the client messages.
    */
-  public static final int MAX_CONTROL_BYTES = HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
+  public static final int MAX_CONTROL_BYTES =
+      HEADER_BYTES + Math.max(STATUS_RESPONSE_BODY_BYTES, INIT_REQUEST_BODY_BYTES);
 
   /** §6.1 HELLO request. */
   public static int hello(byte[] buf, long requestId) {
@@ -36,26 +37,54 @@ public final class Messages {
     return HEADER_BYTES + HELLO_RESPONSE_BODY_BYTES;
   }
 
-  /** §6.2 SESSION request; {@code sessionId} 0 asks for a new session. */
-  public static int session(byte[] buf, long requestId, long sessionId) {
+  /**
+   * §6.2 SESSION request: {@code sessionId} 0 and a null (all-zero) secret ask for a new session;
+   * an id and its secret resume it.
+   */
+  public static int session(byte[] buf, long requestId, long sessionId, byte[] secret) {
     Header.encodeRequest(buf, 0, Opcode.SESSION, 0, 0, requestId, SESSION_REQUEST_BODY_BYTES);
     Header.putU64(buf, HEADER_BYTES, sessionId);
+    putSecret(buf, HEADER_BYTES + 8, secret);
     return HEADER_BYTES + SESSION_REQUEST_BODY_BYTES;
   }
 
   /** §6.2 SESSION OK response. */
-  public static int sessionOk(byte[] buf, long requestId, long sessionId, int maxValueBytes) {
-    return sessionOk(buf, 0, requestId, sessionId, maxValueBytes);
+  public static int sessionOk(byte[] buf, long requestId, long sessionId, byte[] secret,
+      int maxValueBytes) {
+    return sessionOk(buf, 0, requestId, sessionId, secret, maxValueBytes);
   }
 
   /** §6.2 SESSION OK response at {@code buf[off..)}. */
-  public static int sessionOk(byte[] buf, int off, long requestId, long sessionId,
+  public static int sessionOk(byte[] buf, int off, long requestId, long sessionId, byte[] secret,
       int maxValueBytes) {
     Header.encodeResponse(buf, off, Opcode.SESSION.code(), Status.OK, 0, requestId,
         SESSION_RESPONSE_BODY_BYTES);
     Header.putU64(buf, off + HEADER_BYTES, sessionId);
-    Header.putU32(buf, off + HEADER_BYTES + 8, maxValueBytes);
+    putSecret(buf, off + HEADER_BYTES + 8, secret);
+    Header.putU32(buf, off + HEADER_BYTES + 8 + SESSION_SECRET_BYTES, maxValueBytes);
     return HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
+  }
+
+  /** The session secret of a SESSION request or response body starting at {@code bodyOff}. */
+  public static byte[] sessionSecret(byte[] buf, int bodyOff) {
+    return java.util.Arrays.copyOfRange(buf, bodyOff + 8, bodyOff + 8 + SESSION_SECRET_BYTES);
+  }
+
+  /** The maximum value length of a SESSION OK body starting at {@code bodyOff}. */
+  public static int sessionMaxValueBytes(byte[] buf, int bodyOff) {
+    return Header.getU32(buf, bodyOff + 8 + SESSION_SECRET_BYTES);
+  }
+
+  private static void putSecret(byte[] buf, int off, byte[] secret) {
+    if (secret == null) {
+      java.util.Arrays.fill(buf, off, off + SESSION_SECRET_BYTES, (byte) 0);
+    } else {
+      if (secret.length != SESSION_SECRET_BYTES) {
+        throw new IllegalArgumentException("a session secret has " + SESSION_SECRET_BYTES
+            + " bytes, not " + secret.length);
+      }
+      System.arraycopy(secret, 0, buf, off, SESSION_SECRET_BYTES);
+    }
   }
 
   /** §6.3 PING request. */
@@ -123,20 +152,41 @@ public final class Messages {
     buf[off + OFF_FLAGS_OR_STATUS] = (byte) status.code();
   }
 
-  /** §7.1 INIT request from the Data Server. */
-  public static int init(byte[] buf, long requestId, int clientPort, long pid) {
+  /** §7.1 CHALLENGE from the Front Server: its nonce, first on every control connection. */
+  public static int challenge(byte[] buf, long requestId, byte[] nonce) {
+    Header.encodeRequest(buf, 0, Opcode.CHALLENGE, 0, 0, requestId, CHALLENGE_BODY_BYTES);
+    putBytes(buf, HEADER_BYTES, nonce, NONCE_BYTES);
+    return HEADER_BYTES + CHALLENGE_BODY_BYTES;
+  }
+
+  /**
+   * §7.1 INIT request from the Data Server: its client port and pid, its own nonce, and the MAC
+   * proving it holds the pair secret (computed by the caller).
+   */
+  public static int init(byte[] buf, long requestId, int clientPort, long pid, byte[] nonce,
+      byte[] mac) {
     Header.encodeRequest(buf, 0, Opcode.INIT, 0, 0, requestId, INIT_REQUEST_BODY_BYTES);
     Header.putU16(buf, HEADER_BYTES, clientPort);
     Header.putU64(buf, HEADER_BYTES + 2, pid);
+    putBytes(buf, HEADER_BYTES + 10, nonce, NONCE_BYTES);
+    putBytes(buf, HEADER_BYTES + 10 + NONCE_BYTES, mac, MAC_BYTES);
     return HEADER_BYTES + INIT_REQUEST_BODY_BYTES;
   }
 
-  /** §7.1 INIT OK response from the Front Server. */
-  public static int initOk(byte[] buf, long requestId, long frontPid) {
+  /** §7.1 INIT OK response from the Front Server: its pid and its MAC. */
+  public static int initOk(byte[] buf, long requestId, long frontPid, byte[] mac) {
     Header.encodeResponse(buf, 0, Opcode.INIT.code(), Status.OK, 0, requestId,
         INIT_RESPONSE_BODY_BYTES);
     Header.putU64(buf, HEADER_BYTES, frontPid);
+    putBytes(buf, HEADER_BYTES + 8, mac, MAC_BYTES);
     return HEADER_BYTES + INIT_RESPONSE_BODY_BYTES;
+  }
+
+  private static void putBytes(byte[] buf, int off, byte[] bytes, int length) {
+    if (bytes.length != length) {
+      throw new IllegalArgumentException("expected " + length + " bytes, got " + bytes.length);
+    }
+    System.arraycopy(bytes, 0, buf, off, length);
   }
 
   /** §7.2 HEARTBEAT. */

@@ -24,7 +24,9 @@ public enum Opcode {
    */
   SHUTDOWN(0x22),
   /** §7.4 Front Server to Data Server: report your figures (the console's {@code status}). */
-  STATUS(0x23);
+  STATUS(0x23),
+  /** §7.1 Front Server to Data Server, first control message: the nonce INIT must answer. */
+  CHALLENGE(0x24);
 
   private static final Opcode[] BY_CODE = new Opcode[256];
 

@@ -15,7 +15,7 @@ public final class Protocol {
   /** PROTOCOL.md §3.3: first byte of every response. */
   public static final byte RESPONSE_MAGIC = (byte) 0x5A;
   /** PROTOCOL.md §3.4: the only version this code speaks. */
-  public static final byte VERSION = 0x01;
+  public static final byte VERSION = 0x02;
 
   /** PROTOCOL.md §3: every message starts with a header of exactly this many bytes. */
   public static final int HEADER_BYTES = 20;
@@ -33,18 +33,29 @@ public final class Protocol {
 
   /** PROTOCOL.md §6.1: HELLO response body, u32 IPv4 address and u16 port. */
   public static final int HELLO_RESPONSE_BODY_BYTES = 6;
-  /** PROTOCOL.md §6.2: SESSION request body, u64 session id (0 asks for a new session). */
-  public static final int SESSION_REQUEST_BODY_BYTES = 8;
-  /** PROTOCOL.md §6.2: SESSION response body, u64 session id and u32 maximum value length. */
-  public static final int SESSION_RESPONSE_BODY_BYTES = 12;
+  /** PROTOCOL.md §6.2: a session's secret, required to resume it. */
+  public static final int SESSION_SECRET_BYTES = 16;
+  /**
+   * PROTOCOL.md §6.2: SESSION request body, u64 session id and its secret (both zero ask for a
+   * new session).
+   */
+  public static final int SESSION_REQUEST_BODY_BYTES = 8 + SESSION_SECRET_BYTES;
+  /** PROTOCOL.md §6.2: SESSION response body, u64 session id, its secret, u32 maximum value. */
+  public static final int SESSION_RESPONSE_BODY_BYTES = 8 + SESSION_SECRET_BYTES + 4;
   /** PROTOCOL.md §6.5: GET request body, u32 capacity of the caller's buffer. */
   public static final int GET_REQUEST_BODY_BYTES = 4;
   /** PROTOCOL.md §6.5: GET OK response body starts with the u32 stored length. */
   public static final int GET_RESPONSE_PREFIX_BYTES = 4;
-  /** PROTOCOL.md §7.1: INIT request body, u16 client port and u64 pid. */
-  public static final int INIT_REQUEST_BODY_BYTES = 10;
-  /** PROTOCOL.md §7.1: INIT response body, u64 pid of the Front Server. */
-  public static final int INIT_RESPONSE_BODY_BYTES = 8;
+  /** PROTOCOL.md §7.1: the random challenges of the control handshake. */
+  public static final int NONCE_BYTES = 32;
+  /** PROTOCOL.md §7.1: an HMAC-SHA256 proof of the pair secret. */
+  public static final int MAC_BYTES = 32;
+  /** PROTOCOL.md §7.1: CHALLENGE body, the Front Server's nonce. */
+  public static final int CHALLENGE_BODY_BYTES = NONCE_BYTES;
+  /** PROTOCOL.md §7.1: INIT request body: u16 client port, u64 pid, the Data Server nonce, MAC. */
+  public static final int INIT_REQUEST_BODY_BYTES = 2 + 8 + NONCE_BYTES + MAC_BYTES;
+  /** PROTOCOL.md §7.1: INIT response body: u64 pid of the Front Server, MAC. */
+  public static final int INIT_RESPONSE_BODY_BYTES = 8 + MAC_BYTES;
   /** PROTOCOL.md §7.4: STATUS OK response body, fixed fields at the offsets below. */
   public static final int STATUS_RESPONSE_BODY_BYTES = 72;
   /** PROTOCOL.md §7.4: STATUS response body field offsets (u64 unless marked u32). */

@@ -59,6 +59,8 @@ public final class Rules {
         return SESSION_REQUEST_BODY_BYTES;
       case INIT:
         return INIT_REQUEST_BODY_BYTES;
+      case CHALLENGE:
+        return CHALLENGE_BODY_BYTES;
       default:
         return 0;
     }
@@ -71,8 +73,8 @@ public final class Rules {
    * connection as broken (a protocol violation: not retried, §12.1).
    *
    * <p>The allowed answers: any error status ({@code 0x10} and up) with an empty body; OK to every
-   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 12, INIT 8, STATUS 72 bytes, else empty) and
-   * for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
+   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 28, INIT 40, STATUS 72 bytes,
+   * else empty) and for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
    * length: {@link #checkGetOkBody}); KEY_EXISTS only to PUT and NOT_FOUND only to GET and DELETE,
    * both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
    *
@@ -102,8 +104,8 @@ public final class Rules {
           + Integer.toUnsignedString(key);
     }
     Status status = Status.of(h.flagsOrStatus);
-    if (expected == Opcode.HEARTBEAT) {
-      return "HEARTBEAT is never answered, got " + status;
+    if (expected == Opcode.HEARTBEAT || expected == Opcode.CHALLENGE) {
+      return expected + " is never answered, got " + status;
     }
     if (status != Status.OK) {
       boolean allowed = isError(status)

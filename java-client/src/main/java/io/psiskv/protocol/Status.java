@@ -22,6 +22,8 @@ public enum Status {
   UNSUPPORTED_VERSION(0x13, "unsupported protocol version"),
   /** A data operation arrived before SESSION on this connection. */
   NO_SESSION(0x14, "no session: send SESSION first"),
+  /** SESSION presented the wrong secret for an existing session: it belongs to another client. */
+  FORBIDDEN(0x15, "the session belongs to another client"),
   /** The server failed while applying the request (for example the backup file). */
   SERVER_ERROR(0x20, "server error"),
   /** The server cannot serve now (Data Server not ready, shutting down); try again later. */

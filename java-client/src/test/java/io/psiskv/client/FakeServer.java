@@ -39,6 +39,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 final class FakeServer implements AutoCloseable {
   static final long SESSION_ID = 0x1122334455667788L;
+  /** The secret of every new session the fake grants. */
+  static final byte[] SESSION_SECRET =
+      "fake-secret-0123".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
 
   /** Answers one data request. May write anything; throwing closes the connection unanswered. */
   interface Script {
@@ -239,7 +242,7 @@ final class FakeServer implements AutoCloseable {
     try (s) {
       DataInputStream in = new DataInputStream(s.getInputStream());
       OutputStream out = s.getOutputStream();
-      byte[] buf = new byte[64];
+      byte[] buf = new byte[128];
       in.readFully(buf, 0, HEADER_BYTES + SESSION_REQUEST_BODY_BYTES);
       Header h = new Header().decode(buf, 0);
       long presented = Header.getU64(buf, HEADER_BYTES);
@@ -247,7 +250,9 @@ final class FakeServer implements AutoCloseable {
           h.requestId, Arrays.copyOfRange(buf, HEADER_BYTES, HEADER_BYTES + 8)));
       long session = sessionIdOverride != 0 ? sessionIdOverride
           : presented == 0 ? SESSION_ID : presented;
-      int n = Messages.sessionOk(buf, h.requestId, session, maxValueBytes);
+      // A resumed session keeps its secret: the fake echoes the presented one.
+      byte[] secret = presented == 0 ? SESSION_SECRET : Messages.sessionSecret(buf, HEADER_BYTES);
+      int n = Messages.sessionOk(buf, h.requestId, session, secret, maxValueBytes);
       int trailing = sessionTrailingBytes;
       Arrays.fill(buf, n, n + trailing, (byte) 'x');
       out.write(buf, 0, n + trailing);

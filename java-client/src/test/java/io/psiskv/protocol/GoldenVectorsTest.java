@@ -26,6 +26,30 @@ import org.junit.jupiter.api.Test;
 class GoldenVectorsTest {
   private static final Map<String, byte[]> VECTORS = new LinkedHashMap<>();
 
+  /** The session secret of the vectors. */
+  static final byte[] SECRET = hex("00112233445566778899aabbccddeeff");
+  /**
+   * HMAC-SHA256 of the INIT vectors with pair secret 00..1f and the nonces of {@link #range}: the
+   * servers' ControlAuth test computes the same values (PROTOCOL.md §7.1).
+   */
+  static final String MAC_INIT =
+      "d77bda7c533e3642c7e6484656886c7314adb2951cc98e9b34c50e844caec50e";
+  static final String MAC_INIT_OK =
+      "787e8973f06e53961c849022172050290c20f9671a85abf67bebd3123e58e1d0";
+
+  private static byte[] hex(String s) {
+    return HexFormat.of().parseHex(s);
+  }
+
+  /** {@code n} bytes counting up from {@code first}. */
+  private static byte[] range(int first, int n) {
+    byte[] b = new byte[n];
+    for (int i = 0; i < n; i++) {
+      b[i] = (byte) (first + i);
+    }
+    return b;
+  }
+
   /** How each vector is made with the codec. Value bytes follow the encoded prefix. */
   private static final Map<String, Function<byte[], Integer>> ENCODERS = new LinkedHashMap<>();
 
@@ -35,16 +59,21 @@ class GoldenVectorsTest {
     ENCODERS.put("hello_response_same_host", b -> Messages.helloOk(b, 1, 0, 10000));
     ENCODERS.put("hello_response_unavailable",
         b -> Messages.status(b, Opcode.HELLO.code(), Status.UNAVAILABLE, 0, 1));
-    ENCODERS.put("session_request_new", b -> Messages.session(b, 2, 0));
-    ENCODERS.put("session_request_resume", b -> Messages.session(b, 2, 0x0123456789ABCDEFL));
+    ENCODERS.put("session_request_new", b -> Messages.session(b, 2, 0, null));
+    ENCODERS.put("session_request_resume",
+        b -> Messages.session(b, 2, 0x0123456789ABCDEFL, SECRET));
     ENCODERS.put("session_response",
-        b -> Messages.sessionOk(b, 2, 0x0123456789ABCDEFL, 64 * 1024 * 1024));
+        b -> Messages.sessionOk(b, 2, 0x0123456789ABCDEFL, SECRET, 64 * 1024 * 1024));
+    ENCODERS.put("session_response_forbidden",
+        b -> Messages.status(b, Opcode.SESSION.code(), Status.FORBIDDEN, 0, 2));
     ENCODERS.put("ping_request", b -> Messages.ping(b, 3));
     ENCODERS.put("ping_response", b -> Messages.status(b, Opcode.PING.code(), Status.OK, 0, 3));
     ENCODERS.put("put_request", b -> withValue(b, Messages.putHeader(b, 7, 4, false, 2), "3700"));
     ENCODERS.put("put_request_overwrite",
         b -> withValue(b, Messages.putHeader(b, 0xFFFFFFFF, 5, true, 3), "00ff80"));
     ENCODERS.put("put_request_empty_value", b -> Messages.putHeader(b, 0, 6, false, 0));
+    ENCODERS.put("put_request_high_id",
+        b -> withValue(b, Messages.putHeader(b, 7, 0x8000000000000001L, false, 1), "37"));
     ENCODERS.put("put_response_ok", b -> Messages.status(b, Opcode.PUT.code(), Status.OK, 7, 4));
     ENCODERS.put("put_response_key_exists",
         b -> Messages.status(b, Opcode.PUT.code(), Status.KEY_EXISTS, 7, 4));
@@ -75,8 +104,10 @@ class GoldenVectorsTest {
         b -> Messages.status(b, Opcode.PUT.code(), Status.SERVER_ERROR, 7, 4));
     ENCODERS.put("error_unavailable",
         b -> Messages.status(b, Opcode.PUT.code(), Status.UNAVAILABLE, 7, 4));
-    ENCODERS.put("init_request", b -> Messages.init(b, 1, 10000, 4242));
-    ENCODERS.put("init_response", b -> Messages.initOk(b, 1, 4241));
+    ENCODERS.put("challenge", b -> Messages.challenge(b, 1, range(0xA0, 32)));
+    ENCODERS.put("init_request",
+        b -> Messages.init(b, 1, 10000, 4242, range(0xC0, 32), hex(MAC_INIT)));
+    ENCODERS.put("init_response", b -> Messages.initOk(b, 1, 4241, hex(MAC_INIT_OK)));
     ENCODERS.put("heartbeat", b -> Messages.heartbeat(b, 17));
     ENCODERS.put("shutdown_request", b -> Messages.shutdown(b, 2));
     ENCODERS.put("shutdown_response",
@@ -156,7 +187,11 @@ class GoldenVectorsTest {
 
     byte[] session = VECTORS.get("session_response");
     assertThat(Header.getU64(session, HEADER_BYTES)).isEqualTo(0x0123456789ABCDEFL);
-    assertThat(Header.getU32(session, HEADER_BYTES + 8)).isEqualTo(64 * 1024 * 1024);
+    assertThat(Messages.sessionSecret(session, HEADER_BYTES)).isEqualTo(SECRET);
+    assertThat(Messages.sessionMaxValueBytes(session, HEADER_BYTES)).isEqualTo(64 * 1024 * 1024);
+
+    Header high = new Header().decode(VECTORS.get("put_request_high_id"), 0);
+    assertThat(Long.toUnsignedString(high.requestId)).isEqualTo("9223372036854775809");
 
     byte[] hello = VECTORS.get("hello_response");
     assertThat(Header.getU32(hello, HEADER_BYTES)).isEqualTo(0x7F000001);

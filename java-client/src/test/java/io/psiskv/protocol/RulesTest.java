@@ -20,7 +20,7 @@ class RulesTest {
     assertThat(check()).isNull();
     Messages.get(b, 0, 1, 0);
     assertThat(check()).isNull();
-    Messages.session(b, 1, 0);
+    Messages.session(b, 1, 0, null);
     assertThat(check()).isNull();
   }
 
@@ -38,10 +38,12 @@ class RulesTest {
   }
 
   @Test
-  void futureVersionIsUnsupported() {
-    Messages.ping(b, 1);
-    b[1] = 2;
-    assertThat(check()).isEqualTo(Status.UNSUPPORTED_VERSION);
+  void otherVersionsAreUnsupported() {
+    for (int version : new int[] {1, 3}) { // Version 1 (before session secrets) and a future one.
+      Messages.ping(b, 1);
+      b[1] = (byte) version;
+      assertThat(check()).isEqualTo(Status.UNSUPPORTED_VERSION);
+    }
   }
 
   @Test
@@ -119,7 +121,7 @@ class RulesTest {
     Messages.status(b, Opcode.INIT.code(), Status.OK, 0, 3);
     assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.INIT, 0, 3))
         .contains("body of 0 bytes");
-    Messages.initOk(b, 3, 77);
+    Messages.initOk(b, 3, 77, new byte[Protocol.MAC_BYTES]);
     assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.INIT, 0, 3)).isNull();
     Messages.status(b, Opcode.STATUS.code(), Status.OK, 0, 4);
     assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.STATUS, 0, 4))
@@ -152,9 +154,10 @@ class RulesTest {
     assertThat(answer(Opcode.GET, Status.OK, 0xFFFFFFFFL)).isNull();
     assertThat(answer(Opcode.HELLO, Status.OK, 6)).isNull();
     assertThat(answer(Opcode.HELLO, Status.OK, 0)).contains("allowed 6");
-    assertThat(answer(Opcode.SESSION, Status.OK, 12)).isNull();
-    assertThat(answer(Opcode.SESSION, Status.OK, 8)).contains("allowed 12");
-    assertThat(answer(Opcode.INIT, Status.OK, 8)).isNull();
+    assertThat(answer(Opcode.SESSION, Status.OK, 28)).isNull();
+    assertThat(answer(Opcode.SESSION, Status.OK, 12)).contains("allowed 28");
+    assertThat(answer(Opcode.SESSION, Status.FORBIDDEN, 0)).isNull();
+    assertThat(answer(Opcode.INIT, Status.OK, 40)).isNull();
     assertThat(answer(Opcode.PING, Status.OK, 0)).isNull();
     assertThat(answer(Opcode.PING, Status.OK, 1)).contains("body");
   }

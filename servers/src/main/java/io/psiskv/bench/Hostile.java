@@ -289,8 +289,8 @@ final class Hostile {
 
   /** SESSION (its answer waited for, briefly), then a PUT header claiming 64 MiB and 10 bytes. */
   private static void stallPut(SocketChannel s, int key) throws IOException {
-    byte[] buf = new byte[Protocol.HEADER_BYTES + 8];
-    int n = Messages.session(buf, 1, 0);
+    byte[] buf = new byte[Protocol.HEADER_BYTES + Protocol.SESSION_REQUEST_BODY_BYTES];
+    int n = Messages.session(buf, 1, 0, null);
     s.write(ByteBuffer.wrap(buf, 0, n));
     s.socket().setSoTimeout(SESSION_TIMEOUT_MILLIS);
     byte[] answer = new byte[Protocol.HEADER_BYTES + Protocol.SESSION_RESPONSE_BODY_BYTES];

@@ -32,10 +32,11 @@ import java.util.function.Consumer;
  *
  * <pre>
  * file    = header *record
- * header  = magic:"PSISKVLG" version:u16(=1) flags:u16(=0) created-millis:u64 header-crc:u32
+ * header  = magic:"PSISKVLG" version:u16(=2) flags:u16(=0) created-millis:u64 header-crc:u32
  * record  = crc:u32 length:u32 op:u8 key:u32 session:u64 request:u64 result:u8
  *           value-length:u32 value:byte[value-length]
- * op      = PUT:1 | DELETE:2 (tombstone) | SESSION:3 (exactly-once entry, no key change)
+ * op      = PUT:1 | DELETE:2 (tombstone) | SESSION:3 (a session's secret and last write, no
+ *           key change) | PUT_IF_ABSENT:4
  * crc     = crc32c(length .. end of value);  length = 26 + value-length
  * </pre>
  *
@@ -73,7 +74,8 @@ import java.util.function.Consumer;
  *       lost.
  *   <li>Replay reports, for each record, the session id, request id and result the write was
  *       answered with; records of a compacted snapshot carry session {@link LogFormat#NO_SESSION}
- *       and the session table comes back as SESSION records.
+ *       and the session table comes back as SESSION records. A version 1 file is read without
+ *       its sessions and must be compacted before the first append ({@link #isOlderFormat}).
  * </ul>
  *
  * <h2>Threads and locks</h2>
@@ -146,15 +148,26 @@ final class BackupLog implements AutoCloseable {
     /** A PUT: {@code value} is a fresh array the sink may keep. */
     void put(int key, byte[] value, long session, long requestId, int result);
 
+    /**
+     * A PUT_IF_ABSENT record: a PUT without the overwrite flag that stored its value. It changes
+     * the map as a PUT does; only the session's record of its last write tells them apart.
+     */
+    default void putIfAbsent(int key, byte[] value, long session, long requestId, int result) {
+      put(key, value, session, requestId, result);
+    }
+
     /** A DELETE (tombstone). */
     void delete(int key, long session, long requestId, int result);
 
     /**
-     * A SESSION record: session {@code session}'s last applied write had id {@code requestId} and
-     * was answered {@code result}. Written for the session table by compaction and by {@link
-     * #appendSession}.
+     * A SESSION record: session {@code session} exists with the secret and last write in {@code
+     * info} ({@link LogFormat#SESSION_VALUE_BYTES} bytes, {@link LogFormat#OFF_SV_SECRET} and
+     * on); its last write had id {@code requestId} (0 and last op 0: none yet) and was answered
+     * {@code result}. Written before a session's first write ({@link #appendSession}) and for the
+     * session table by compaction. A version 1 file's records reach the sink with session
+     * {@link LogFormat#NO_SESSION} and without its SESSION records: they hold no secret.
      */
-    void session(long session, long requestId, int result);
+    void session(long session, long requestId, int result, byte[] info);
   }
 
   /** What a compaction snapshots: the live map and the exactly-once session table. */
@@ -179,7 +192,8 @@ final class BackupLog implements AutoCloseable {
   interface SnapshotSink {
     void put(int key, byte[] value) throws IOException;
 
-    void session(long session, long requestId, int result) throws IOException;
+    /** A session-table entry; {@code info} as for {@link Replay#session}. */
+    void session(long session, long requestId, int result, byte[] info) throws IOException;
   }
 
   /** Opens the log's files; a test substitutes channels that fail or stall on command. */
@@ -306,6 +320,8 @@ final class BackupLog implements AutoCloseable {
   private volatile long syncs;
   private volatile long lastSyncMillis;
   private volatile long compactions;
+  /** See {@link #isOlderFormat}. */
+  private volatile boolean olderFormat;
 
   private final ReentrantLock durableLock = new ReentrantLock();
   /** Signalled after every commit, failure and close: blocking waiters re-check. */
@@ -342,7 +358,7 @@ final class BackupLog implements AutoCloseable {
       throws IOException {
     Objects.requireNonNull(policy);
     Objects.requireNonNull(sink);
-    Files.createDirectories(dataDir);
+    PrivateFiles.directory(dataDir);
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
@@ -355,15 +371,20 @@ final class BackupLog implements AutoCloseable {
         EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
     try {
       LogRecordReader reader = new LogRecordReader(ch, log);
-      reader.readHeader();
+      int version = reader.readHeader().version();
+      boolean withSessions = version >= VERSION;
       LogRecordReader.Scan scan = reader.scan(true, (op, key, session, request, result, value,
           valueLength) -> {
+        long sid = withSessions ? session : NO_SESSION;
+        long rid = withSessions ? request : 0;
         if (op == OP_PUT) {
-          sink.put(key, value, session, request, result);
+          sink.put(key, value, sid, rid, result);
+        } else if (op == OP_PUT_IF_ABSENT) {
+          sink.putIfAbsent(key, value, sid, rid, result);
         } else if (op == OP_DELETE) {
-          sink.delete(key, session, request, result);
-        } else {
-          sink.session(session, request, result);
+          sink.delete(key, sid, rid, result);
+        } else if (withSessions) {
+          sink.session(session, request, result, value);
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
@@ -380,6 +401,7 @@ final class BackupLog implements AutoCloseable {
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
       BackupLog bl = new BackupLog(dataDir, policy, opts, ch, scan.goodEnd, scan.records);
+      bl.olderFormat = version != VERSION;
       bl.syncThread.start();
       return bl;
     } catch (IOException | RuntimeException | Error e) {
@@ -405,6 +427,7 @@ final class BackupLog implements AutoCloseable {
       throws IOException {
     Path copy = dataDir.resolve(DAMAGED_FILE_PREFIX + System.currentTimeMillis());
     Files.copy(log, copy);
+    PrivateFiles.file(copy);
     try (FileChannel c = FileChannel.open(copy, StandardOpenOption.WRITE)) {
       c.force(true);
     }
@@ -427,6 +450,7 @@ final class BackupLog implements AutoCloseable {
       throws IOException {
     try (FileChannel c = opts.channelOpener.open(tmp,
         EnumSet.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))) {
+      PrivateFiles.file(tmp);
       byte[] h = new byte[HEADER_BYTES];
       encodeHeader(h, System.currentTimeMillis());
       writeFully(c, ByteBuffer.wrap(h), 0);
@@ -462,17 +486,38 @@ final class BackupLog implements AutoCloseable {
     return append(OP_PUT, key, value, session, requestId, result);
   }
 
+  /** Appends a PUT_IF_ABSENT record (a PUT without the overwrite flag stored): {@link #appendPut}. */
+  long appendPutIfAbsent(int key, byte[] value, long session, long requestId, int result)
+      throws IOException {
+    Objects.requireNonNull(value, "value");
+    return append(OP_PUT_IF_ABSENT, key, value, session, requestId, result);
+  }
+
   /** Appends a DELETE record (a tombstone); see {@link #appendPut}. */
   long appendDelete(int key, long session, long requestId, int result) throws IOException {
     return append(OP_DELETE, key, null, session, requestId, result);
   }
 
   /**
-   * Appends a SESSION record: session {@code session} was answered {@code result} for request
-   * {@code requestId} without a change to the map (e.g. KEY_EXISTS), for the exactly-once table.
+   * Appends a SESSION record ({@link Replay#session}): before a session's first write record, so
+   * that the session and its secret come back with its writes after a crash.
+   *
+   * @param info {@link LogFormat#encodeSessionValue}'s {@link LogFormat#SESSION_VALUE_BYTES}
    */
-  long appendSession(long session, long requestId, int result) throws IOException {
-    return append(OP_SESSION, 0, null, session, requestId, result);
+  long appendSession(long session, long requestId, int result, byte[] info) throws IOException {
+    if (info.length != SESSION_VALUE_BYTES) {
+      throw new IllegalArgumentException("a SESSION record's value has " + SESSION_VALUE_BYTES
+          + " bytes, not " + info.length);
+    }
+    return append(OP_SESSION, 0, info, session, requestId, result);
+  }
+
+  /**
+   * Whether the file was opened in an older format ({@link LogFormat#VERSION_1}): it must be
+   * rewritten ({@link #compact}) before the first append, which {@link Engine#open} does.
+   */
+  boolean isOlderFormat() {
+    return olderFormat;
   }
 
   /** Throws the reason appends are refused (failed or closed), or returns if they are accepted. */
@@ -953,6 +998,7 @@ final class BackupLog implements AutoCloseable {
       opts.crashPoint.accept("compact.before-rename");
       Files.move(compactPath, logPath, StandardCopyOption.ATOMIC_MOVE);
       renamed = true;
+      olderFormat = false; // The new file has this version's header.
       opts.crashPoint.accept("compact.after-rename");
       fsyncDirectory(dir);
     } catch (IOException e) {

@@ -37,16 +37,18 @@ final class BlockingConnection implements Runnable {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
+  private final ProblemLog problems;
   private final Consumer<BlockingConnection> onClosed;
   private final AtomicInteger activity = new AtomicInteger(BUSY);
 
   BlockingConnection(SocketChannel channel, Engine engine, ServerConfig config, BodyBudget budget,
-      ConnectionLimit limit, Consumer<BlockingConnection> onClosed) {
+      ConnectionLimit limit, ProblemLog problems, Consumer<BlockingConnection> onClosed) {
     this.channel = channel;
     this.engine = engine;
     this.config = config;
     this.budget = budget;
     this.limit = limit;
+    this.problems = problems;
     this.onClosed = onClosed;
   }
 
@@ -57,7 +59,10 @@ final class BlockingConnection implements Runnable {
     }
   }
 
-  /** Closes the connection now, even in the middle of a request (the stop's last resort). */
+  /**
+   * Closes the connection now, even in the middle of a request: the stop's last resort, and a
+   * resume of this connection's session on another one (any thread).
+   */
   void forceClose() {
     activity.set(STOP);
     Wire.closeQuietly(channel);
@@ -68,7 +73,8 @@ final class BlockingConnection implements Runnable {
     String peer = Wire.peer(channel.socket());
     ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES, 1);
     RequestHandler handler =
-        new RequestHandler(engine, config.maxValueBytes, budget, new ReplyQueue(pool), peer);
+        new RequestHandler(engine, config.maxValueBytes, budget, new ReplyQueue(pool), peer,
+            problems, this::forceClose);
     try {
       channel.socket().setTcpNoDelay(true);
       serve(handler);
@@ -80,12 +86,12 @@ final class BlockingConnection implements Runnable {
       limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
-        handler.problem("connection failed: " + e.getMessage());
+        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (RuntimeException e) {
-      handler.problem("internal error, closing: " + e);
+      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
     } finally {
       handler.close();
       Wire.closeQuietly(channel);
@@ -126,7 +132,7 @@ final class BlockingConnection implements Runnable {
       if (n < 0) {
         String broken = handler.describePartial(in.position());
         if (broken != null) {
-          handler.problem("closed the connection " + broken);
+          handler.problem(ProblemLog.Kind.BROKEN_OFF, "closed the connection " + broken);
         }
         return;
       }

@@ -29,6 +29,7 @@ final class BlockingTransport implements DataTransport {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
+  private final ProblemLog problems;
   private final Object lock = new Object();
   /** Guarded by lock. */
   private boolean stopping;
@@ -37,11 +38,12 @@ final class BlockingTransport implements DataTransport {
   private final List<Thread> threads = new ArrayList<>();
 
   BlockingTransport(Engine engine, ServerConfig config, BodyBudget budget,
-      ConnectionLimit limit) {
+      ConnectionLimit limit, ProblemLog problems) {
     this.engine = engine;
     this.config = config;
     this.budget = budget;
     this.limit = limit;
+    this.problems = problems;
   }
 
   @Override
@@ -96,7 +98,7 @@ final class BlockingTransport implements DataTransport {
         continue; // Refused with UNAVAILABLE by the limit's refuser.
       }
       BlockingConnection c = new BlockingConnection(channel, engine, config, budget, limit,
-          this::closed);
+          problems, this::closed);
       synchronized (lock) {
         if (!stopping) {
           live.add(c);

@@ -48,6 +48,7 @@ final class Compactor {
     Files.deleteIfExists(tmp);
     channel = opener.open(tmp, EnumSet.of(StandardOpenOption.CREATE_NEW,
         StandardOpenOption.READ, StandardOpenOption.WRITE));
+    PrivateFiles.file(tmp);
     byte[] h = new byte[HEADER_BYTES];
     encodeHeader(h, createdMillis);
     pos = BackupLog.writeFully(channel, ByteBuffer.wrap(h), 0);
@@ -138,8 +139,9 @@ final class Compactor {
     }
 
     @Override
-    public void session(long session, long requestId, int result) throws IOException {
-      add(OP_SESSION, 0, session, requestId, result, null);
+    public void session(long session, long requestId, int result, byte[] info)
+        throws IOException {
+      add(OP_SESSION, 0, session, requestId, result, info);
     }
 
     private void add(int op, int key, long session, long requestId, int result, byte[] value)

@@ -59,8 +59,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * buffer and the stream. Pending STATUS requests are in a concurrent map.
  */
 final class ControlLink implements Closeable {
-  /** Longest control message body (the STATUS response); longer claims are a protocol error. */
-  private static final int MAX_BODY_BYTES = Protocol.STATUS_RESPONSE_BODY_BYTES;
+  /** Longest control message body (INIT); longer claims are a protocol error. */
+  private static final int MAX_BODY_BYTES = Messages.MAX_CONTROL_BYTES - HEADER_BYTES;
 
   /** What the owner does with the link's events. */
   interface Handler {
@@ -160,18 +160,31 @@ final class ControlLink implements Closeable {
     socket.setSoTimeout(millis);
   }
 
-  long sendInit(int clientPort, long pid) throws IOException {
+  /** CHALLENGE (§7.1), the Front Server's first message on a control connection. */
+  void sendChallenge(byte[] nonce) throws IOException {
     long id = requestIds.incrementAndGet();
     synchronized (writeLock) {
-      out.write(writeBuf, 0, Messages.init(writeBuf, id, clientPort, pid));
+      out.write(writeBuf, 0, Messages.challenge(writeBuf, id, nonce));
+    }
+  }
+
+  long sendInit(int clientPort, long pid, byte[] nonce, byte[] mac) throws IOException {
+    long id = requestIds.incrementAndGet();
+    synchronized (writeLock) {
+      out.write(writeBuf, 0, Messages.init(writeBuf, id, clientPort, pid, nonce, mac));
     }
     return id;
   }
 
-  void sendInitOk(long requestId, long pid) throws IOException {
+  void sendInitOk(long requestId, long pid, byte[] mac) throws IOException {
     synchronized (writeLock) {
-      out.write(writeBuf, 0, Messages.initOk(writeBuf, requestId, pid));
+      out.write(writeBuf, 0, Messages.initOk(writeBuf, requestId, pid, mac));
     }
+  }
+
+  /** {@code n} bytes of the last message's body from {@code offset} (for nonces and MACs). */
+  byte[] bodyBytes(int offset, int n) {
+    return Arrays.copyOfRange(readBuf, HEADER_BYTES + offset, HEADER_BYTES + offset + n);
   }
 
   /**

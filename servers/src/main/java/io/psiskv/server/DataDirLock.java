@@ -44,10 +44,11 @@ final class DataDirLock implements AutoCloseable {
    *     directory and the holder's pid as written in the lock file
    */
   static DataDirLock acquire(Path dataDir) throws IOException {
-    Files.createDirectories(dataDir);
+    PrivateFiles.directory(dataDir);
     Path file = dataDir.resolve(FILE_NAME);
     FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
         StandardOpenOption.WRITE);
+    PrivateFiles.file(file);
     FileLock lock;
     try {
       lock = ch.tryLock();

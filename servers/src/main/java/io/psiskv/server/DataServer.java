@@ -62,7 +62,8 @@ import java.util.concurrent.TimeoutException;
  *       connection ({@link ControlLink}): SHUTDOWN starts the stop, STATUS is answered.
  *   <li>{@code front-server-supervisor}: the relaunch loop; {@code front-stdout}: copies a
  *       relaunched front's stdout into its log file.
- *   <li>{@code data-maintenance}: compaction trigger and session expiry.
+ *   <li>{@code data-maintenance}: compaction trigger, session expiry, the problem log's
+ *       summary lines.
  *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
  * </ul>
  *
@@ -97,6 +98,10 @@ public final class DataServer {
   /** Set under lifecycleLock once serving starts; null before. */
   private volatile DataTransport transport;
   private volatile int exitCode = ServerConfig.EXIT_OK;
+  /** Data connections' problem lines, rate-limited. */
+  private final ProblemLog problems = ProblemLog.forDataServer();
+  /** The pair secret (PROTOCOL.md §7.1), from the launching Front Server on our stdin. */
+  private volatile ControlAuth auth;
 
   private DataServer(ServerConfig config) {
     this.config = config;
@@ -126,7 +131,8 @@ public final class DataServer {
   }
 
   private void start() throws IOException {
-    Files.createDirectories(config.dataDir);
+    auth = ControlAuth.readFrom(System.in);
+    PrivateFiles.directory(config.dataDir);
     // Only one Data Server may own a data directory (PROTOCOL.md §11.6): a second one, or a
     // relaunch racing a slow death, stops here with the holder's pid in the message.
     dataDirLock = DataDirLock.acquire(config.dataDir);
@@ -145,7 +151,7 @@ public final class DataServer {
     // Replay the backup file before INIT: the Front Server redirects no client until INIT
     // (PROTOCOL.md §7.1), so no client ever sees a half-loaded store.
     long loadStart = System.nanoTime();
-    engine = Engine.open(config.dataDir, config.fsync, config.salvage);
+    engine = Engine.open(config.dataDir, config.fsync, config.salvage, config.maxSessions);
     Log.info("loaded " + engine.store().size() + " keys and " + engine.sessions().size()
         + " sessions from " + engine.log().path() + " in "
         + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
@@ -197,6 +203,7 @@ public final class DataServer {
         }
         e.log().maybeCompact(live);
         e.sessions().expireIdle(System.currentTimeMillis());
+        problems.flushIfDue();
       }
     }, "data-maintenance");
     t.setDaemon(true);
@@ -204,8 +211,9 @@ public final class DataServer {
   }
 
   /**
-   * Connects to a front's control port and does INIT; returns the link, with the INIT OK (the
-   * front's pid) in its {@link ControlLink#body()}. A relaunched front must answer with {@code
+   * Connects to a front's control port and does the handshake (PROTOCOL.md §7.1: CHALLENGE,
+   * INIT with our proof of the pair secret, INIT OK with the front's); returns the link, with the
+   * INIT OK (the front's pid first) in its {@link ControlLink#body()}. A relaunched front must answer with {@code
    * expectedPid}; -1 accepts any (the front that started us).
    */
   private ControlLink handshake(int controlPort, long expectedPid) throws IOException {
@@ -215,13 +223,25 @@ public final class DataServer {
           ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
       ControlLink link = new ControlLink(socket, "front server");
       link.setReadTimeoutMillis(ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
-      long id = link.sendInit(listener.socket().getLocalPort(), ProcessHandle.current().pid());
+      Header challenge = link.read();
+      if (!ControlLink.isRequest(challenge, Opcode.CHALLENGE)) {
+        throw new IOException("expected CHALLENGE, got " + challenge);
+      }
+      byte[] n1 = link.bodyBytes(0, Protocol.NONCE_BYTES);
+      byte[] n2 = ControlAuth.nonce();
+      int clientPort = listener.socket().getLocalPort();
+      long self = ProcessHandle.current().pid();
+      long id = link.sendInit(clientPort, self, n2, auth.initMac(n1, clientPort, self, n2));
       Header h = link.read();
       if (!ControlLink.isOkResponse(h, Opcode.INIT, id)
           || h.bodyLength != Protocol.INIT_RESPONSE_BODY_BYTES) {
         throw new IOException("unexpected answer to INIT: " + h);
       }
       long pid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
+      byte[] mac = link.bodyBytes(8, Protocol.MAC_BYTES);
+      if (!ControlAuth.matches(auth.initOkMac(n2, pid, n1), mac)) {
+        throw new IOException("INIT OK with a wrong MAC (not the pair's front server)");
+      }
       if (expectedPid != -1 && pid != expectedPid) {
         throw new IOException("INIT OK from pid " + pid + ", expected " + expectedPid);
       }
@@ -240,13 +260,22 @@ public final class DataServer {
    */
   private Supervisor.Peer launchFrontServer() throws IOException {
     Path logFile = config.dataDir.resolve(ServerConfig.FRONT_LOG_FILE);
+    if (!Files.exists(logFile)) {
+      Files.createFile(logFile);
+    }
+    PrivateFiles.file(logFile);
     List<String> command = Supervisor.javaCommand(FrontServer.class, List.of(),
         config.frontServerArgs(ProcessHandle.current().pid()));
     ProcessBuilder builder = new ProcessBuilder(command)
-        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+        .redirectInput(ProcessBuilder.Redirect.PIPE)
         .redirectOutput(ProcessBuilder.Redirect.PIPE)
         .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()));
     Supervisor.Peer peer = supervisor.track(builder);
+    try {
+      auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
+    } catch (IOException e) {
+      // It died at once; its exit is seen below as a start that printed no control port.
+    }
     Log.info("launched front server pid " + peer.pid() + " (its log: " + logFile + ")");
     CompletableFuture<Integer> controlPort = new CompletableFuture<>();
     Thread pump = new Thread(() -> pumpFrontStdout(peer.process, logFile, controlPort),
@@ -366,8 +395,8 @@ public final class DataServer {
     BodyBudget budget = new BodyBudget(config.bodyBudgetBytes);
     connectionLimit = new ConnectionLimit(config);
     DataTransport t = config.threads.kind() == ServerConfig.ThreadPolicy.Kind.EVENT_LOOP
-        ? new EventLoopTransport(engine, config, budget, connectionLimit)
-        : new BlockingTransport(engine, config, budget, connectionLimit);
+        ? new EventLoopTransport(engine, config, budget, connectionLimit, problems)
+        : new BlockingTransport(engine, config, budget, connectionLimit, problems);
     t.start(server);
     transport = t;
   }
@@ -447,6 +476,7 @@ public final class DataServer {
         }
         link.close();
       }
+      problems.flush();
       PidFile.deleteIfOurs(config.dataDir, PidFile.DATA);
       Log.info("stopped");
     } catch (InterruptedException e) {

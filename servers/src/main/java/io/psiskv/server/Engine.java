@@ -16,10 +16,13 @@ import java.nio.file.Path;
  *
  * <pre>
  *   synchronized (session) {                     // one write of a session at a time
- *     same request id as the last write?  -> its stored result and log sequence
- *     lower id?                           -> BAD_REQUEST (a stale duplicate)
- *     store op; when it takes effect, under the stripe lock, the log record is appended
- *     session.recordWrite(request id, result, log sequence)
+ *     same request id as the last write?  -> the same request (op, key, length, digest)?
+ *                                              its stored result and log sequence
+ *                                            : BAD_REQUEST (never OK without effect)
+ *     lower id (unsigned)?                -> BAD_REQUEST (a stale duplicate)
+ *     store op; when it takes effect, under the stripe lock, the session's SESSION record (if
+ *       the log has none yet) and the write's record are appended
+ *     session.recordWrite(request id, result, log sequence, op, key, length, digest)
  *   }
  *   return (result, log sequence)                // the completion the caller waits for
  * </pre>
@@ -46,6 +49,7 @@ final class Engine implements AutoCloseable {
   }
 
   private static final WriteResult STALE = new WriteResult(Status.BAD_REQUEST, 0);
+  private static final WriteResult NOT_A_RETRY = new WriteResult(Status.BAD_REQUEST, 0);
   private static final WriteResult LOG_REFUSED = new WriteResult(Status.SERVER_ERROR, 0);
   private static final WriteResult NO_MEMORY = new WriteResult(Status.SERVER_ERROR, 0);
 
@@ -63,30 +67,59 @@ final class Engine implements AutoCloseable {
    * Opens the backup log in {@code dataDir} and replays it into a new store and session table
    * (PROTOCOL.md §11.3). The caller holds the data directory's lock.
    */
-  static Engine open(Path dataDir, FsyncPolicy fsync, boolean salvage) throws IOException {
+  static Engine open(Path dataDir, FsyncPolicy fsync, boolean salvage, int maxSessions)
+      throws IOException {
     Store store = new Store();
-    Sessions sessions = new Sessions();
+    Sessions sessions = new Sessions(maxSessions);
+    long now = System.currentTimeMillis();
     BackupLog.Replay replay = new BackupLog.Replay() {
       @Override
       public void put(int key, byte[] value, long session, long requestId, int result) {
         store.put(key, value, null);
-        sessions.restore(session, requestId, result);
+        restoreWrite(session, requestId, result, LogFormat.OP_PUT, key, value);
+      }
+
+      @Override
+      public void putIfAbsent(int key, byte[] value, long session, long requestId, int result) {
+        store.put(key, value, null);
+        restoreWrite(session, requestId, result, LogFormat.OP_PUT_IF_ABSENT, key, value);
       }
 
       @Override
       public void delete(int key, long session, long requestId, int result) {
         store.remove(key, null);
-        sessions.restore(session, requestId, result);
+        restoreWrite(session, requestId, result, LogFormat.OP_DELETE, key, null);
       }
 
       @Override
-      public void session(long session, long requestId, int result) {
-        sessions.restore(session, requestId, result);
+      public void session(long session, long requestId, int result, byte[] info) {
+        sessions.restoreSession(session, requestId, result, info, now);
+      }
+
+      private void restoreWrite(long session, long requestId, int result, int op, int key,
+          byte[] value) {
+        if (session != LogFormat.NO_SESSION) {
+          sessions.restoreWrite(session, requestId, result, op, key,
+              value == null ? 0 : value.length, LogFormat.digest(value));
+        }
       }
     };
     BackupLog log = BackupLog.open(dataDir, fsync, replay,
         BackupLog.OpenOptions.defaults().salvage(salvage));
-    return new Engine(store, sessions, log);
+    Engine engine = new Engine(store, sessions, log);
+    if (log.isOlderFormat()) {
+      // A version 1 file: rewritten as version 2 before the first append (PROTOCOL.md §11.1).
+      try {
+        log.compact(engine.liveData());
+      } catch (IOException e) {
+        log.close();
+        throw new IOException("cannot rewrite " + log.path() + " in the current format: "
+            + e.getMessage(), e);
+      }
+      Log.info(log.path() + ": rewritten from format version " + LogFormat.VERSION_1 + " to "
+          + LogFormat.VERSION + " (its sessions are not kept: they had no secret)");
+    }
+    return engine;
   }
 
   Store store() {
@@ -101,19 +134,23 @@ final class Engine implements AutoCloseable {
     return sessions;
   }
 
-  /** SESSION (PROTOCOL.md §6.2): a fresh session for 0, else the presented one (resume). */
-  Sessions.Session openSession(long requested) {
-    return sessions.attach(requested);
+  /**
+   * SESSION (PROTOCOL.md §6.2) for the connection whose close request is {@code holder}; see
+   * {@link Sessions#attach}.
+   */
+  Sessions.Attached openSession(long requestedId, byte[] secret, Runnable holder) {
+    return sessions.attach(requestedId, secret, holder, System.currentTimeMillis());
   }
 
-  /** The connection that used {@code session} closed. */
-  void closeSession(Sessions.Session session) {
-    sessions.detach(session);
+  /** The connection {@code holder} that used {@code session} closed. */
+  void closeSession(Sessions.Session session, Runnable holder) {
+    sessions.detach(session, holder, System.currentTimeMillis());
   }
 
   /** PUT (§6.4): OK, or KEY_EXISTS when {@code overwrite} is false and the key is present. */
   WriteResult put(Sessions.Session s, long requestId, int key, byte[] value, boolean overwrite) {
-    return write(s, requestId, key, value, overwrite);
+    return write(s, requestId, overwrite ? LogFormat.OP_PUT : LogFormat.OP_PUT_IF_ABSENT, key,
+        value);
   }
 
   /** GET (§6.5), for tests and tools: a copy of the value, or null if absent. */
@@ -131,7 +168,7 @@ final class Engine implements AutoCloseable {
 
   /** DELETE (§6.6): OK if the key was present and is now removed, else NOT_FOUND. */
   WriteResult delete(Sessions.Session s, long requestId, int key) {
-    return write(s, requestId, key, null, false);
+    return write(s, requestId, LogFormat.OP_DELETE, key, null);
   }
 
   /** Where the record with sequence {@code seq} of a {@link WriteResult} stands. */
@@ -183,23 +220,33 @@ final class Engine implements AutoCloseable {
     log.removeCommitListener(listener);
   }
 
-  /** A PUT ({@code value} non-null) or a DELETE ({@code value} null), exactly once per id. */
-  private WriteResult write(Sessions.Session s, long requestId, int key, byte[] value,
-      boolean overwrite) {
+  /**
+   * A write of log op {@code op} ({@link LogFormat#OP_PUT}, {@link LogFormat#OP_PUT_IF_ABSENT}
+   * with {@code value}, {@link LogFormat#OP_DELETE} with null), exactly once per request id.
+   */
+  private WriteResult write(Sessions.Session s, long requestId, int op, int key, byte[] value) {
+    int length = value == null ? 0 : value.length;
+    long digest = LogFormat.digest(value); // Outside the lock: it reads the whole value.
     synchronized (s) {
-      if (s.isLastWrite(requestId)) {
-        // A retry of a write already applied (PROTOCOL.md §12.5): its answer, once its record is.
-        return new WriteResult(s.lastResult(), s.lastSeq());
+      if (s.hasLastWrite()) {
+        int order = Long.compareUnsigned(requestId, s.lastWriteId());
+        if (order == 0) {
+          // A retry (PROTOCOL.md §12.5): its answer once its record is durable, if it is the
+          // same request; the same id for another request is a client bug, never OK.
+          return s.repeatsLastWrite(op, key, length, digest)
+              ? new WriteResult(s.lastResult(), s.lastSeq())
+              : NOT_A_RETRY;
+        }
+        if (order < 0) {
+          return STALE; // Ids of a session only grow.
+        }
       }
-      if (Long.compareUnsigned(requestId, s.lastWriteId()) < 0) {
-        return STALE; // Ids of a session only grow (as u64, PROTOCOL.md §3.2).
-      }
-      LogAppend append = new LogAppend(s.id, requestId);
+      LogAppend append = new LogAppend(s, requestId, op);
       boolean changed;
       try {
         if (value == null) {
           changed = store.remove(key, append);
-        } else if (overwrite) {
+        } else if (op == LogFormat.OP_PUT) {
           store.put(key, value, append);
           changed = true;
         } else {
@@ -211,7 +258,7 @@ final class Engine implements AutoCloseable {
         return NO_MEMORY; // No memory for the value: nothing was applied or logged.
       }
       Status result = changed ? Status.OK : value == null ? Status.NOT_FOUND : Status.KEY_EXISTS;
-      s.recordWrite(requestId, result, append.seq);
+      s.recordWrite(requestId, result, append.seq, op, key, length, digest);
       return new WriteResult(result, append.seq);
     }
   }
@@ -221,21 +268,33 @@ final class Engine implements AutoCloseable {
    * and only when the mutation takes effect, and keeps its sequence (0 if nothing was appended).
    */
   private final class LogAppend implements Store.Mutation {
-    private final long session;
+    /** Its monitor is held by the caller of the store operation. */
+    private final Sessions.Session session;
     private final long requestId;
+    private final int op;
     long seq;
 
-    LogAppend(long session, long requestId) {
+    LogAppend(Sessions.Session session, long requestId, int op) {
       this.session = session;
       this.requestId = requestId;
+      this.op = op;
     }
 
     @Override
     public void applied(int key, byte[] value) {
       try {
-        seq = value == null
-            ? log.appendDelete(key, session, requestId, Status.OK.code())
-            : log.appendPut(key, value, session, requestId, Status.OK.code());
+        if (session.needsRecord()) {
+          // The session and its secret reach the log before its first write (§11.2). Its last
+          // write so far (if any) changed nothing, so the record carries none.
+          log.appendSession(session.id, 0, 0, LogFormat.encodeSessionValue(session.secret(), 0,
+              0, 0, 0));
+          session.markRecorded();
+        }
+        long sid = session.id;
+        int ok = Status.OK.code();
+        seq = op == LogFormat.OP_DELETE ? log.appendDelete(key, sid, requestId, ok)
+            : op == LogFormat.OP_PUT ? log.appendPut(key, value, sid, requestId, ok)
+            : log.appendPutIfAbsent(key, value, sid, requestId, ok);
       } catch (IOException e) {
         // The store leaves the map unchanged when its callback throws: nothing is applied.
         throw new UncheckedIOException(e);
@@ -264,7 +323,7 @@ final class Engine implements AutoCloseable {
             sink.put(snap.keys[j], snap.values[j]);
           }
         }
-        sessions.forEachLastWrite(sink);
+        sessions.forEachEntry(sink);
       }
     };
   }

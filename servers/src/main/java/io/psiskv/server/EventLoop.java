@@ -39,14 +39,16 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * for the idle timeout, an error close's linger.
  *
  * <p><b>Threads.</b> Everything here belongs to the loop's thread, but {@link #add}, {@link
- * #stop} and the two wake-ups (commit and budget listeners), which only touch the concurrent
- * queue, volatile flags and {@link Selector#wakeup}.
+ * #stop}, the two wake-ups (commit and budget listeners) and a connection's close request (a
+ * resume of its session elsewhere), which only touch the concurrent queues, volatile flags and
+ * {@link Selector#wakeup}.
  */
 final class EventLoop implements Runnable {
   private final Engine engine;
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
+  private final ProblemLog problems;
   private final CommitPolicy commitPolicy;
   private final Selector selector;
   private final ByteBuffer readBuf =
@@ -54,6 +56,8 @@ final class EventLoop implements Runnable {
   private final ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES,
       ServerConfig.POOLED_BUFFERS_PER_LOOP);
   private final ConcurrentLinkedQueue<SocketChannel> incoming = new ConcurrentLinkedQueue<>();
+  /** Connections whose session another connection resumed: closed by the loop (any thread adds). */
+  private final ConcurrentLinkedQueue<Conn> takenOver = new ConcurrentLinkedQueue<>();
   /** Connections with answers queued, waiting for the commit and the write of this wake-up. */
   private final ArrayList<Conn> toFlush = new ArrayList<>();
   private final ArrayList<Conn> stillWaiting = new ArrayList<>();
@@ -74,12 +78,13 @@ final class EventLoop implements Runnable {
   private volatile int open;
 
   EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
-      CommitPolicy commitPolicy) throws IOException {
+      ProblemLog problems, CommitPolicy commitPolicy) throws IOException {
     this.commitPolicy = commitPolicy;
     this.engine = engine;
     this.config = config;
     this.budget = budget;
     this.limit = limit;
+    this.problems = problems;
     this.selector = Selector.open();
   }
 
@@ -131,6 +136,9 @@ final class EventLoop implements Runnable {
         }
         long now = System.nanoTime();
         takeIncoming(now);
+        for (Conn c; (c = takenOver.poll()) != null; ) {
+          c.close(ProblemLog.Kind.TAKEN_OVER, "its session was resumed on another connection");
+        }
         if (budgetChanged) {
           budgetChanged = false;
           retryParked(now);
@@ -150,7 +158,7 @@ final class EventLoop implements Runnable {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);
       for (SelectionKey k : selector.keys()) {
-        ((Conn) k.attachment()).close(null);
+        ((Conn) k.attachment()).close(null, null);
       }
       for (SocketChannel c; (c = incoming.poll()) != null; ) {
         limit.closed();
@@ -201,9 +209,9 @@ final class EventLoop implements Runnable {
         c.readAndServe(true);
       }
     } catch (IOException e) {
-      c.close(stopping ? null : "connection failed: " + e.getMessage());
+      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
     } catch (RuntimeException e) {
-      c.close("internal error, closing: " + e);
+      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
     }
   }
 
@@ -253,9 +261,9 @@ final class EventLoop implements Runnable {
       try {
         c.writeMore();
       } catch (IOException e) {
-        c.close(stopping ? null : "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
       } catch (RuntimeException e) {
-        c.close("internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
       }
     }
     toFlush.clear();
@@ -273,9 +281,9 @@ final class EventLoop implements Runnable {
       try {
         c.readAndServe(false);
       } catch (IOException e) {
-        c.close("connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
       } catch (RuntimeException e) {
-        c.close("internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
       }
     }
   }
@@ -286,7 +294,7 @@ final class EventLoop implements Runnable {
       Conn c = (Conn) k.attachment();
       if (k.isValid() && c.replies.isEmpty() && c.leftoverLength == 0
           && c.handler.partialSinceNanos() == 0) {
-        c.close(null);
+        c.close(null, null);
       }
     }
   }
@@ -301,21 +309,21 @@ final class EventLoop implements Runnable {
       }
       if (c.lingerDeadlineNanos != 0) {
         if (now - c.lingerDeadlineNanos >= 0) {
-          c.close(null);
+          c.close(null, null);
         }
         continue;
       }
       long partial = c.handler.partialSinceNanos();
       if (partial != 0 && now - partial > requestNanos) {
         limit.closedStalled();
-        c.close(null);
+        c.close(null, null);
       } else if (!c.replies.isEmpty() && now - c.lastOutputNanos > requestNanos) {
         limit.closedStalled();
-        c.close(null);
+        c.close(null, null);
       } else if (!c.handler.hasSession() && partial == 0 && c.replies.isEmpty()
           && now - c.lastInputNanos > idleNanos) {
         limit.closedIdle();
-        c.close(null);
+        c.close(null, null);
       }
     }
   }
@@ -352,7 +360,10 @@ final class EventLoop implements Runnable {
     Conn(SocketChannel channel, long now) {
       this.channel = channel;
       this.handler = new RequestHandler(engine, config.maxValueBytes, budget, replies,
-          Wire.peer(channel.socket()));
+          Wire.peer(channel.socket()), problems, () -> {
+            takenOver.add(this);
+            selector.wakeup();
+          });
       this.lastInputNanos = now;
       this.lastOutputNanos = now;
     }
@@ -414,7 +425,8 @@ final class EventLoop implements Runnable {
         readAndServe(false); // Whole requests are left in the leftover: serve them now.
       } else if (inputEnded) {
         String broken = handler.describePartial(leftoverLength);
-        close(broken == null ? null : "closed the connection " + broken);
+        close(ProblemLog.Kind.BROKEN_OFF,
+            broken == null ? null : "closed the connection " + broken);
       } else if (isParked) {
         key.interestOps(0);
       } else {
@@ -450,7 +462,7 @@ final class EventLoop implements Runnable {
         readBuf.clear();
         int n = channel.read(readBuf);
         if (n < 0 || (lingerDrained += Math.max(n, 0)) >= ServerConfig.ERROR_LINGER_MAX_BYTES) {
-          close(null);
+          close(null, null);
           return;
         }
         if (n == 0) {
@@ -459,14 +471,14 @@ final class EventLoop implements Runnable {
       }
     }
 
-    /** Closes the connection; logs {@code reason} (one line) unless null. */
-    void close(String reason) {
+    /** Closes the connection; logs {@code reason} as a problem of {@code kind} unless null. */
+    void close(ProblemLog.Kind kind, String reason) {
       if (closed) {
         return;
       }
       closed = true;
       if (reason != null) {
-        handler.problem(reason);
+        handler.problem(kind, reason);
       }
       if (key != null) {
         key.cancel();

@@ -17,15 +17,15 @@ final class EventLoopTransport implements DataTransport {
   private final Thread[] loopThreads;
   private volatile boolean stopping;
 
-  EventLoopTransport(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit)
-      throws IOException {
+  EventLoopTransport(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
+      ProblemLog problems) throws IOException {
     this.limit = limit;
     int n = config.threads.count();
     this.loops = new EventLoop[n];
     this.loopThreads = new Thread[n];
     CommitPolicy commitPolicy = new CommitPolicy(config.fsync == FsyncPolicy.ALWAYS);
     for (int i = 0; i < n; i++) {
-      loops[i] = new EventLoop(engine, config, budget, limit, commitPolicy);
+      loops[i] = new EventLoop(engine, config, budget, limit, problems, commitPolicy);
       loopThreads[i] = new Thread(loops[i], "data-loop-" + i);
       loopThreads[i].setDaemon(true);
     }

@@ -98,7 +98,7 @@ final class FrontListener {
     static final String REQUEST_DEADLINE_PROPERTY = "psiskv.front.requestDeadlineMillis";
     static final String IDLE_TIMEOUT_PROPERTY = "psiskv.front.idleTimeoutMillis";
     static final String MAX_CONNECTIONS_PROPERTY = "psiskv.front.maxConnections";
-    static final String SUMMARY_INTERVAL_PROPERTY = "psiskv.logSummaryIntervalMillis";
+    static final String SUMMARY_INTERVAL_PROPERTY = ProblemLog.INTERVAL_PROPERTY;
     /** Largest value of any override: an hour in milliseconds, or more connections than fds. */
     private static final int MAX_OVERRIDE = 3_600_000;
 

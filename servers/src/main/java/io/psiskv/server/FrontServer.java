@@ -23,7 +23,13 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Optional;
+import java.util.ArrayDeque;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The Front Server process (process 1, the jar's Main-Class): starts the Data Server as a second
@@ -117,7 +123,15 @@ public final class FrontServer {
   private boolean stopping;
   private volatile DataEndpoint endpoint;
   private final Supervisor supervisor;
+  /** The pair secret (PROTOCOL.md §7.1): made here, or handed over by the adopting Data Server. */
+  private volatile ControlAuth auth;
+  private final LogSummary controlLog = new LogSummary("control connections",
+      ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, Log::info);
+  private final LogSummary.Kind controlRejections = controlLog.detailedKind(
+      "more rejected", ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
   private volatile ServerSocket controlListener;
+  /** The Data Server whose INIT is awaited ({@link #awaitInit}), or null. */
+  private volatile Awaited awaited;
   /** The client port's listener: bound at start, accepting once the Data Server is ready. */
   private volatile FrontListener clientListener;
   /** An adopted start that failed leaves the adopted Data Server alone (it relaunches us). */
@@ -174,8 +188,10 @@ public final class FrontServer {
   }
 
   private void start() throws IOException {
+    // A user's start makes the pair secret; a relaunch gets it from the Data Server (§7.1).
+    auth = adopted ? ControlAuth.readFrom(System.in) : ControlAuth.generate();
     try {
-      Files.createDirectories(config.dataDir);
+      PrivateFiles.directory(config.dataDir);
     } catch (IOException e) {
       throw new StartException("cannot create data directory " + config.dataDir + ": " + e);
     }
@@ -203,8 +219,12 @@ public final class FrontServer {
       throw e;
     }
     clientListener = clients;
-    ServerSocket controlServer = new ServerSocket(0, 8, InetAddress.getLoopbackAddress());
+    ServerSocket controlServer = new ServerSocket(0, ServerConfig.CONTROL_LISTEN_BACKLOG,
+        InetAddress.getLoopbackAddress());
     controlListener = controlServer;
+    Thread controlAcceptor = new Thread(() -> acceptControl(controlServer), "control-acceptor");
+    controlAcceptor.setDaemon(true);
+    controlAcceptor.start();
 
     Supervisor.Peer first;
     String noPeerReason = null;
@@ -279,7 +299,7 @@ public final class FrontServer {
     } catch (IOException e) {
       throw isStopping() ? new StartException("stopped during start") : e;
     }
-    peer.process.getOutputStream().close(); // The console is ours; the child reads no stdin.
+    auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
     Log.info("launched data server pid " + peer.pid());
     try {
       awaitInit(peer);
@@ -295,74 +315,220 @@ public final class FrontServer {
   }
 
   /**
-   * Waits for INIT from {@code peer} on the control listener, answers INIT OK, starts the link
-   * and makes the peer the endpoint. Connections that are not the peer's INIT are closed and
-   * ignored. The accept wakes every {@value ServerConfig#INIT_ACCEPT_POLL_MILLIS} ms to notice a
-   * peer that died before it connected, or a stop.
+   * Waits for an authenticated INIT from {@code peer} (PROTOCOL.md §7.1), starts the link and
+   * makes the peer the endpoint. The {@code control-acceptor} ({@link #acceptControl}) runs the
+   * handshakes; this only names the peer it waits for and waits, waking every {@value
+   * ServerConfig#INIT_ACCEPT_POLL_MILLIS} ms to notice a peer that died before it connected, or
+   * a stop.
    */
   private void awaitInit(Supervisor.Peer peer) throws IOException {
-    ServerSocket controlServer = controlListener;
     long deadline =
         System.nanoTime() + ServerConfig.DATA_START_TIMEOUT_MILLIS * 1_000_000L;
-    while (true) {
-      if (isStopping() || supervisor.isStopped()) {
-        throw new StartException("stopped during start");
-      }
-      if (peer.isGone()) {
-        throw new StartException(peer.process != null
-            ? "the data server exited during start with code " + peer.process.exitValue()
-                + " (see its log lines above)"
-            : "the data server (pid " + peer.pid() + ") is gone");
-      }
-      long remaining = Wire.remainingMillis(deadline);
-      if (remaining == 0) {
-        throw new StartException("the data server (pid " + peer.pid()
-            + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
-            + " ms");
-      }
-      Socket socket;
-      try {
-        controlServer.setSoTimeout(
-            (int) Math.min(ServerConfig.INIT_ACCEPT_POLL_MILLIS, Math.max(1, remaining)));
-        socket = controlServer.accept();
-      } catch (SocketTimeoutException e) {
-        continue; // The checks above run again.
-      } catch (IOException e) {
-        if (isStopping()) {
+    Awaited w = new Awaited(peer);
+    awaited = w;
+    Handshake hs = null;
+    try {
+      while (hs == null) {
+        if (isStopping() || supervisor.isStopped()) {
           throw new StartException("stopped during start");
         }
-        throw e;
+        if (peer.isGone()) {
+          throw new StartException(peer.process != null
+              ? "the data server exited during start with code " + peer.process.exitValue()
+                  + " (see its log lines above)"
+              : "the data server (pid " + peer.pid() + ") is gone");
+        }
+        long remaining = Wire.remainingMillis(deadline);
+        if (remaining == 0) {
+          throw new StartException("the data server (pid " + peer.pid()
+              + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
+              + " ms");
+        }
+        try {
+          hs = w.won.get(Math.min(ServerConfig.INIT_ACCEPT_POLL_MILLIS, remaining),
+              TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+          // The checks above run again.
+        } catch (ExecutionException e) {
+          throw new IllegalStateException("a handshake future never fails", e);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new StartException("interrupted during start");
+        }
       }
-      ControlLink link = new ControlLink(socket, "data server");
+    } finally {
+      awaited = null;
+      // A handshake that completes from now on finds the future done and closes its link.
+      if (!w.won.complete(null) && hs == null) {
+        Handshake late = w.won.getNow(null);
+        if (late != null) {
+          late.link.close();
+        }
+      }
+    }
+    synchronized (lifecycleLock) {
+      if (stopping) {
+        // The stop found no link and sends SIGTERM; the Data Server stops on that.
+        hs.link.close();
+        throw new StartException("stopped during start");
+      }
+      peer.linked(hs.link);
+    }
+    Handshake done = hs;
+    hs.link.start(dataLinkHandler(peer));
+    supervisor.ifUp(peer, () -> endpoint = new DataEndpoint(peer.pid(), done.clientPort));
+  }
+
+  /** The peer {@link #awaitInit} waits for, and where its handshake is handed over. */
+  private static final class Awaited {
+    final Supervisor.Peer peer;
+    final CompletableFuture<Handshake> won = new CompletableFuture<>();
+
+    Awaited(Supervisor.Peer peer) {
+      this.peer = peer;
+    }
+  }
+
+  /**
+   * The {@code control-acceptor} thread, for the Front Server's life: accepts every control
+   * connection at once (so the listen backlog never fills, however many connect) and gives each
+   * its own short-lived {@code control-handshake} thread ({@link #handshake}). A connection is
+   * closed {@value ServerConfig#CONTROL_HANDSHAKE_TIMEOUT_MILLIS} ms after its accept unless its
+   * handshake completed; at most {@value ServerConfig#MAX_CONTROL_HANDSHAKES} are in progress at
+   * once, and one more closes the oldest. So no number of silent or forged connections delays
+   * the real child, which completes its handshake within milliseconds of connecting. Ends when
+   * the listener is closed (the stop).
+   */
+  private void acceptControl(ServerSocket server) {
+    ArrayDeque<Attempt> attempts = new ArrayDeque<>(); // Oldest first; guarded by itself.
+    while (true) {
+      Socket socket;
       try {
-        link.setReadTimeoutMillis(ServerConfig.INIT_REPLY_TIMEOUT_MILLIS);
-        Header h = link.read();
-        if (!ControlLink.isRequest(h, Opcode.INIT)) {
-          throw new IOException("expected INIT, got " + h);
-        }
-        int port = Header.getU16(link.body(), HEADER_BYTES);
-        long pid = Header.getU64(link.body(), HEADER_BYTES + 2);
-        if (pid != peer.pid()) {
-          throw new IOException("INIT from pid " + pid + ", expected " + peer.pid());
-        }
-        link.sendInitOk(h.requestId, ProcessHandle.current().pid());
-        synchronized (lifecycleLock) {
-          if (stopping) {
-            // The stop found no link and sends SIGTERM; the Data Server stops on that.
-            throw new StartException("stopped during start");
-          }
-          peer.linked(link);
-        }
-        link.start(dataLinkHandler(peer));
-        supervisor.ifUp(peer, () -> endpoint = new DataEndpoint(peer.pid(), port));
-        return;
-      } catch (StartException e) {
-        throw e;
+        socket = server.accept();
       } catch (IOException e) {
-        Log.info("control connection from " + Wire.peer(socket) + " rejected: "
-            + e.getMessage());
+        if (server.isClosed()) {
+          return;
+        }
+        Log.info("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
+            + " ms: " + e.getMessage());
+        try {
+          Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS); // A back-off, not a synchronisation.
+        } catch (InterruptedException ie) {
+          return;
+        }
+        continue;
+      }
+      Attempt attempt = new Attempt(socket);
+      synchronized (attempts) {
+        if (attempts.size() >= ServerConfig.MAX_CONTROL_HANDSHAKES) {
+          attempts.pollFirst().end("closed for a newer one: "
+              + ServerConfig.MAX_CONTROL_HANDSHAKES + " control handshakes at once");
+        }
+        attempts.addLast(attempt);
+      }
+      CompletableFuture.delayedExecutor(
+              ServerConfig.CONTROL_HANDSHAKE_TIMEOUT_MILLIS, TimeUnit.MILLISECONDS)
+          .execute(() -> attempt.end("no handshake within "
+              + ServerConfig.CONTROL_HANDSHAKE_TIMEOUT_MILLIS + " ms"));
+      Thread t = new Thread(() -> {
+        try {
+          handshake(attempt);
+        } finally {
+          synchronized (attempts) {
+            attempts.remove(attempt);
+          }
+        }
+      }, "control-handshake");
+      t.setDaemon(true);
+      t.start();
+    }
+  }
+
+  /** A control connection that proved it is {@code peer}'s, with the client port it announced. */
+  private static final class Handshake {
+    final ControlLink link;
+    final int clientPort;
+
+    Handshake(ControlLink link, int clientPort) {
+      this.link = link;
+      this.clientPort = clientPort;
+    }
+  }
+
+  /**
+   * One accepted control connection until its handshake ends: completed ({@link #succeed}), or
+   * ended by its deadline, an eviction or a failure ({@link #end}), whichever comes first; the
+   * other then does nothing. One log line (rate-limited) says why a connection was rejected.
+   */
+  private final class Attempt {
+    final Socket socket;
+    private final AtomicBoolean ended = new AtomicBoolean();
+
+    Attempt(Socket socket) {
+      this.socket = socket;
+    }
+
+    /** The handshake completed: the deadline and evictions no longer apply. False if too late. */
+    boolean succeed() {
+      return ended.compareAndSet(false, true);
+    }
+
+    /** Rejects the connection and closes it, unless its handshake already ended. */
+    void end(String why) {
+      if (ended.compareAndSet(false, true)) {
+        controlRejected(socket, why);
+        Wire.closeQuietly(socket);
+      }
+    }
+  }
+
+  /**
+   * One control connection's handshake (its own thread): CHALLENGE, then an INIT whose MAC proves
+   * the pair secret and whose pid is that of the peer {@link #awaitInit} waits for, then INIT OK
+   * with this side's proof. The attempt's deadline closes the socket, which ends a read in
+   * progress.
+   */
+  private void handshake(Attempt attempt) {
+    ControlLink link = null;
+    try {
+      link = new ControlLink(attempt.socket, "data server");
+      byte[] n1 = ControlAuth.nonce();
+      link.sendChallenge(n1);
+      Header h = link.read();
+      if (!ControlLink.isRequest(h, Opcode.INIT)) {
+        throw new IOException("expected INIT, got " + h);
+      }
+      int port = Header.getU16(link.body(), HEADER_BYTES);
+      long pid = Header.getU64(link.body(), HEADER_BYTES + 2);
+      byte[] n2 = link.bodyBytes(10, Protocol.NONCE_BYTES);
+      byte[] mac = link.bodyBytes(10 + Protocol.NONCE_BYTES, Protocol.MAC_BYTES);
+      if (!ControlAuth.matches(auth.initMac(n1, port, pid, n2), mac)) {
+        throw new IOException("INIT with a wrong MAC (not the pair's process)");
+      }
+      Awaited w = awaited;
+      if (w == null || pid != w.peer.pid()) {
+        throw new IOException("INIT from pid " + pid + ", expected " + (w == null
+            ? "none (no data server is starting)" : w.peer.pid()));
+      }
+      long self = ProcessHandle.current().pid();
+      link.sendInitOk(h.requestId, self, auth.initOkMac(n2, self, n1));
+      if (!attempt.succeed()) {
+        throw new IOException("handshake completed after its deadline");
+      }
+      if (!w.won.complete(new Handshake(link, port))) {
+        link.close(); // A second valid INIT from the same child: the first one stands.
+      }
+    } catch (IOException | RuntimeException e) {
+      attempt.end(e.getMessage());
+      if (link != null) {
         link.close();
       }
+    }
+  }
+
+  private void controlRejected(Socket socket, String why) {
+    if (controlLog.record(controlRejections)) {
+      Log.info("control connection from " + Wire.peer(socket) + " rejected: " + why);
     }
   }
 

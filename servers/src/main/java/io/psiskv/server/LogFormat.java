@@ -3,6 +3,7 @@ package io.psiskv.server;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Protocol;
 import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32;
 import java.util.zip.CRC32C;
 
 /**
@@ -13,14 +14,20 @@ import java.util.zip.CRC32C;
  *
  * <pre>
  * file    = header *record
- * header  = magic:"PSISKVLG" version:u16(=1) flags:u16(=0) created-millis:u64 header-crc:u32
+ * header  = magic:"PSISKVLG" version:u16(=2) flags:u16(=0) created-millis:u64 header-crc:u32
  *                                                      ; 24 bytes, header-crc = crc32c(bytes 0..19)
  * record  = crc:u32 length:u32 op:u8 key:u32 session:u64 request:u64 result:u8
  *           value-length:u32 value:byte[value-length]
  *                     ; crc = crc32c of every byte after the crc field (length .. end of value)
  *                     ; length = 26 + value-length (the bytes after the length field)
- * op      = PUT:1 | DELETE:2 | SESSION:3    ; DELETE and SESSION have value-length 0
+ * op      = PUT:1 | DELETE:2 | SESSION:3 | PUT_IF_ABSENT:4  ; DELETE has value-length 0
+ * session-value = secret:byte[16] last-op:u8 last-key:u32 last-length:u32 last-digest:u64
+ *                     ; the 33-byte value of a SESSION record (version 2)
  * </pre>
+ *
+ * Version 1 files (psiskv before session secrets) have the same records without PUT_IF_ABSENT
+ * and with empty SESSION values; they are read, their sessions ignored, and rewritten as
+ * version 2 at once ({@link BackupLog#open}).
  *
  * All integers are big-endian and unsigned, as on the wire.
  */
@@ -29,8 +36,10 @@ final class LogFormat {
 
   /** §11.1: the first 8 bytes of every log file. */
   static final byte[] MAGIC = "PSISKVLG".getBytes(StandardCharsets.US_ASCII);
-  /** §11.1: the only format version this code reads and writes. */
-  static final int VERSION = 1;
+  /** §11.1: the format version this code writes. */
+  static final int VERSION = 2;
+  /** §11.1: the older version this code still reads (and rewrites as {@link #VERSION}). */
+  static final int VERSION_1 = 1;
   /** §11.1: the header is fixed-size; the first record starts right after it. */
   static final int HEADER_BYTES = 24;
 
@@ -68,6 +77,16 @@ final class LogFormat {
   static final int OP_PUT = 1;
   static final int OP_DELETE = 2;
   static final int OP_SESSION = 3;
+  /** A PUT without the overwrite flag that stored its value; replayed as a PUT. */
+  static final int OP_PUT_IF_ABSENT = 4;
+
+  /** §11.2: the value of a SESSION record, version 2: field offsets and its length. */
+  static final int OFF_SV_SECRET = 0;
+  static final int OFF_SV_OP = 16;
+  static final int OFF_SV_KEY = 17;
+  static final int OFF_SV_LENGTH = 21;
+  static final int OFF_SV_DIGEST = 25;
+  static final int SESSION_VALUE_BYTES = 33;
 
   /** §11.2: session id of records that belong to no client session (a compacted snapshot). */
   static final long NO_SESSION = 0;
@@ -111,6 +130,37 @@ final class LogFormat {
     Header.putU32(buf, off + OFF_CRC, (int) crc.getValue());
   }
 
+  /**
+   * The value of a SESSION record: the session's secret and what identifies its last write
+   * ({@code lastOp} 0 if none), the fields a retry must repeat (PROTOCOL.md §12.5).
+   */
+  static byte[] encodeSessionValue(byte[] secret, int lastOp, int lastKey, int lastLength,
+      long lastDigest) {
+    byte[] v = new byte[SESSION_VALUE_BYTES];
+    System.arraycopy(secret, 0, v, OFF_SV_SECRET, Protocol.SESSION_SECRET_BYTES);
+    v[OFF_SV_OP] = (byte) lastOp;
+    Header.putU32(v, OFF_SV_KEY, lastKey);
+    Header.putU32(v, OFF_SV_LENGTH, lastLength);
+    Header.putU64(v, OFF_SV_DIGEST, lastDigest);
+    return v;
+  }
+
+  /**
+   * PROTOCOL.md §11.2 and §12.5: the 64-bit digest of a value that a retried PUT must repeat:
+   * CRC-32 (java.util.zip.CRC32) of the value in the high 32 bits, CRC-32C in the low 32 bits.
+   * Both are hardware-assisted in the JDK, so a digest costs little next to the copy of the value.
+   */
+  static long digest(byte[] value) {
+    if (value == null) {
+      return 0;
+    }
+    CRC32 hi = new CRC32();
+    hi.update(value, 0, value.length);
+    CRC32C lo = new CRC32C();
+    lo.update(value, 0, value.length);
+    return (hi.getValue() << 32) | lo.getValue();
+  }
+
   /** Bytes a record with a value of this length occupies in the file. */
   static long recordBytes(long valueLength) {
     return RECORD_FIXED_BYTES + valueLength;
@@ -121,12 +171,14 @@ final class LogFormat {
    * or allocated. A torn write leaves a correct prefix of a record, so a fixed part that breaks one
    * of these rules is damage, not a torn tail (§11.3).
    *
+   * @param version the file's format version
    * @param length the length field as an unsigned value
    * @param valueLength the value-length field as an unsigned value
    * @return {@code null} if consistent, else what is wrong
    */
-  static String checkFixed(long length, int op, long valueLength) {
-    if (op != OP_PUT && op != OP_DELETE && op != OP_SESSION) {
+  static String checkFixed(int version, long length, int op, long valueLength) {
+    if (op != OP_PUT && op != OP_DELETE && op != OP_SESSION
+        && !(op == OP_PUT_IF_ABSENT && version >= VERSION)) {
       return "unknown record op " + op;
     }
     if (valueLength > MAX_VALUE_BYTES) {
@@ -135,7 +187,8 @@ final class LogFormat {
     if (length != BODY_FIXED_BYTES + valueLength) {
       return "record length " + length + " does not match value length " + valueLength;
     }
-    if (op != OP_PUT && valueLength != 0) {
+    if (op == OP_DELETE && valueLength != 0
+        || op == OP_SESSION && valueLength != (version >= VERSION ? SESSION_VALUE_BYTES : 0)) {
       return opName(op) + " record with a value of " + valueLength + " bytes";
     }
     return null;
@@ -149,6 +202,8 @@ final class LogFormat {
         return "DELETE";
       case OP_SESSION:
         return "SESSION";
+      case OP_PUT_IF_ABSENT:
+        return "PUT_IF_ABSENT";
       default:
         return "op " + op;
     }

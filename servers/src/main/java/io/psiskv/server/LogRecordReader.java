@@ -75,6 +75,8 @@ final class LogRecordReader {
   private final ByteBuffer bb = ByteBuffer.wrap(buf);
   private final CRC32C crc = new CRC32C();
   /** buf[pos..lim) holds the file bytes at [readPos - (lim - pos), readPos). */
+  /** The file's format version, set by {@link #readHeader} (which a scan must follow). */
+  private int version = VERSION;
   private int pos;
   private int lim;
   private long readPos;
@@ -108,11 +110,11 @@ final class LogRecordReader {
     }
     int version = Header.getU16(h, OFF_HEADER_VERSION);
     int flags = Header.getU16(h, OFF_HEADER_FLAGS);
-    if (version != VERSION || flags != 0) {
+    if ((version != VERSION && version != VERSION_1) || flags != 0) {
       throw new IOException(String.format(
           "%s: backup log format version %d (flags 0x%04x) at offset %d; this psiskv reads "
-              + "version %d only. Start the psiskv release that wrote it.",
-          file, version, flags, OFF_HEADER_VERSION, VERSION));
+              + "versions %d and %d only. Start the psiskv release that wrote it.",
+          file, version, flags, OFF_HEADER_VERSION, VERSION_1, VERSION));
     }
     int stored = Header.getU32(h, OFF_HEADER_CRC);
     if (stored != headerCrc(h)) {
@@ -121,6 +123,7 @@ final class LogRecordReader {
               + "header is damaged; run BackupCheck on the file.",
           file, OFF_HEADER_CRC, stored, headerCrc(h)));
     }
+    this.version = version;
     return new FileHeader(version, Header.getU64(h, OFF_HEADER_CREATED));
   }
 
@@ -162,7 +165,7 @@ final class LogRecordReader {
       long requestId = Header.getU64(buf, pos + OFF_REQUEST);
       int result = buf[pos + OFF_RESULT] & 0xFF;
       long valueLength = Header.getU32(buf, pos + OFF_VALUE_LENGTH) & 0xFFFF_FFFFL;
-      String inconsistent = checkFixed(length, op, valueLength);
+      String inconsistent = checkFixed(version, length, op, valueLength);
       if (inconsistent != null) {
         if (zerosToEnd(off)) {
           return bad(s, off, Outcome.TORN, "zero-filled tail (" + remaining + " bytes)");
@@ -205,7 +208,7 @@ final class LogRecordReader {
       }
       visitor.record(op, key, session, requestId, result, value, vlen);
       s.records++;
-      if (op == OP_PUT) {
+      if (op == OP_PUT || op == OP_PUT_IF_ABSENT) {
         s.puts++;
       } else if (op == OP_DELETE) {
         s.deletes++;

@@ -25,6 +25,9 @@ final class PidFile {
   /** Writes this process's pid; atomic (temp file and rename) so a reader never sees half. */
   static void write(Path dir, String name) throws IOException {
     Path tmp = dir.resolve(name + ".tmp");
+    Files.deleteIfExists(tmp);
+    Files.createFile(tmp);
+    PrivateFiles.file(tmp);
     Files.writeString(tmp, PID + "\n", StandardCharsets.US_ASCII);
     Files.move(tmp, dir.resolve(name), StandardCopyOption.REPLACE_EXISTING,
         StandardCopyOption.ATOMIC_MOVE);

@@ -8,6 +8,7 @@ import static io.psiskv.protocol.Protocol.SESSION_RESPONSE_BODY_BYTES;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
+import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
 import java.nio.ByteBuffer;
@@ -28,7 +29,7 @@ import java.util.Arrays;
  * </pre>
  *
  * PING is answered in both open states. Within a request, the handler waits for a whole header,
- * then for a whole fixed body (GET 4 bytes, SESSION 8); a PUT's value is taken from the input
+ * then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from the input
  * when it is all there, else accumulated as it arrives in an array that grows with what arrived
  * (never to more than twice that, never past the declared length), each growth charged to the
  * server's {@link BodyBudget}. The transport closes a connection that ends or stalls mid-request
@@ -70,6 +71,9 @@ final class RequestHandler {
   private final BodyBudget budget;
   private final ReplyQueue replies;
   private final String peer;
+  private final ProblemLog problems;
+  /** Asks the transport to close this connection (any thread): a resume took its session. */
+  private final Runnable closeRequest;
   private final byte[] scratch = new byte[Messages.MAX_FIXED_BYTES];
   private final Header h = new Header();
 
@@ -93,14 +97,18 @@ final class RequestHandler {
 
   /**
    * @param peer how log lines name the connection ({@code address:port})
+   * @param closeRequest asks the transport to close this connection; any thread may run it (a
+   *     SESSION on another connection that resumes this one's session, PROTOCOL.md §6.2)
    */
   RequestHandler(Engine engine, int maxValueBytes, BodyBudget budget, ReplyQueue replies,
-      String peer) {
+      String peer, ProblemLog problems, Runnable closeRequest) {
     this.engine = engine;
     this.maxValueBytes = maxValueBytes;
     this.budget = budget;
     this.replies = replies;
     this.peer = peer;
+    this.problems = problems;
+    this.closeRequest = closeRequest;
   }
 
   ReplyQueue replies() {
@@ -132,6 +140,9 @@ final class RequestHandler {
       return Outcome.CLOSE;
     }
     while (true) {
+      if (closing) {
+        return Outcome.CLOSE; // A write's answer asked for the close.
+      }
       if (!in.hasRemaining() && !inBody) {
         return Outcome.NEED_INPUT;
       }
@@ -146,9 +157,6 @@ final class RequestHandler {
         }
         finishBody();
         partialSinceNanos = 0;
-        if (closing) {
-          return Outcome.CLOSE; // A stale write id (answerWrite).
-        }
         continue;
       }
       Outcome o = serveOne(in);
@@ -159,9 +167,6 @@ final class RequestHandler {
         return o;
       }
       partialSinceNanos = 0;
-      if (closing) {
-        return Outcome.CLOSE; // A stale write id (answerWrite).
-      }
     }
   }
 
@@ -220,9 +225,20 @@ final class RequestHandler {
         answer(Status.OK, 0);
         break;
       case SESSION:
-        session = engine.openSession(Header.getU64(scratch, HEADER_BYTES));
+        Sessions.Attached a = engine.openSession(Header.getU64(scratch, HEADER_BYTES),
+            Arrays.copyOfRange(scratch, HEADER_BYTES + 8,
+                HEADER_BYTES + 8 + Protocol.SESSION_SECRET_BYTES), closeRequest);
+        if (a.refusal() != null) {
+          return reject(a.refusal(), a.refusal() == Status.FORBIDDEN
+              ? "SESSION with the wrong secret for session " + Long.toHexString(
+                  Header.getU64(scratch, HEADER_BYTES))
+              : a.refusal() == Status.UNAVAILABLE ? "SESSION refused: the session table is full"
+              : "SESSION with a zero id and a secret, or an id and a zero secret");
+        }
+        session = a.session();
         int at = replies.claim(HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES);
-        Messages.sessionOk(replies.buffer(), at, h.requestId, session.id, maxValueBytes);
+        Messages.sessionOk(replies.buffer(), at, h.requestId, session.id, session.secret(),
+            maxValueBytes);
         break;
       case GET:
         getCapacity = capacity;
@@ -367,20 +383,20 @@ final class RequestHandler {
   }
 
   /**
-   * Queues a write's answer, to be sent once its record is durable. BAD_REQUEST is a stale
-   * duplicate (an id lower than the session's last write): its client broke the MUST rule of
-   * strictly increasing ids (PROTOCOL.md §3.2), so the connection closes after it, as after any
-   * broken rule (§8).
+   * Queues a write's answer, to be sent once its record is durable. BAD_REQUEST (a request id
+   * reused for another request, or below the session's last, PROTOCOL.md §12.5) closes the
+   * connection after it.
    */
   private void answerWrite(Engine.WriteResult w) {
+    if (w.status() == Status.BAD_REQUEST) {
+      reject(Status.BAD_REQUEST, Opcode.of(h.opcode) + " with request id "
+          + Long.toUnsignedString(h.requestId) + ", which neither follows the session's last"
+          + " write nor repeats it exactly");
+      return;
+    }
     int at = replies.claim(HEADER_BYTES);
     Messages.status(replies.buffer(), at, h.opcode, w.status(), h.key, h.requestId);
     replies.awaitRecord(at, w.durableSeq());
-    if (w.status() == Status.BAD_REQUEST) {
-      problem("request id " + Long.toUnsignedString(h.requestId)
-          + " is lower than its session's last write; answered BAD_REQUEST, closing");
-      closing = true;
-    }
   }
 
   private void answer(Status status, int key) {
@@ -393,7 +409,7 @@ final class RequestHandler {
    * caller has checked the queue's room for one answer (the check in {@link #feed}).
    */
   private Outcome reject(Status status, String reason) {
-    problem(reason + "; answered " + status + ", closing");
+    problem(ProblemLog.Kind.VIOLATION, reason + "; answered " + status + ", closing");
     answer(status, h.key);
     closing = true;
     return Outcome.CLOSE;
@@ -428,12 +444,13 @@ final class RequestHandler {
     dropBody();
     replies.reset();
     if (session != null) {
-      engine.closeSession(session);
+      engine.closeSession(session, closeRequest);
       session = null;
     }
   }
 
-  void problem(String message) {
-    Log.info("data connection " + peer + ": " + message);
+  /** Logs a problem of this connection, within the server's rate limit ({@link ProblemLog}). */
+  void problem(ProblemLog.Kind kind, String message) {
+    problems.report(kind, peer, message);
   }
 }

@@ -40,8 +40,20 @@ final class ServerConfig {
 
   /** Front Server: how long it waits for the Data Server's INIT after launching it at start. */
   static final long DATA_START_TIMEOUT_MILLIS = 60_000;
-  /** Data Server: how long it waits for INIT OK after sending INIT. */
+  /** Data Server: how long it waits for CHALLENGE, and for INIT OK after sending INIT. */
   static final int INIT_REPLY_TIMEOUT_MILLIS = 10_000;
+  /**
+   * Front Server: a control connection must complete the handshake (CHALLENGE, INIT, PROTOCOL.md
+   * §7.1) within this long from its accept, else it is closed. The real child needs milliseconds.
+   */
+  static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
+  /**
+   * Front Server: control handshakes in progress at once, each on its own thread. Accepting one
+   * more closes the oldest, so silent connections cannot keep the real child out.
+   */
+  static final int MAX_CONTROL_HANDSHAKES = 32;
+  /** Front Server: pending-connection queue of the control listener (accepted at once anyway). */
+  static final int CONTROL_LISTEN_BACKLOG = 64;
   /** Front Server: how long it waits for a STATUS answer for the console. */
   static final long STATUS_TIMEOUT_MILLIS = 2_000;
   /**
@@ -158,6 +170,17 @@ final class ServerConfig {
    * §12.6). Far longer than any client's retry deadline (10 s by default).
    */
   static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
+  /**
+   * {@code --max-sessions}: sessions the exactly-once table holds at once (each about 200 bytes).
+   * A new one beyond it takes the place of the session idle longest, if that one has been idle
+   * for at least {@link #SESSION_EVICT_MIN_IDLE_MILLIS}; else it is answered UNAVAILABLE.
+   */
+  static final int DEFAULT_MAX_SESSIONS = 65_536;
+  /**
+   * A session idle for less than this is never forgotten to make room (PROTOCOL.md §12.6): it is
+   * the clients' default retry deadline, so a client retrying a write finds its session.
+   */
+  static final long SESSION_EVICT_MIN_IDLE_MILLIS = 10_000;
   /** Data Server: how often the maintenance thread checks compaction and expires sessions. */
   static final long MAINTENANCE_INTERVAL_MILLIS = 1_000;
 
@@ -193,6 +216,7 @@ final class ServerConfig {
   private static final java.util.Set<String> OPTIONS_WITH_VALUES = java.util.Set.of("--port",
       "--bind", "--data-dir", "--threads", "--max-connections", "--request-timeout-ms",
       "--idle-timeout-ms", "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-value-bytes",
+      "--max-sessions",
       "--fsync", "--control-port", "--front-port", "--adopt-data");
 
   /** Which process is parsing: some options belong to one of them only. */
@@ -253,6 +277,8 @@ final class ServerConfig {
   final int poolIdleTimeoutMillis;
   /** See {@link #DEFAULT_BODY_BUDGET_BYTES}. */
   final long bodyBudgetBytes;
+  /** See {@link #DEFAULT_MAX_SESSIONS}. */
+  final int maxSessions;
 
   /**
    * {@code --threads}: how the Data Server serves its connections (DESIGN.md §4 says when each
@@ -291,7 +317,7 @@ final class ServerConfig {
       Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
-      int poolIdleTimeoutMillis, long bodyBudgetBytes) {
+      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -308,6 +334,7 @@ final class ServerConfig {
     this.idleTimeoutMillis = idleTimeoutMillis;
     this.poolIdleTimeoutMillis = poolIdleTimeoutMillis;
     this.bodyBudgetBytes = bodyBudgetBytes;
+    this.maxSessions = maxSessions;
   }
 
   /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
@@ -321,6 +348,7 @@ final class ServerConfig {
     int idleTimeoutMillis = DEFAULT_IDLE_TIMEOUT_MILLIS;
     int poolIdleTimeoutMillis = DEFAULT_POOL_IDLE_TIMEOUT_MILLIS;
     long bodyBudgetBytes = DEFAULT_BODY_BUDGET_BYTES;
+    int maxSessions = DEFAULT_MAX_SESSIONS;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
     int frontPort = -1;
@@ -370,6 +398,9 @@ final class ServerConfig {
         case "--body-budget-bytes":
           bodyBudgetBytes = parseLong(name, value, 1, Long.MAX_VALUE);
           break;
+        case "--max-sessions":
+          maxSessions = parseInt(name, value, 1, Integer.MAX_VALUE);
+          break;
         case "--max-value-bytes":
           maxValueBytes = parseInt(name, value, 0, Protocol.MAX_VALUE_BYTES_LIMIT);
           break;
@@ -416,7 +447,8 @@ final class ServerConfig {
     }
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
         maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
-        requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes);
+        requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes,
+        maxSessions);
   }
 
   /**
@@ -460,6 +492,9 @@ final class ServerConfig {
         + ")");
     out.println("  --body-budget-bytes N  PUT value bytes accumulated at once, server-wide"
         + " (default " + DEFAULT_BODY_BUDGET_BYTES + ")");
+    out.println("  --max-sessions N       client sessions kept at once (default "
+        + DEFAULT_MAX_SESSIONS + "); a new one replaces the one idle longest, or is answered"
+        + " UNAVAILABLE");
     out.println("  --max-value-bytes N    largest value accepted (default "
         + Protocol.DEFAULT_MAX_VALUE_BYTES + ", at most " + Protocol.MAX_VALUE_BYTES_LIMIT + ")");
     out.println("  --fsync MODE           always (default: a write is on disk before it is"
@@ -521,6 +556,8 @@ final class ServerConfig {
     args.add(Integer.toString(poolIdleTimeoutMillis));
     args.add("--body-budget-bytes");
     args.add(Long.toString(bodyBudgetBytes));
+    args.add("--max-sessions");
+    args.add(Integer.toString(maxSessions));
     args.add("--max-value-bytes");
     args.add(Integer.toString(maxValueBytes));
     args.add("--fsync");

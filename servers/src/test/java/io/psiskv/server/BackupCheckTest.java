@@ -36,7 +36,7 @@ class BackupCheckTest {
       log.awaitDurable(log.appendPut(1, new byte[5], 1, 3, 0));
       log.awaitDurable(log.appendPut(3, new byte[7], 1, 4, 0));
       log.awaitDurable(log.appendDelete(3, 1, 5, 0));
-      log.awaitDurable(log.appendSession(2, 1, Status.KEY_EXISTS.code()));
+      log.awaitDurable(log.appendSession(2, 1, Status.KEY_EXISTS.code(), LogFormat.encodeSessionValue(new byte[16], 0, 0, 0, 0)));
     }
     clean = Files.readAllBytes(file);
   }
@@ -54,7 +54,7 @@ class BackupCheckTest {
   @Test
   void cleanLogPrintsHeaderCountsLiveDataAndExitsZero() {
     assertThat(run(dir.toString())).isEqualTo(0);
-    assertThat(out).contains("header: magic PSISKVLG, version 1");
+    assertThat(out).contains("header: magic PSISKVLG, version 2");
     assertThat(out).contains("size: " + clean.length + " bytes");
     assertThat(out).contains("records: 6 (puts 4, deletes 1, sessions 1)");
     assertThat(out).contains("live: 2 keys, 25 value bytes");

@@ -157,7 +157,7 @@ final class BackupLogBench {
         }
 
         @Override
-        public void session(long session, long requestId, int result) {}
+        public void session(long session, long requestId, int result, byte[] info) {}
       }, BackupLog.OpenOptions.defaults())) {
         long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
         System.out.printf("reload run %d: %d keys of %d B, file %d bytes (%.1f MiB): %d ms "
@@ -182,7 +182,7 @@ final class BackupLogBench {
       }
 
       @Override
-      public void session(long session, long requestId, int result) {}
+      public void session(long session, long requestId, int result, byte[] info) {}
     }, BackupLog.OpenOptions.defaults())) {
       long t0 = System.nanoTime();
       log.compact(new BackupLog.LiveData() {
@@ -225,6 +225,6 @@ final class BackupLogBench {
     public void delete(int key, long session, long requestId, int result) {}
 
     @Override
-    public void session(long session, long requestId, int result) {}
+    public void session(long session, long requestId, int result, byte[] info) {}
   }
 }

@@ -149,7 +149,7 @@ final class BackupLogCrashChild {
         }
       }
       for (Map.Entry<Long, long[]> e : sessions.entrySet()) {
-        sink.session(e.getKey(), e.getValue()[0], (int) e.getValue()[1]);
+        sink.session(e.getKey(), e.getValue()[0], (int) e.getValue()[1], LogFormat.encodeSessionValue(new byte[16], 0, 0, 0, 0));
       }
     }
   };
@@ -179,7 +179,7 @@ final class BackupLogCrashChild {
       }
 
       @Override
-      public void session(long session, long requestId, int result) {}
+      public void session(long session, long requestId, int result, byte[] info) {}
     }, opts);
     List<Thread> writers = new ArrayList<>();
     for (int t = 0; t < threads; t++) {

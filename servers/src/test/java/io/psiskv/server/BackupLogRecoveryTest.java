@@ -190,11 +190,12 @@ class BackupLogRecoveryTest {
   @Test
   void unknownVersionIsRefusedWithAClearMessage() throws IOException {
     byte[] b = full.clone();
-    Header.putU16(b, LogFormat.OFF_HEADER_VERSION, 2);
+    Header.putU16(b, LogFormat.OFF_HEADER_VERSION, 3);
+    Header.putU32(b, LogFormat.OFF_HEADER_CRC, LogFormat.headerCrc(b));
     writeFile(b);
     IOException e = assertThrows(IOException.class, () -> replay(dir));
-    assertThat(e).hasMessageThat().contains("format version 2");
-    assertThat(e).hasMessageThat().contains("reads version 1 only");
+    assertThat(e).hasMessageThat().contains("format version 3");
+    assertThat(e).hasMessageThat().contains("reads versions 1 and 2 only");
   }
 
   @Test

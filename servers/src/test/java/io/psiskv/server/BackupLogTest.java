@@ -55,7 +55,7 @@ class BackupLogTest {
     }
 
     void session(long session, long request, Status result) throws IOException {
-      long seq = log.appendSession(session, request, result.code());
+      long seq = log.appendSession(session, request, result.code(), LogFormat.encodeSessionValue(new byte[16], 0, 0, 0, 0));
       lastSeq = seq;
       log.awaitDurable(seq);
       events.add(String.format("session %d %d %d", session, request, result.code()));

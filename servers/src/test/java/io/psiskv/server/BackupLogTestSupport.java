@@ -44,7 +44,7 @@ final class BackupLogTestSupport {
     }
 
     @Override
-    public void session(long session, long requestId, int result) {
+    public void session(long session, long requestId, int result, byte[] info) {
       note(session, requestId, result);
       events.add(String.format("session %d %d %d", session, requestId, result));
     }

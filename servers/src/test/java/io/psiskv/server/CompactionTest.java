@@ -105,7 +105,8 @@ class CompactionTest {
         copy = new ArrayList<>(sessions.entrySet());
       }
       for (Map.Entry<Long, long[]> e : copy) {
-        sink.session(e.getKey(), e.getValue()[0], (int) e.getValue()[1]);
+        sink.session(e.getKey(), e.getValue()[0], (int) e.getValue()[1],
+            LogFormat.encodeSessionValue(new byte[16], 0, 0, 0, 0));
       }
     }
   }

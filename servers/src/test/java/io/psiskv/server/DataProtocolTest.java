@@ -33,8 +33,8 @@ class DataProtocolTest {
   @Test
   void sessionIssuesFreshNonZeroIdsAndAnnouncesTheMaximum() throws Exception {
     try (RawClient a = RawClient.data(server); RawClient b = RawClient.data(server)) {
-      long ida = a.session(0);
-      long idb = b.session(0);
+      long ida = a.newSession();
+      long idb = b.newSession();
       assertThat(ida).isNotEqualTo(0L);
       assertThat(idb).isNotEqualTo(0L);
       assertThat(ida).isNotEqualTo(idb);
@@ -45,12 +45,15 @@ class DataProtocolTest {
   @Test
   void sessionWithAnIdResumesIt() throws Exception {
     long id;
+    byte[] secret;
     try (RawClient a = RawClient.session(server)) {
       id = a.sessionId();
+      secret = a.sessionSecret();
       assertThat(a.put(100, bytes("before"), false)).isEqualTo(Status.OK);
     }
     try (RawClient b = RawClient.data(server)) {
-      assertThat(b.session(id)).isEqualTo(id);
+      assertThat(b.resume(id, secret)).isEqualTo(id);
+      assertThat(b.sessionSecret()).isEqualTo(secret);
       assertThat(b.getValue(100)).isEqualTo(bytes("before"));
     }
   }
@@ -59,7 +62,7 @@ class DataProtocolTest {
   void pingIsAnsweredBeforeAndAfterSession() throws Exception {
     try (RawClient c = RawClient.data(server)) {
       assertThat(c.ping().status()).isEqualTo(Status.OK);
-      c.session(0);
+      c.newSession();
       assertThat(c.ping().status()).isEqualTo(Status.OK);
       assertThat(c.ping().body).hasLength(0);
     }

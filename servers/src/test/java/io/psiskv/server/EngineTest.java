@@ -2,6 +2,7 @@ package io.psiskv.server;
 
 import static com.google.common.truth.Truth.assertThat;
 
+import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -29,12 +30,16 @@ class EngineTest {
 
   @BeforeEach
   void open() throws IOException {
-    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false);
+    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false, 1_000);
   }
 
   @AfterEach
   void close() throws IOException {
     engine.close();
+  }
+
+  private Sessions.Session newSession() {
+    return engine.openSession(0, new byte[Protocol.SESSION_SECRET_BYTES], () -> {}).session();
   }
 
   private static byte[] v(String s) {
@@ -43,7 +48,7 @@ class EngineTest {
 
   @Test
   void aWriteReturnsItsResultAndTheSequenceItsAnswerWaitsFor() {
-    Sessions.Session s = engine.openSession(0);
+    Sessions.Session s = newSession();
     Engine.WriteResult w = engine.put(s, 1, 10, v("a"), false);
     assertThat(w.status()).isEqualTo(Status.OK);
     assertThat(w.durableSeq()).isGreaterThan(0L);
@@ -59,9 +64,9 @@ class EngineTest {
 
   @Test
   void aRetryGetsTheStoredResultAndChangesNothing() {
-    Sessions.Session s = engine.openSession(0);
+    Sessions.Session s = newSession();
     Engine.WriteResult first = engine.put(s, 5, 20, v("first"), false);
-    engine.put(engine.openSession(0), 1, 21, v("other session"), true);
+    engine.put(newSession(), 1, 21, v("other session"), true);
     Engine.WriteResult retry = engine.put(s, 5, 20, v("first"), false);
     assertThat(retry).isEqualTo(first); // OK again, not KEY_EXISTS; same record to await.
     Engine.WriteResult del = engine.delete(s, 6, 20);
@@ -71,17 +76,71 @@ class EngineTest {
     assertThat(engine.get(20)).isNull();
   }
 
-  /** Found by RequestHandlerFuzzTest: ids with the top bit set were compared as negative. */
   @Test
-  void requestIdsAreComparedAsUnsigned64BitNumbers() {
-    Sessions.Session s = engine.openSession(0);
-    long high = 0xFFFF_FF00_0000_0005L; // Above every id with the top bit clear.
-    assertThat(engine.put(s, high, 30, v("first"), true).status()).isEqualTo(Status.OK);
-    assertThat(engine.put(s, high + 1, 30, v("second"), true).status()).isEqualTo(Status.OK);
-    assertThat(engine.put(s, 7, 30, v("stale"), true).status()).isEqualTo(Status.BAD_REQUEST);
-    assertThat(engine.get(30)).isEqualTo(v("second"));
-    Sessions.Session fresh = engine.openSession(0);
-    assertThat(engine.delete(fresh, Long.MIN_VALUE, 30).status()).isEqualTo(Status.OK);
+  void aRequestIdReusedForAnotherRequestIsRefusedAndChangesNothing() {
+    // Finding 3 of issue 9: the same id with another key or operation was answered OK unapplied.
+    Sessions.Session s = newSession();
+    assertThat(engine.put(s, 1, 40, v("a"), true).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, 1, 41, v("a"), true).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.put(s, 1, 40, v("b"), true).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.put(s, 1, 40, v("a"), false).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.delete(s, 1, 40).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.get(40)).isEqualTo(v("a"));
+    assertThat(engine.get(41)).isNull();
+    assertThat(engine.delete(s, 2, 40).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, 2, 40, v("a"), true).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.get(40)).isNull();
+    assertThat(engine.put(s, 2, 40, v("a"), true).status()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.delete(s, 2, 40).status()).isEqualTo(Status.OK); // The true retry.
+  }
+
+  @Test
+  void requestIdsAreComparedUnsigned() {
+    // Finding 3 of issue 9: ids from 2^63 up were refused as stale (compared as signed longs).
+    Sessions.Session s = newSession();
+    assertThat(engine.put(s, 5, 50, v("low"), true).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, Long.MIN_VALUE, 51, v("2^63"), true).status())
+        .isEqualTo(Status.OK);
+    assertThat(engine.put(s, -1L, 52, v("2^64-1"), true).status()).isEqualTo(Status.OK);
+    assertThat(engine.put(s, Long.MAX_VALUE, 53, v("lower"), true).status())
+        .isEqualTo(Status.BAD_REQUEST);
+    assertThat(engine.get(51)).isEqualTo(v("2^63"));
+    assertThat(engine.get(52)).isEqualTo(v("2^64-1"));
+    assertThat(engine.get(53)).isNull();
+  }
+
+  @Test
+  void aVersion1LogIsReadAndRewrittenAsVersion2WithoutItsSessions() throws IOException {
+    engine.close();
+    Path log = dir.resolve(BackupLog.FILE_NAME);
+    java.io.ByteArrayOutputStream file = new java.io.ByteArrayOutputStream();
+    byte[] header = new byte[LogFormat.HEADER_BYTES];
+    LogFormat.encodeHeader(header, 0);
+    io.psiskv.protocol.Header.putU16(header, LogFormat.OFF_HEADER_VERSION, LogFormat.VERSION_1);
+    io.psiskv.protocol.Header.putU32(header, LogFormat.OFF_HEADER_CRC,
+        LogFormat.headerCrc(header));
+    file.write(header);
+    byte[] rec = new byte[LogFormat.RECORD_FIXED_BYTES];
+    LogFormat.encodeRecord(rec, 0, LogFormat.OP_PUT, 60, 77, 3, 0, v("old"));
+    file.write(rec);
+    file.write(v("old"));
+    LogFormat.encodeRecord(rec, 0, LogFormat.OP_SESSION, 0, 77, 4, 1, null);
+    file.write(rec);
+    java.nio.file.Files.write(log, file.toByteArray());
+
+    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false, 1_000);
+    assertThat(engine.get(60)).isEqualTo(v("old"));
+    assertThat(engine.sessions().size()).isEqualTo(0);
+    byte[] now = java.nio.file.Files.readAllBytes(log);
+    assertThat(io.psiskv.protocol.Header.getU16(now, LogFormat.OFF_HEADER_VERSION))
+        .isEqualTo(LogFormat.VERSION);
+    Sessions.Session s = newSession();
+    engine.awaitDurable(engine.put(s, 1, 61, v("new"), false).durableSeq());
+    engine.close();
+    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false, 1_000);
+    assertThat(engine.get(60)).isEqualTo(v("old"));
+    assertThat(engine.get(61)).isEqualTo(v("new"));
+    assertThat(engine.sessions().size()).isEqualTo(1);
   }
 
   @Test
@@ -95,7 +154,7 @@ class EngineTest {
       for (int i = 0; i < writers; i++) {
         int n = i;
         done.add(pool.submit(() -> {
-          Sessions.Session s = engine.openSession(0);
+          Sessions.Session s = newSession();
           go.await();
           Engine.WriteResult w = engine.put(s, 1, 77, v("writer " + n), false);
           if (w.status() == Status.OK) {
@@ -116,13 +175,20 @@ class EngineTest {
 
   @Test
   void stateAndExactlyOnceTableComeBackAfterAReopen() throws IOException {
-    Sessions.Session s = engine.openSession(0);
+    Sessions.Session s = newSession();
     long session = s.id;
     Engine.WriteResult w = engine.put(s, 9, 30, v("kept"), false);
     engine.awaitDurable(w.durableSeq());
     engine.close();
-    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false);
-    Sessions.Session resumed = engine.openSession(session);
+    engine = Engine.open(dir, FsyncPolicy.ALWAYS, false, 1_000);
+    // The secret came back with the session: only its owner resumes it.
+    assertThat(engine.openSession(session, new byte[16], () -> {}).refusal())
+        .isEqualTo(Status.BAD_REQUEST);
+    byte[] wrong = s.secret();
+    wrong[0] ^= 1;
+    assertThat(engine.openSession(session, wrong, () -> {}).refusal())
+        .isEqualTo(Status.FORBIDDEN);
+    Sessions.Session resumed = engine.openSession(session, s.secret(), () -> {}).session();
     assertThat(engine.get(30)).isEqualTo(v("kept"));
     assertThat(engine.put(resumed, 9, 30, v("kept"), false).status()).isEqualTo(Status.OK);
     assertThat(engine.put(resumed, 8, 30, v("kept"), false).status())
@@ -131,7 +197,7 @@ class EngineTest {
 
   @Test
   void aCommitCoversEveryWriteAppendedBeforeIt() {
-    Sessions.Session s = engine.openSession(0);
+    Sessions.Session s = newSession();
     long last = 0;
     for (int i = 1; i <= 50; i++) {
       last = engine.put(s, i, i, v("v" + i), true).durableSeq();

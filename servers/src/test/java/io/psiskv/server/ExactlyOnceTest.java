@@ -31,9 +31,9 @@ class ExactlyOnceTest {
     return c.readChecked(Opcode.DELETE, id).status();
   }
 
-  private RawClient resume(long session) throws IOException {
+  private RawClient resume(long session, byte[] secret) throws IOException {
     RawClient c = RawClient.data(server);
-    assertThat(c.session(session)).isEqualTo(session);
+    assertThat(c.resume(session, secret)).isEqualTo(session);
     return c;
   }
 
@@ -41,11 +41,13 @@ class ExactlyOnceTest {
   void retriedWritesAnswerTheirOriginalResultOnTheSameServer() throws Exception {
     server.start();
     long session;
+    byte[] secret;
     try (RawClient c = RawClient.session(server)) {
       session = c.sessionId();
+      secret = c.sessionSecret();
       assertThat(put(c, 1, 100, false, new byte[] {1})).isEqualTo(Status.OK);
     }
-    try (RawClient c = resume(session)) {
+    try (RawClient c = resume(session, secret)) {
       assertThat(put(c, 1, 100, false, new byte[] {1})).isEqualTo(Status.OK); // not KEY_EXISTS
       assertThat(put(c, 1, 101, false, new byte[] {2})).isEqualTo(Status.KEY_EXISTS);
       assertThat(delete(c, 1, 102)).isEqualTo(Status.OK);
@@ -60,11 +62,42 @@ class ExactlyOnceTest {
   }
 
   @Test
+  void aRequestIdReusedForAnotherRequestIsBadRequestAndIdsFrom2To63AreValid() throws Exception {
+    // Finding 3 of issue 9: the same id with another key was answered OK and not applied; ids
+    // from 2^63 up were refused as stale (compared signed).
+    server.start();
+    long session;
+    byte[] secret;
+    try (RawClient c = RawClient.session(server)) {
+      session = c.sessionId();
+      secret = c.sessionSecret();
+      assertThat(put(c, 1, Long.MIN_VALUE, true, new byte[] {1})).isEqualTo(Status.OK);
+      assertThat(put(c, 2, Long.MIN_VALUE + 1, true, new byte[] {2})).isEqualTo(Status.OK);
+      assertThat(put(c, 3, Long.MIN_VALUE + 1, true, new byte[] {3})).isEqualTo(Status.BAD_REQUEST);
+      assertThat(c.readEndOfStream()).isTrue(); // Closed after the answer.
+    }
+    try (RawClient c = resume(session, secret)) {
+      assertThat(delete(c, 2, Long.MIN_VALUE + 1)).isEqualTo(Status.BAD_REQUEST); // Not a DELETE.
+    }
+    try (RawClient c = resume(session, secret)) {
+      assertThat(put(c, 2, Long.MIN_VALUE + 1, true, new byte[] {2})).isEqualTo(Status.OK);
+      assertThat(c.getValue(1)).isEqualTo(new byte[] {1});
+      assertThat(c.getValue(2)).isEqualTo(new byte[] {2});
+      assertThat(c.getValue(3)).isNull();
+      assertThat(delete(c, 2, -1L)).isEqualTo(Status.OK); // 2^64-1
+      assertThat(c.getValue(2)).isNull();
+    }
+    server.stop();
+  }
+
+  @Test
   void retriedWritesAnswerTheirOriginalResultAfterSigkillAndReload() throws Exception {
     server.start();
     long session;
+    byte[] secret;
     try (RawClient c = RawClient.session(server)) {
       session = c.sessionId();
+      secret = c.sessionSecret();
       assertThat(put(c, 5, 10, false, new byte[] {5})).isEqualTo(Status.OK);
       assertThat(put(c, 6, 11, false, new byte[] {6})).isEqualTo(Status.OK);
       assertThat(delete(c, 6, 12)).isEqualTo(Status.OK);
@@ -72,7 +105,7 @@ class ExactlyOnceTest {
     server.dataProcess().destroyForcibly();
     server.killBoth();
     server.start();
-    try (RawClient c = resume(session)) {
+    try (RawClient c = resume(session, secret)) {
       assertThat(delete(c, 6, 12)).isEqualTo(Status.OK); // the last write: its stored result
       assertThat(put(c, 5, 13, false, new byte[] {9})).isEqualTo(Status.KEY_EXISTS);
       assertThat(c.getValue(5)).isEqualTo(new byte[] {5});

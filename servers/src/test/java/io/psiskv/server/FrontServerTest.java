@@ -127,8 +127,8 @@ class FrontServerTest {
     byte[] put = RawClient.header(Opcode.PUT, 0, 1, 4, 2);
     assertFrontRejects(Arrays.copyOf(put, put.length + 2), Status.BAD_REQUEST,
         "PUT is not a front-connection request");
-    byte[] session = RawClient.header(Opcode.SESSION, 0, 0, 5, 8);
-    assertFrontRejects(Arrays.copyOf(session, session.length + 8), Status.BAD_REQUEST,
+    byte[] session = RawClient.header(Opcode.SESSION, 0, 0, 5, 24);
+    assertFrontRejects(Arrays.copyOf(session, session.length + 24), Status.BAD_REQUEST,
         "SESSION is not a front-connection request");
   }
 

@@ -22,11 +22,26 @@ final class HandlerHarness {
   /** Set when the answers are written but the log commit was left to the test. */
   boolean autoCommit = true;
 
+  /** The handler's problem lines (rate-limited as in a server). */
+  final java.util.List<String> logLines =
+      java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+  /** How often the handler's connection was asked to close (its session taken over). */
+  final java.util.concurrent.atomic.AtomicInteger closeRequests =
+      new java.util.concurrent.atomic.AtomicInteger();
+
   HandlerHarness(Engine engine, BodyBudget budget, int maxValueBytes) {
+    this(engine, budget, maxValueBytes, null);
+  }
+
+  /** With {@code problems} shared by several harnesses (null: one of its own). */
+  HandlerHarness(Engine engine, BodyBudget budget, int maxValueBytes, ProblemLog problems) {
     this.engine = engine;
     this.budget = budget;
     this.handler = new RequestHandler(engine, maxValueBytes, budget, new ReplyQueue(pool),
-        "test-peer");
+        "test-peer", problems != null ? problems
+            : new ProblemLog(logLines::add, ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
+                ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL),
+        closeRequests::incrementAndGet);
   }
 
   /** Appends {@code chunk} to the unconsumed input and serves what can be served. */

@@ -263,6 +263,14 @@ class LifecycleTest {
     Result alone = runJava(DataServer.class);
     assertThat(alone.exit).isEqualTo(ServerConfig.EXIT_BAD_OPTION);
     assertThat(alone.output).contains("--control-port is required");
+
+    // Started by hand with the options a Front Server would give, but without the pair secret on
+    // its stdin (PROTOCOL.md §7.1): it refuses to start and says who starts it.
+    Result noSecret = runJava(DataServer.class, "--control-port", "1", "--front-port", "1",
+        "--data-dir", server.dataDir().resolve("never-created").toString());
+    assertThat(noSecret.exit).isEqualTo(ServerConfig.EXIT_FAILURE);
+    assertThat(noSecret.output).contains("no pair secret on standard input");
+    assertThat(Files.exists(server.dataDir().resolve("never-created"))).isFalse();
     server.stop();
   }
 
@@ -284,6 +292,7 @@ class LifecycleTest {
     command.add(main.getName());
     command.addAll(List.of(args));
     Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+    p.getOutputStream().close(); // Empty stdin: no pair secret for a Data Server.
     try {
       String output = new String(p.getInputStream().readAllBytes(), UTF_8);
       assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();

@@ -132,7 +132,7 @@ class LimitsTest {
       }
       for (int i = 0; i < 30; i++) {
         try (RawClient over = RawClient.data(limited)) {
-          RawClient.Response r = over.sessionResponse(0);
+          RawClient.Response r = over.sessionResponse(0, null);
           assertThat(r.status()).isEqualTo(Status.UNAVAILABLE);
           assertThat(over.closedByPeer()).isTrue();
         }
@@ -145,7 +145,7 @@ class LimitsTest {
       held.remove(0).close(); // Room for one again.
       Poll.require(CLOSE_TIMEOUT, () -> {
         try (RawClient again = RawClient.data(limited)) {
-          return again.sessionResponse(0).status() == Status.OK;
+          return again.sessionResponse(0, null).status() == Status.OK;
         } catch (IOException e) {
           return false;
         }

@@ -5,6 +5,7 @@ import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
+import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
 import java.io.DataInputStream;
 import java.io.OutputStream;
@@ -87,8 +88,8 @@ public final class LoadProbe {
       byte[] req = new byte[HEADER_BYTES + 64 + valueBytes];
       byte[] resp = new byte[HEADER_BYTES + 4 + valueBytes + 64];
       Header h = new Header();
-      out.write(req, 0, Messages.session(req, 1, 0));
-      in.readFully(resp, 0, HEADER_BYTES + 12);
+      out.write(req, 0, Messages.session(req, 1, 0, null));
+      in.readFully(resp, 0, HEADER_BYTES + Protocol.SESSION_RESPONSE_BODY_BYTES);
       SplittableRandom random = new SplittableRandom(seed);
       long id = 2;
       ready.countDown();

@@ -55,6 +55,7 @@ public final class RawClient implements Closeable {
   private final byte[] buf = new byte[Messages.MAX_FIXED_BYTES];
   private long nextId = 1;
   private long sessionId;
+  private byte[] sessionSecret;
   private int maxValueBytes = -1;
 
   private RawClient(Socket socket) throws IOException {
@@ -109,11 +110,21 @@ public final class RawClient implements Closeable {
   public static RawClient session(ServerFixture server) throws IOException {
     RawClient c = data(server);
     try {
-      c.session(0);
+      c.newSession();
       return c;
     } catch (IOException | RuntimeException e) {
       c.close();
       throw e;
+    }
+  }
+
+  /** Whether a new session works end to end: HELLO, connect, SESSION, GET (false on any error). */
+  public static boolean servesClients(ServerFixture server) {
+    try (RawClient c = session(server)) {
+      c.getValue(0);
+      return true;
+    } catch (IOException e) {
+      return false;
     }
   }
 
@@ -131,25 +142,41 @@ public final class RawClient implements Closeable {
     return readChecked(Opcode.PING, id);
   }
 
-  /** SESSION; returns the session id (fails unless OK). */
-  public long session(long requested) throws IOException {
-    Response r = sessionResponse(requested);
+  /** SESSION for a new session; returns its id (fails unless OK). */
+  public long newSession() throws IOException {
+    return resume(0, null);
+  }
+
+  /** SESSION with an id and secret (both 0/null: a new one); returns the id (fails unless OK). */
+  public long resume(long requested, byte[] secret) throws IOException {
+    Response r = sessionResponse(requested, secret);
     if (r.status() != Status.OK) {
       throw new IOException("SESSION answered " + r.status());
     }
     sessionId = Header.getU64(r.body, 0);
-    maxValueBytes = Header.getU32(r.body, 8);
+    sessionSecret = Messages.sessionSecret(r.body, 0);
+    maxValueBytes = Messages.sessionMaxValueBytes(r.body, 0);
     return sessionId;
   }
 
-  public Response sessionResponse(long requested) throws IOException {
+  public Response sessionResponse(long requested, byte[] secret) throws IOException {
     long id = nextId++;
-    out.write(buf, 0, Messages.session(buf, id, requested));
+    out.write(buf, 0, Messages.session(buf, id, requested, secret));
     return readChecked(Opcode.SESSION, id);
+  }
+
+  /** The id of the next request: a resumed session's writes must go on above its last one. */
+  public void nextRequestId(long id) {
+    nextId = id;
   }
 
   public long sessionId() {
     return sessionId;
+  }
+
+  /** The secret SESSION handed out (a copy), null before. */
+  public byte[] sessionSecret() {
+    return sessionSecret == null ? null : sessionSecret.clone();
   }
 
   /** The maximum value length the SESSION response announced. */
@@ -219,6 +246,33 @@ public final class RawClient implements Closeable {
   public void send(byte[] bytes) throws IOException {
     out.write(bytes);
     out.flush();
+  }
+
+  /**
+   * Whether the server closed the connection: true at end of stream (after any bytes it sent
+   * before), false if it is still open after the read timeout. A reset counts as closed.
+   */
+  public boolean readEndOfStream() throws IOException {
+    try {
+      while (in.read() >= 0) {
+        // Drain what came before the close.
+      }
+      return true;
+    } catch (java.net.SocketTimeoutException e) {
+      return false;
+    } catch (java.net.SocketException e) {
+      return true; // Reset: closed too.
+    }
+  }
+
+  /** {@link #readEndOfStream} for polling: waits at most 100 ms, false on any other error. */
+  public boolean readEndOfStreamQuietly() {
+    try {
+      socket.setSoTimeout(100);
+      return readEndOfStream();
+    } catch (IOException e) {
+      return false;
+    }
   }
 
   /** Reads one response of any kind (checks only that it is a response header). */

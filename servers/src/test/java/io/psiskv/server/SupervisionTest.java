@@ -52,16 +52,6 @@ class SupervisionTest {
     }
   }
 
-  /** Whether a new session works end to end: HELLO, connect, SESSION, GET. */
-  private static boolean servesClients(ServerFixture pair) {
-    try (RawClient c = RawClient.session(pair)) {
-      c.getValue(0);
-      return true;
-    } catch (IOException e) {
-      return false;
-    }
-  }
-
   private static void writeKeys(ServerFixture pair, int from, int to) throws IOException {
     try (RawClient c = RawClient.session(pair)) {
       for (int k = from; k < to; k++) {
@@ -88,7 +78,8 @@ class SupervisionTest {
   private long awaitNewDataServer(long old) {
     Poll.require(RECOVERY, () -> {
       long now = server.dataPid();
-      return now != old && !ServerFixture.isGone(server.dataProcess()) && servesClients(server);
+      return now != old && !ServerFixture.isGone(server.dataProcess())
+          && RawClient.servesClients(server);
     }, () -> "no new data server after pid " + old + "; log " + server.logFile());
     return server.dataPid();
   }
@@ -114,7 +105,7 @@ class SupervisionTest {
         Status s = helloStatus(server);
         assertWithMessage("HELLO during the relaunch").that(s)
             .isAnyOf(Status.OK, Status.UNAVAILABLE);
-        return s == Status.OK && server.dataPid() != old && servesClients(server);
+        return s == Status.OK && server.dataPid() != old && RawClient.servesClients(server);
       }, () -> "HELLO never led to a new data server; log " + server.logFile());
       measured("data server SIGKILL -> clients served by its successor (round " + round + ")",
           t0);

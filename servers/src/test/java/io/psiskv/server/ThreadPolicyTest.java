@@ -44,7 +44,7 @@ class ThreadPolicyTest {
     }
     try (RawClient waiting = RawClient.data(pooled)) {
       byte[] buf = new byte[Messages.MAX_FIXED_BYTES];
-      int n = Messages.session(buf, 77, 0);
+      int n = Messages.session(buf, 77, 0, null);
       waiting.send(Arrays.copyOf(buf, n)); // Connected (backlog) but not served: no answer.
       waiting.setReadTimeoutMillis(NO_ANSWER_MILLIS);
       assertThrows(SocketTimeoutException.class, waiting::read);
