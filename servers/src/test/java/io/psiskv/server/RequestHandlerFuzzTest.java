@@ -18,6 +18,7 @@ import static io.psiskv.protocol.Protocol.SESSION_RESPONSE_BODY_BYTES;
 import static io.psiskv.protocol.Protocol.VERSION;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
@@ -25,8 +26,6 @@ import io.psiskv.protocol.Status;
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.OutputStream;
-import java.io.PrintStream;
 import java.lang.management.ClassLoadingMXBean;
 import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
@@ -65,12 +64,17 @@ import org.junit.jupiter.params.provider.MethodSource;
  *       version, a status from the table, the body length its status and opcode imply, and the
  *       {@code k}-th answer echoes the opcode byte, key and id of the {@code k}-th request of the
  *       stream (requests answered in order, §2);
- *   <li>every answer is the one a reference model of §4, §6 and §12.5 predicts: the MUST rules of
- *       each opcode, NO_SESSION before SESSION, a second SESSION refused, a store with KEY_EXISTS
- *       and NOT_FOUND, GET's stored length and {@code min(capacity, stored)} value bytes, and
- *       exactly once per session (a repeated id answers the first result unchanged, a lower one,
- *       as u64, is a stale duplicate: BAD_REQUEST); and the store holds, key by key, what the
- *       model does: its contents change only through requests answered OK;
+ *   <li>every answer is the one a reference model of §3.2, §4, §6 and §12.5 predicts, status and
+ *       body: the MUST rules of each opcode (BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION,
+ *       TOO_LARGE), NO_SESSION before SESSION, a second SESSION refused; SESSION's id and secret
+ *       (new, resumed, made anew, a half-zero pair refused, the wrong secret for a session another
+ *       connection holds FORBIDDEN and a resume with the right one taking it over from that
+ *       connection); a store with KEY_EXISTS and NOT_FOUND; GET's stored length and {@code
+ *       min(capacity, stored)} value bytes; and exactly once per session (a retry that repeats the
+ *       last write exactly answers its first result unchanged; the same id for another request,
+ *       or a lower id as u64, is BAD_REQUEST); and the store holds, key by key, what the model
+ *       does: its contents change only through writes answered OK. The healthy log and the
+ *       roomy session table leave SERVER_ERROR and UNAVAILABLE no cause, so either fails;
  *   <li>after an answer that PROTOCOL.md §8 ends the connection with (an error that is not the
  *       server's own state: neither SERVER_ERROR nor UNAVAILABLE) the handler asks to close and
  *       consumes nothing past that request, then or in any later feed; every complete request
@@ -92,9 +96,15 @@ import org.junit.jupiter.params.provider.MethodSource;
  *   cut     = a feed of cut + 1 more bytes; the cuts repeat in turn; no cut: the stream at once
  * </pre>
  *
+ * <p><b>Each input</b> gets a session table of its own, in which another connection holds the
+ * session of the golden {@code session_request_resume} vector (so that resuming it, with its
+ * secret or without, means something); the store, emptied after each input, and the backup log
+ * are shared.
+ *
  * <p><b>Seeds</b> are made at test time from the golden vectors (PROTOCOL.md §10): the request
- * vectors as a conversation after the first SESSION vector, whole, a byte at a time and in 5-byte
- * pieces; and each request vector alone, before and after a SESSION.
+ * vectors as a conversation after the new-session vector, whole, a byte at a time and in 5-byte
+ * pieces; the conversation after the resume vector; a PUT, its retry and a retry with another
+ * value; and each request vector alone, before and after a SESSION.
  *
  * <p>Runs in the fuzz-request-handler execution of servers/pom.xml; README "Fuzzing" says how to
  * fuzz for longer.
@@ -109,11 +119,15 @@ class RequestHandlerFuzzTest {
   private static final int SMALL_WRITE_BYTES = 5;
   /** The shared backup log is replaced past this size (looked at every 1024 inputs). */
   private static final long LOG_ROTATE_BYTES = 64L << 20;
+  /** Room for the held session and the input's own, and more: never full (no UNAVAILABLE). */
+  private static final int MAX_SESSIONS = 16;
 
   private static final com.sun.management.ThreadMXBean THREADS =
       (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
   private static final ClassLoadingMXBean CLASSES = ManagementFactory.getClassLoadingMXBean();
-  private static final PrintStream DISCARD = new PrintStream(OutputStream.nullOutputStream());
+  /** A rejected request logs a line: counted, not printed, or every input prints one. */
+  private static final ProblemLog PROBLEMS = new ProblemLog(line -> {},
+      ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
 
   /** One store and log for every input: the store is emptied after each, the log only grows. */
   private static Path dir;
@@ -160,20 +174,17 @@ class RequestHandlerFuzzTest {
   }
 
   @MethodSource("goldenSeeds")
-  @FuzzTest(maxDuration = "30s")
+  @FuzzTest(maxDuration = "20s")
   void requestStreams(byte[] input) throws IOException {
     if (++inputs % 1024 == 0 && Files.size(dir.resolve(BackupLog.FILE_NAME)) > LOG_ROTATE_BYTES) {
       log.close();
       log = openFreshLog();
     }
-    PrintStream err = System.err;
-    System.setErr(DISCARD); // A rejected request logs a line: not one per input in the build log.
     Connection c = new Connection(input);
     try {
       c.run();
       c.finish();
     } finally {
-      System.setErr(err);
       c.release();
     }
   }
@@ -198,8 +209,11 @@ class RequestHandlerFuzzTest {
     private boolean sessionOpen;
     /** A write was answered since the store was last compared with the model. */
     private boolean wrote;
-    private Status lastWriteResult;
-    private long lastWriteId;
+    /** The session's last write (§12.5), null before the first. */
+    private Write lastWrite;
+    /** Close requests: to the connection that holds the held session, and to this one. */
+    private int heldCloseRequests;
+    private int ownCloseRequests;
 
     /** Requests framed so far (start offsets), and the answers checked so far. */
     private final List<Integer> starts = new ArrayList<>(List.of(0));
@@ -218,8 +232,11 @@ class RequestHandlerFuzzTest {
       }
       stream = Arrays.copyOfRange(input, Math.min(input.length, 1 + n), input.length);
       out.small = (control & 0x10) != 0;
-      engine = new Engine(STORE, new Sessions(), log);
-      handler = new RequestHandler(engine, MAX_VALUE_BYTES, budget, new ReplyQueue(POOL), "fuzz");
+      Sessions sessions = new Sessions(MAX_SESSIONS);
+      sessions.attach(HELD_ID, HELD_SECRET, () -> heldCloseRequests++, 0);
+      engine = new Engine(STORE, sessions, log);
+      handler = new RequestHandler(engine, MAX_VALUE_BYTES, budget, new ReplyQueue(POOL), "fuzz",
+          PROBLEMS, () -> ownCloseRequests++);
       if ((control & 0x08) != 0) {
         hogTicket = budget.begin();
         hogBytes = BODY_BUDGET_BYTES;
@@ -288,6 +305,8 @@ class RequestHandlerFuzzTest {
       handler.close();
       check(budget.usedBytes() == hogBytes, "a closed connection left %d bytes of body budget",
           budget.usedBytes() - hogBytes);
+      // Only a resume elsewhere closes a connection from outside, and there is none.
+      check(ownCloseRequests == 0, "the connection was asked to close from outside");
       checkStore();
       for (int key : touched) {
         STORE.remove(key);
@@ -431,6 +450,13 @@ class RequestHandlerFuzzTest {
       Status s = Status.of(a.get(OFF_FLAGS_OR_STATUS) & 0xFF);
       check(s != null && s != Status.IO_ERROR, "%s: not a status", what);
       check(!Rules.isError(s) || body == 0, "%s: an error with a body", what);
+      Opcode op = Opcode.of(r.get(OFF_OPCODE));
+      if (DATA_OPCODES.contains(op)) { // What a client accepts (§8), by the clients' own codec.
+        Header h = new Header();
+        h.decode(out.bytes, outChecked);
+        String refused = Rules.checkResponse(h, op, r.getInt(OFF_KEY), r.getLong(OFF_REQUEST_ID));
+        check(refused == null, "%s: a client refuses it: %s", what, refused);
+      }
       expect(k, r, a, s, body, what);
       statusByRequest.add(s);
       answered++;
@@ -440,16 +466,8 @@ class RequestHandlerFuzzTest {
       }
     }
 
-    /**
-     * The reference model: what request {@code r} must be answered, given the answers before it.
-     * Statuses the model does not reason about (a later protocol version's refusals) are accepted
-     * as errors, subject to the close rules.
-     */
+    /** The reference model: what request {@code r} must be answered, given the answers before. */
     private void expect(int k, ByteBuffer r, ByteBuffer a, Status s, long body, Object what) {
-      if (!MODELLED.contains(s)) {
-        check(Rules.isError(s), "%s: an unmodelled result", what);
-        return;
-      }
       int flags = r.get(OFF_FLAGS_OR_STATUS) & 0xFF;
       int key = r.getInt(OFF_KEY);
       long id = r.getLong(OFF_REQUEST_ID);
@@ -491,16 +509,11 @@ class RequestHandlerFuzzTest {
         case SESSION:
           ruleBroken = flags != 0 || key != 0 || len != SESSION_REQUEST_BODY_BYTES || sessionOpen;
           break;
-        default:
-          if (!DATA_OPCODES.contains(op) && KNOWN_OPCODES.contains(op)) {
-            check(closes(s), "%s: §4, not a data-connection request", what);
-            return;
-          }
-          check(Rules.isError(s) || s == Status.OK, "%s: a result to an opcode not modelled", what);
-          return;
+        default: // HELLO and the control opcodes: not on a data connection (§4).
+          ruleBroken = true;
       }
       if (ruleBroken) {
-        check(closes(s), "%s: a broken rule (§6) must close", what);
+        check(s == Status.BAD_REQUEST, "%s: a broken rule (§4, §6) is BAD_REQUEST", what);
         return;
       }
       if (op == Opcode.PING) {
@@ -508,12 +521,7 @@ class RequestHandlerFuzzTest {
         return;
       }
       if (op == Opcode.SESSION) {
-        check(s == Status.OK && body == SESSION_RESPONSE_BODY_BYTES, "%s: SESSION", what);
-        long requested = r.getLong(HEADER_BYTES);
-        long granted = a.getLong(HEADER_BYTES);
-        check(granted != 0 && (requested == 0 || granted == requested),
-            "%s: session %x granted for %x", what, granted, requested);
-        sessionOpen = true;
+        expectSession(r, a, s, body, what);
         return;
       }
       if (!sessionOpen) {
@@ -536,31 +544,69 @@ class RequestHandlerFuzzTest {
                 (int) sent), "%s: the key holds %d bytes", what, v.length);
         return;
       }
-      // A write (§12.5): once per session and id.
+      // A write (§3.2, §12.5): once per session and id; a retry repeats its request exactly.
+      int from = starts.get(k) + HEADER_BYTES;
+      Write w = new Write(id, op == Opcode.DELETE ? -1 : flags, key,
+          op == Opcode.DELETE ? null : Arrays.copyOfRange(stream, from, from + (int) len), null);
       Status expected;
-      if (lastWriteResult != null && id == lastWriteId) {
-        expected = lastWriteResult;
-      } else if (lastWriteResult != null && Long.compareUnsigned(id, lastWriteId) < 0) {
-        expected = Status.BAD_REQUEST;
+      if (lastWrite != null && id == lastWrite.id) {
+        expected = w.repeats(lastWrite) ? lastWrite.result : Status.BAD_REQUEST;
+      } else if (lastWrite != null && Long.compareUnsigned(id, lastWrite.id) < 0) {
+        expected = Status.BAD_REQUEST; // A stale duplicate.
       } else {
         boolean present = model.containsKey(key);
         if (op == Opcode.DELETE) {
           expected = present ? Status.OK : Status.NOT_FOUND;
           model.remove(key);
         } else {
-          boolean overwrite = flags == FLAG_OVERWRITE;
-          expected = present && !overwrite ? Status.KEY_EXISTS : Status.OK;
+          expected = present && flags != FLAG_OVERWRITE ? Status.KEY_EXISTS : Status.OK;
           if (expected == Status.OK) {
-            int from = starts.get(k) + HEADER_BYTES;
-            model.put(key, Arrays.copyOfRange(stream, from, from + (int) len));
+            model.put(key, w.value);
           }
         }
-        lastWriteId = id;
-        lastWriteResult = expected;
+        // Recorded whatever it changed: a retry of a KEY_EXISTS is KEY_EXISTS again.
+        lastWrite = new Write(id, w.flags, key, w.value, expected);
       }
-      check(s == expected && body == 0, "%s: expected %s (last write %d %s)", what, expected,
-          lastWriteId, lastWriteResult);
+      check(s == expected && body == 0, "%s: expected %s (last write %s)", what, expected,
+          lastWrite);
       wrote = true;
+    }
+
+    /**
+     * SESSION (§6.2) with a sound header, on a connection without one. Its body: zero id and
+     * secret ask for a new session; one of them zero is BAD_REQUEST; the held session's id wants
+     * its secret (else FORBIDDEN) and takes the session over from the connection holding it; any
+     * other id is made anew with the secret presented.
+     */
+    private void expectSession(ByteBuffer r, ByteBuffer a, Status s, long body, Object what) {
+      long requested = r.getLong(HEADER_BYTES);
+      byte[] secret = new byte[Protocol.SESSION_SECRET_BYTES];
+      r.get(HEADER_BYTES + 8, secret);
+      boolean zeroSecret = Arrays.equals(secret, new byte[secret.length]);
+      if ((requested == 0) != zeroSecret) {
+        check(s == Status.BAD_REQUEST, "%s: a half-zero id and secret", what);
+        return;
+      }
+      if (requested == HELD_ID && !Arrays.equals(secret, HELD_SECRET)) {
+        check(s == Status.FORBIDDEN, "%s: the held session with the wrong secret", what);
+        return;
+      }
+      check(s == Status.OK && body == SESSION_RESPONSE_BODY_BYTES, "%s: SESSION", what);
+      long granted = a.getLong(HEADER_BYTES);
+      byte[] grantedSecret = new byte[Protocol.SESSION_SECRET_BYTES];
+      a.get(HEADER_BYTES + 8, grantedSecret);
+      check(requested == 0
+          ? granted != 0 && granted != HELD_ID
+              && !Arrays.equals(grantedSecret, new byte[grantedSecret.length])
+          : granted == requested && Arrays.equals(grantedSecret, secret),
+          "%s: session %x granted for %x", what, granted, requested);
+      check(a.getInt(HEADER_BYTES + 8 + Protocol.SESSION_SECRET_BYTES) == MAX_VALUE_BYTES,
+          "%s: not the maximum value length", what);
+      // §6.2: a resume of a session another connection holds asks that one to close.
+      check(heldCloseRequests == (requested == HELD_ID ? 1 : 0),
+          "%s: the holder of the held session was asked to close %d times", what,
+          heldCloseRequests);
+      sessionOpen = true;
     }
 
     private void checkStore() {
@@ -577,18 +623,41 @@ class RequestHandlerFuzzTest {
   }
 
   /**
-   * Statuses the model reasons about: the table of PROTOCOL.md §5 as this harness knows it. It
-   * never predicts SERVER_ERROR or UNAVAILABLE (the log is healthy, the server up), so either fails
-   * the input; any other status (a later version's refusal) is accepted as an error.
+   * A write as the model keeps it: its id, what a retry must repeat (PUT's flags, or -1 for
+   * DELETE; the key; the value, null for DELETE) and its answer.
    */
-  private static final Set<Status> MODELLED = EnumSet.of(Status.OK, Status.KEY_EXISTS,
-      Status.NOT_FOUND, Status.BAD_REQUEST, Status.UNKNOWN_OPCODE, Status.TOO_LARGE,
-      Status.UNSUPPORTED_VERSION, Status.NO_SESSION, Status.SERVER_ERROR, Status.UNAVAILABLE);
+  record Write(long id, int flags, int key, byte[] value, Status result) {
+    /** §12.5: the same request. The server compares a 64-bit digest, the model the bytes. */
+    boolean repeats(Write w) {
+      // Nulls apart: Jazzer 0.24's hook of Arrays.equals crashes the JVM on a null array.
+      boolean values = value == null || w.value == null ? value == w.value
+          : Arrays.equals(value, w.value);
+      return flags == w.flags && key == w.key && values;
+    }
+
+    @Override
+    public String toString() {
+      return Long.toUnsignedString(id) + " " + (flags < 0 ? "DELETE" : "PUT flags " + flags)
+          + " key " + Integer.toUnsignedString(key) + " " + result;
+    }
+  }
+
+  /** The session another connection holds in every input's table: the golden resume's. */
+  private static final long HELD_ID;
+  private static final byte[] HELD_SECRET = new byte[Protocol.SESSION_SECRET_BYTES];
+
+  static {
+    try {
+      ByteBuffer resume = ByteBuffer.wrap(goldenVectors().get("session_request_resume"));
+      HELD_ID = resume.getLong(HEADER_BYTES);
+      resume.get(HEADER_BYTES + 8, HELD_SECRET);
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
   private static final Set<Opcode> DATA_OPCODES = EnumSet.of(Opcode.SESSION, Opcode.PING,
       Opcode.PUT, Opcode.GET, Opcode.DELETE);
-  /** Opcodes the model knows to belong to other connections (§4). */
-  private static final Set<Opcode> KNOWN_OPCODES = EnumSet.of(Opcode.HELLO, Opcode.INIT,
-      Opcode.HEARTBEAT, Opcode.SHUTDOWN, Opcode.STATUS);
 
   /**
    * PROTOCOL.md §8: an error answer ends the connection, unless it reports the server's own state
@@ -665,27 +734,29 @@ class RequestHandlerFuzzTest {
         named.put(e.getKey(), v);
       }
     }
-    byte[] session = requests.stream()
-        .filter(v -> (v[OFF_OPCODE] & 0xFF) == Opcode.SESSION.code()).findFirst().orElseThrow();
-    ByteArrayOutputStream conversation = new ByteArrayOutputStream();
-    conversation.writeBytes(session);
+    byte[] session = named.get("session_request_new");
+    ByteArrayOutputStream data = new ByteArrayOutputStream();
     for (byte[] v : requests) {
       Opcode op = Opcode.of(v[OFF_OPCODE]);
       if (op != Opcode.SESSION && DATA_OPCODES.contains(op)) {
-        conversation.writeBytes(v);
+        data.writeBytes(v);
       }
     }
     List<Arguments> seeds = new ArrayList<>();
-    byte[] talk = conversation.toByteArray();
+    byte[] talk = concat(session, data.toByteArray());
     seeds.add(seed("the conversation", talk));
+    seeds.add(seed("the conversation in the held session",
+        concat(named.get("session_request_resume"), data.toByteArray())));
+    // A retry that repeats its request, then one with the same id and another value (§12.5).
+    byte[] put = named.get("put_request");
+    byte[] otherValue = put.clone();
+    otherValue[otherValue.length - 1] ^= 1;
+    seeds.add(seed("a retry, then a retry of another value", concat(session, put, put, otherValue)));
     seeds.add(seed("the conversation a byte at a time, the budget held", talk, 0x08, 0));
     seeds.add(seed("the conversation in 5-byte pieces, 5-byte writes", talk, 0x10, 4));
     seeds.add(seed("the conversation split after each header", talk, 0x08, 19, 1, 3));
     // The golden PUT with its value repeated past the inline bound of GET answers, then GETs of
     // it: a seed that long also lets the fuzzer make inputs that long.
-    byte[] put = requests.stream()
-        .filter(v -> (v[OFF_OPCODE] & 0xFF) == Opcode.PUT.code() && v.length > HEADER_BYTES)
-        .findFirst().orElseThrow();
     int large = RequestHandler.INLINE_VALUE_MAX_BYTES + 1000;
     ByteBuffer big = ByteBuffer.allocate(HEADER_BYTES + large).put(put, 0, HEADER_BYTES);
     big.putInt(OFF_BODY_LENGTH, large);
