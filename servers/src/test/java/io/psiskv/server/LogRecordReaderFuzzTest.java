@@ -6,8 +6,12 @@ import static io.psiskv.server.LogFormat.MAGIC;
 import static io.psiskv.server.LogFormat.OFF_HEADER_CRC;
 import static io.psiskv.server.LogFormat.OP_DELETE;
 import static io.psiskv.server.LogFormat.OP_PUT;
+import static io.psiskv.server.LogFormat.OP_PUT_IF_ABSENT;
 import static io.psiskv.server.LogFormat.OP_SESSION;
 import static io.psiskv.server.LogFormat.RECORD_FIXED_BYTES;
+import static io.psiskv.server.LogFormat.SESSION_VALUE_BYTES;
+import static io.psiskv.server.LogFormat.VERSION;
+import static io.psiskv.server.LogFormat.VERSION_1;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.psiskv.protocol.Opcode;
@@ -26,7 +30,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Map;
 import java.util.stream.Stream;
 import java.util.zip.CRC32C;
 import org.junit.jupiter.api.Named;
@@ -42,11 +45,13 @@ import org.junit.jupiter.params.provider.MethodSource;
  * <p><b>Invariants</b>, for every file:
  *
  * <ul>
- *   <li>{@code readHeader} returns exactly when the header is sound (size, magic, version and
- *       flags, CRC), and otherwise throws an IOException that names the file; {@code scan} never
- *       throws;
+ *   <li>{@code readHeader} returns exactly when the header is sound (size, magic, version 1 or 2
+ *       and flags 0, CRC), with the file's version, and otherwise throws an IOException that names
+ *       the file; {@code scan} never throws;
  *   <li>the verdict (CLEAN, TORN, DAMAGED), the end of the last good record and the record counts
- *       are those of the §11.3 rule, and the visitor gets exactly the good records in file order,
+ *       are those of the §11.3 rule with the §11.2 consistency of the file's version (version 2:
+ *       PUT_IF_ABSENT records, 33-byte SESSION values; version 1: neither), and the visitor gets
+ *       exactly the good records in file order,
  *       each field and value as written (or only the value's length, for a scan without values);
  *   <li>a value is allocated only for a record that lies whole in the file: the scan allocates at
  *       most twice the file's size plus a constant, whatever lengths the records claim.
@@ -57,8 +62,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * file (so that mutations reach the structure behind the checksums); bit 2 scans without values.
  *
  * <p><b>Seeds</b> are logs the real {@link BackupLog} writes for the golden requests' writes
- * (PROTOCOL.md §10): whole, torn at several offsets, with a zero-filled tail, and damaged in the
- * middle.
+ * (PROTOCOL.md §10), with SESSION, PUT, PUT_IF_ABSENT and DELETE records: whole, compacted,
+ * torn at several offsets, with a zero-filled tail, damaged in the middle; and the same records
+ * as a version 1 file would hold them.
  *
  * <p>Runs in the fuzz-log-reader execution of servers/pom.xml; README "Fuzzing".
  */
@@ -109,7 +115,8 @@ class LogRecordReaderFuzzTest {
       return;
     }
     check(want.headerProblem == null, "readHeader accepted a header with %s", want.headerProblem);
-    check(header.version() == LogFormat.VERSION, "version %d", header.version());
+    check(header.version() == want.version, "version %d, the file's %d", header.version(),
+        want.version);
 
     List<Rec> got = new ArrayList<>();
     long classes = CLASSES.getTotalLoadedClassCount();
@@ -125,7 +132,8 @@ class LogRecordReaderFuzzTest {
         "reason %s for %s", scan.reason, scan.outcome);
     check(scan.fileSize == file.length && scan.records == want.records.size(),
         "%d records, the rule %d", scan.records, want.records.size());
-    check(scan.puts == want.count(OP_PUT) && scan.deletes == want.count(OP_DELETE)
+    check(scan.puts == want.count(OP_PUT) + want.count(OP_PUT_IF_ABSENT)
+        && scan.deletes == want.count(OP_DELETE)
         && scan.sessions == want.count(OP_SESSION), "counts %d %d %d", scan.puts, scan.deletes,
         scan.sessions);
     check(got.size() == want.records.size(), "visited %d records, the rule %d", got.size(),
@@ -144,6 +152,7 @@ class LogRecordReaderFuzzTest {
 
   static final class Expected {
     String headerProblem;
+    int version;
     LogRecordReader.Outcome outcome = LogRecordReader.Outcome.CLEAN;
     long goodEnd = HEADER_BYTES;
     final List<Rec> records = new ArrayList<>();
@@ -164,7 +173,8 @@ class LogRecordReaderFuzzTest {
       e.headerProblem = "a bad magic";
       return e;
     }
-    if (b.getShort(MAGIC.length) != LogFormat.VERSION || b.getShort(MAGIC.length + 2) != 0) {
+    e.version = b.getShort(MAGIC.length) & 0xFFFF;
+    if ((e.version != VERSION && e.version != VERSION_1) || b.getShort(MAGIC.length + 2) != 0) {
       e.headerProblem = "an unknown version or flags";
       return e;
     }
@@ -181,7 +191,7 @@ class LogRecordReaderFuzzTest {
       long length = Integer.toUnsignedLong(b.getInt(at + 4));
       int op = f[at + 8] & 0xFF;
       long valueLength = Integer.toUnsignedLong(b.getInt(at + 30));
-      if (!consistent(length, op, valueLength)) {
+      if (!consistent(e.version, length, op, valueLength)) {
         for (int i = at; i < f.length; i++) {
           if (f[i] != 0) {
             e.outcome = LogRecordReader.Outcome.DAMAGED;
@@ -213,12 +223,17 @@ class LogRecordReaderFuzzTest {
     return e;
   }
 
-  /** §11.2: a known op, length = 26 + value length, a bounded value, none but for PUT. */
-  private static boolean consistent(long length, int op, long valueLength) {
-    return (op == OP_PUT || op == OP_DELETE || op == OP_SESSION)
+  /**
+   * §11.2: a known op (PUT_IF_ABSENT only from version 2), length = 26 + value length, a bounded
+   * value, none for DELETE, and for SESSION 33 bytes (version 1: none).
+   */
+  private static boolean consistent(int version, long length, int op, long valueLength) {
+    boolean v2 = version == VERSION;
+    return (op == OP_PUT || op == OP_DELETE || op == OP_SESSION || v2 && op == OP_PUT_IF_ABSENT)
         && valueLength <= Protocol.MAX_VALUE_BYTES_LIMIT
         && length == RECORD_FIXED_BYTES - LENGTH_COUNTS_FROM + valueLength
-        && (op == OP_PUT || valueLength == 0);
+        && (op != OP_DELETE || valueLength == 0)
+        && (op != OP_SESSION || valueLength == (v2 ? SESSION_VALUE_BYTES : 0));
   }
 
   private static Expected torn(Expected e, long off) {
@@ -229,14 +244,18 @@ class LogRecordReaderFuzzTest {
 
   /** Rewrites the CRC of every consistent record that lies in the file, up to the first other. */
   private static void fixRecordCrcs(byte[] f) {
+    if (f.length < HEADER_BYTES) {
+      return;
+    }
     ByteBuffer b = ByteBuffer.wrap(f);
+    int version = b.getShort(MAGIC.length) & 0xFFFF;
     long off = HEADER_BYTES;
     while (f.length - off >= RECORD_FIXED_BYTES) {
       int at = (int) off;
       long length = Integer.toUnsignedLong(b.getInt(at + 4));
       long valueLength = Integer.toUnsignedLong(b.getInt(at + 30));
       long end = off + LENGTH_COUNTS_FROM + length;
-      if (!consistent(length, f[at + 8] & 0xFF, valueLength) || end > f.length) {
+      if (!consistent(version, length, f[at + 8] & 0xFF, valueLength) || end > f.length) {
         return;
       }
       b.putInt(at, crc(f, at + 4, (int) (end - off - 4)));
@@ -271,10 +290,22 @@ class LogRecordReaderFuzzTest {
     }
     seeds.add(seed("a zero-filled tail", 0, Arrays.copyOf(log, log.length + 100)));
     byte[] damaged = log.clone();
-    damaged[HEADER_BYTES + RECORD_FIXED_BYTES - 1] ^= 1; // The first record's value.
+    damaged[HEADER_BYTES + RECORD_FIXED_BYTES] ^= 1; // The first record's value.
     seeds.add(seed("damaged in the middle", 0, damaged));
     seeds.add(seed("damaged in the middle, CRCs rewritten", 2, damaged));
+    byte[] v1 = asVersion1(log);
+    seeds.add(seed("the golden writes' log in version 1", 0, v1));
+    seeds.add(seed("version 1, torn", 0, Arrays.copyOf(v1, v1.length - 1)));
+    // A version 2 record in a version 1 file is damage: the file's version decides.
+    seeds.add(seed("version 2 records under a version 1 header", 1,
+        concat(Arrays.copyOf(v1, HEADER_BYTES), Arrays.copyOfRange(log, HEADER_BYTES, log.length))));
     return seeds.stream();
+  }
+
+  private static byte[] concat(byte[] a, byte[] b) {
+    byte[] c = Arrays.copyOf(a, a.length + b.length);
+    System.arraycopy(b, 0, c, a.length, b.length);
+    return c;
   }
 
   private static Arguments seed(String name, int control, byte[] file) {
@@ -285,41 +316,40 @@ class LogRecordReaderFuzzTest {
   }
 
   /**
-   * The log a Data Server writes for the golden request vectors' PUTs and DELETEs, applied in file
-   * order in one session, and a DELETE of the first PUT's key (the golden DELETE's key is never
-   * stored): the header and records the real BackupLog writes, or its compaction (snapshot PUTs
-   * and the session's SESSION record).
+   * The log a Data Server writes for the golden request vectors' PUTs and DELETEs, applied in one
+   * new session in the order of their ids (unsigned: the writes' order, §3.2), then a DELETE of
+   * the first PUT's key (the golden DELETE's key is never stored): the header and records the
+   * real BackupLog writes (SESSION, PUT_IF_ABSENT, PUT, DELETE), or its compaction (snapshot PUTs
+   * and the session's SESSION record with its last write).
    */
   private static byte[] goldenLog(boolean compacted) throws IOException {
+    List<ByteBuffer> writes = new ArrayList<>();
+    for (byte[] v : RequestHandlerFuzzTest.goldenVectors().values()) {
+      Opcode op = v.length < Protocol.HEADER_BYTES || v[Protocol.OFF_MAGIC] != Protocol.REQUEST_MAGIC
+          ? null : Opcode.of(v[Protocol.OFF_OPCODE]);
+      if (op == Opcode.PUT || op == Opcode.DELETE) {
+        writes.add(ByteBuffer.wrap(v));
+      }
+    }
+    writes.sort((x, y) -> Long.compareUnsigned(x.getLong(Protocol.OFF_REQUEST_ID),
+        y.getLong(Protocol.OFF_REQUEST_ID)));
     Path dir = Files.createTempDirectory("psiskv-fuzz-log");
     try {
-      Engine engine = Engine.open(dir, FsyncPolicy.NO, false);
-      Sessions.Session s = engine.openSession(0);
-      long lastId = 0;
-      int firstKey = 0;
-      boolean put = false;
-      for (Map.Entry<String, byte[]> e : RequestHandlerFuzzTest.goldenVectors().entrySet()) {
-        ByteBuffer v = ByteBuffer.wrap(e.getValue());
-        if (v.remaining() < Protocol.HEADER_BYTES
-            || v.get(Protocol.OFF_MAGIC) != Protocol.REQUEST_MAGIC) {
-          continue;
-        }
+      Engine engine = Engine.open(dir, FsyncPolicy.NO, false, 1);
+      Sessions.Session s = engine.openSession(0, new byte[Protocol.SESSION_SECRET_BYTES], () -> {})
+          .session();
+      long id = 0;
+      for (ByteBuffer v : writes) {
         int key = v.getInt(Protocol.OFF_KEY);
-        long id = v.getLong(Protocol.OFF_REQUEST_ID);
-        Opcode op = Opcode.of(v.get(Protocol.OFF_OPCODE));
-        if (op == Opcode.PUT) {
-          byte[] value = Arrays.copyOfRange(e.getValue(), Protocol.HEADER_BYTES, v.limit());
+        id = v.getLong(Protocol.OFF_REQUEST_ID);
+        if (v.get(Protocol.OFF_OPCODE) == Opcode.PUT.code()) {
+          byte[] value = Arrays.copyOfRange(v.array(), Protocol.HEADER_BYTES, v.limit());
           engine.put(s, id, key, value, v.get(Protocol.OFF_FLAGS_OR_STATUS) != 0);
-          firstKey = put ? firstKey : key;
-          put = true;
-        } else if (op == Opcode.DELETE) {
-          engine.delete(s, id, key);
         } else {
-          continue;
+          engine.delete(s, id, key);
         }
-        lastId = Math.max(lastId, id);
       }
-      engine.delete(s, lastId + 1, firstKey);
+      engine.delete(s, id + 1, writes.get(0).getInt(Protocol.OFF_KEY));
       engine.commit(true);
       if (compacted) {
         engine.log().compact(engine.liveData());
@@ -334,6 +364,33 @@ class LogRecordReaderFuzzTest {
       }
       Files.delete(dir);
     }
+  }
+
+  /**
+   * A clean version 2 log as a version 1 writer would have written its records (§11.1): the
+   * header's version 1, PUT_IF_ABSENT records as PUTs, SESSION records without a value.
+   */
+  private static byte[] asVersion1(byte[] log) {
+    ByteBuffer in = ByteBuffer.wrap(log);
+    ByteBuffer out = ByteBuffer.allocate(log.length);
+    out.put(log, 0, HEADER_BYTES).putShort(LogFormat.OFF_HEADER_VERSION, (short) VERSION_1);
+    out.putInt(OFF_HEADER_CRC, crc(out.array(), 0, OFF_HEADER_CRC));
+    for (int at = HEADER_BYTES; at < log.length; ) {
+      int op = log[at + LogFormat.OFF_OP];
+      int valueLength = in.getInt(at + LogFormat.OFF_VALUE_LENGTH);
+      byte[] value = op == OP_SESSION ? null
+          : Arrays.copyOfRange(log, at + RECORD_FIXED_BYTES, at + RECORD_FIXED_BYTES + valueLength);
+      byte[] fixed = new byte[RECORD_FIXED_BYTES];
+      LogFormat.encodeRecord(fixed, 0, op == OP_PUT_IF_ABSENT ? OP_PUT : op,
+          in.getInt(at + LogFormat.OFF_KEY), in.getLong(at + LogFormat.OFF_SESSION),
+          in.getLong(at + LogFormat.OFF_REQUEST), log[at + LogFormat.OFF_RESULT], value);
+      out.put(fixed);
+      if (value != null) {
+        out.put(value);
+      }
+      at += RECORD_FIXED_BYTES + valueLength;
+    }
+    return Arrays.copyOf(out.array(), out.position());
   }
 
   /** A read-only FileChannel over an array, which the test replaces for every input. */
