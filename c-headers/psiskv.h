@@ -10,12 +10,15 @@
  *
  * Return codes (every function; errno is set only when a function fails, see "errno" below):
  *
- *   kv_connect   > 0   a descriptor (a small positive int from the library's own table, NOT a
- *                      file descriptor: do not pass it to close(), read() or select())
+ *   kv_connect   > 0   a descriptor: the file descriptor of the descriptor's data connection,
+ *                      a socket the library owns, at a number >= 3 (never stdin, stdout or
+ *                      stderr's); it keeps that number for its life, across reconnections (see
+ *                      "Descriptors" below)
  *                -1    error (bad arguments, host unknown, Front Server refused or timed out,
  *                      protocol error, no Data Server ready within the retry deadline)
- *   kv_close     -     closes the descriptor; harmless on a descriptor that is closed, 0,
- *                      negative or was never issued
+ *   kv_close     -     closes the descriptor (and its file descriptor); harmless on a
+ *                      descriptor that is closed, negative or was never issued, and on any file
+ *                      descriptor the library did not issue (it never closes one of those)
  *   kv_write      0    stored (kv_overwrite != 0: any earlier value replaced)
  *                -2    kv_overwrite == 0 and the key already holds a value: nothing changed
  *                -1    any other error (bad descriptor, NULL value with value_length > 0,
@@ -31,7 +34,10 @@
  *                -1    no such key (errno ENOENT), or any error
  *
  * errno, set on failure only:
- *   EBADF         the descriptor is 0, negative, never issued, or closed
+ *   EBADF         the descriptor is negative, was never issued, was closed with kv_close, or
+ *                 is no longer the library's: the program closed its file descriptor with
+ *                 close() (then nothing is ever sent on, shut down or closed at that number
+ *                 again, whatever file gets it next)
  *   EINVAL        NULL pointer with a nonzero length, NULL host, port outside 1..65535
  *   EMSGSIZE      kv_write: value_length exceeds the server's maximum value length (nothing
  *                 sent); also when the server answers TOO_LARGE
@@ -45,9 +51,13 @@
  *                 retry deadline (see "Reconnection"); also kv_connect when one set-up attempt
  *                 (connects, HELLO, SESSION) outlasts PSISKV_CONNECT_TIMEOUT_MS (environment
  *                 variable, milliseconds, default 3000), e.g. a Front Server that never answers
+ *   EACCES        the server answered FORBIDDEN: resuming the descriptor's session after a
+ *                 reconnection presented a secret the server holds for another client, so the
+ *                 session is not this descriptor's (never retried; each later call tries once
+ *                 more and fails the same way while the server says so)
  *   EPROTO        the server's response broke the protocol (magic, version, echoed opcode or
  *                 request id, lengths, bytes after the response, a resumed session answered
- *                 with another id), or it
+ *                 with another id or secret, a session without a secret), or it
  *                 answered BAD_REQUEST, UNKNOWN_OPCODE, UNSUPPORTED_VERSION or NO_SESSION; the
  *                 connection is dropped (the next call reconnects), the call is not retried
  *   EIO           the server answered SERVER_ERROR (not retried: the write may or may not have
@@ -57,7 +67,8 @@
  *                 server answered UNAVAILABLE (the connection is kept)
  *   ENOTCONN      only with reconnection off: the descriptor's connection broke earlier; it
  *                 stays open but unusable until closed
- *   ENOMEM, EMFILE   no memory / no file descriptors left
+ *   ENOMEM, EMFILE   no memory / no file descriptors left (a descriptor is a file descriptor
+ *                 and counts against the process's limit, as any socket does)
  *
  * Reconnection (PROTOCOL.md 12): a descriptor rides through a crash and relaunch of the Data
  * Server. When its data connection breaks (end of stream, reset, any I/O error) or a request is
@@ -66,7 +77,8 @@
  * the descriptor's session, and sends the interrupted request again with the same request id, so
  * the server applies a write exactly once and answers a repeated one with its first result
  * (a kv_write with kv_overwrite == 0 that was applied before the crash returns 0, not -2). The
- * descriptor number stays the same. Attempts are spaced by 50 ms doubling to 1 s; the call
+ * descriptor number stays the same. Resuming presents the session's secret, which only this
+ * descriptor knows (PROTOCOL.md 6.2). Attempts are spaced by 50 ms doubling to 1 s; the call
  * returns -1 ETIMEDOUT when its retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment
  * variable, a whole number of milliseconds >= 0, read once at the first kv_connect; unset or
  * anything else: 10000) after the failure.
@@ -92,15 +104,32 @@
  * back-off) is woken up (its socket is shut down) and returns -1 EBADF, and whether its request
  * was applied is unknown. The connection is closed when the last such call returns; kv_close()
  * itself never blocks. No call ever touches freed memory.
- * A closed descriptor number may be issued again by a later kv_connect(), as with file
- * descriptors (the library delays that reuse by going round its table).
+ *
+ * Descriptors: a descriptor is a file descriptor, the socket of its data connection, and behaves
+ * as one towards the rest of the program: poll() and select() on it work (it is writable while
+ * connected; readable only when the server sent something unasked or closed the connection, which
+ * the next call then handles), it counts against the file limit, and it is close-on-exec. A
+ * reconnection puts the new connection at the same number in one step (dup3), so the number is
+ * never free in between and no open() of the program can take it. Do not read, write, shut down
+ * or close it yourself: a descriptor closed with close() instead of kv_close() is no longer the
+ * library's, and every later call on it fails with -1 EBADF without touching whatever file gets
+ * the number next (the library checks the socket's identity, fstat st_dev/st_ino, at each call,
+ * and sends with send(), which fails on anything that is not a socket). Closing it under a call in
+ * progress in another thread is a bug, as it is for any file descriptor. A closed descriptor's
+ * number is issued again as file descriptors are (the lowest free number).
  *
  * Signals: the library never raises SIGPIPE in the caller (it sends with MSG_NOSIGNAL), and it
  * retries reads and writes interrupted by a signal handler (EINTR).
  *
- * fork(): a descriptor belongs to the process that called kv_connect(); a child process calls
- * kv_connect() itself (which works even if another thread of the parent was inside the library
- * at the fork) and must not use the parent's descriptors, whose connections it would share.
+ * fork(): a descriptor belongs to the process that made its connection. A child may go on using
+ * the descriptors it inherited: its first call on one gives it a connection and a session of its
+ * own (the child's copy of the parent's socket is closed, never shut down, and the new connection
+ * takes the same number), so the parent's connection and session stay the parent's and no write
+ * of either is lost or answered for the other. That first call connects as a reconnection does
+ * (with reconnection off: one attempt, whose error is the call's). A child may also call
+ * kv_connect() itself; both work even if another thread of the parent was inside the library at
+ * the fork.
+ * kv_close() in the child closes only the child's copy.
  */
 #ifndef PSISKV_H
 #define PSISKV_H
@@ -113,9 +142,9 @@
  * (libpsiskv.so.1). MINOR adds compatible features; PATCH fixes.
  */
 #define PSISKV_VERSION_MAJOR 1
-#define PSISKV_VERSION_MINOR 1
+#define PSISKV_VERSION_MINOR 2
 #define PSISKV_VERSION_PATCH 0
-#define PSISKV_VERSION_STRING "1.1.0"
+#define PSISKV_VERSION_STRING "1.2.0"
 
 /*
  * The library is built with -fvisibility=hidden: only what carries PSISKV_API is exported from

@@ -6,12 +6,19 @@
  *
  * One thread (fake_main) serves a Front listener and a Data listener on ephemeral loopback
  * ports, one connection at a time, in the order they come: libpsiskv uses one connection of a
- * descriptor at a time, and the tests use one descriptor at a time. HELLO names the Data
- * listener as "the host you reached me at" (0.0.0.0). SESSION opens a session (id 0) or resumes
- * one (the id is kept, PROTOCOL.md 12.6). PUT, GET and DELETE work on a small store with the
- * exactly-once table of PROTOCOL.md 12.5: per session the request id and result of the last
- * applied PUT/DELETE; a PUT or DELETE that repeats that id is answered the stored result and not
- * applied again; a lower id gets BAD_REQUEST.
+ * descriptor at a time, and most tests use one descriptor at a time. Started with
+ * fake_start_concurrent instead, the fake serves each connection on a thread of its own,
+ * for tests with several descriptors at once; requests are still handled one at a time (the
+ * serve mutex), so the store needs no other lock. HELLO names the Data listener as "the host you
+ * reached me at" (0.0.0.0). SESSION (PROTOCOL.md 6.2, version 2) opens a session (id 0 and a zero
+ * secret: a new id and a secret made from it, fake_secret) or resumes one: a session it knows
+ * with the same secret, or one it does not know (kept with the id and secret presented, 12.6);
+ * a known session with another secret is FORBIDDEN, and the connection closed. PUT, GET and
+ * DELETE work on a small store with the exactly-once table of PROTOCOL.md 12.5: per session the
+ * request id, the request (opcode, flags, key, value length and digest) and the result of the
+ * last applied PUT/DELETE; a PUT or DELETE that repeats that id and request is answered the
+ * stored result and not applied again; a lower id, or that id with another request, gets
+ * BAD_REQUEST and the connection is closed.
  *
  * Scripting (every field below "script" is guarded by mu; fake_set* and fake_push take it):
  *   - a queue of actions, one per coming data request (PUT/GET/DELETE) in arrival order, then
@@ -21,7 +28,8 @@
  *   - FAKE_CRASH takes the Data Server down: its listener closes, and the next down_hellos HELLOs
  *     (-1: until the test sets down_hellos) answer UNAVAILABLE, or name the dead port when
  *     down_refuses (connections refused); the HELLO after those relaunches it on a new port.
- * Everything received is recorded in events[] (connection, opcode, request id, session, key) and
+ * Everything received is recorded in events[] (connection, opcode, request id, session and the
+ * secret presented, key) and
  * counted; fake_wait_for waits for a counter with a deadline (no sleeps). The functions a test
  * calls are static inline, so that a program need not use every one of them (no warning).
  */
@@ -45,8 +53,10 @@
 #define FAKE_POLL_MS 20
 #define FAKE_EVENTS_MAX 512
 #define FAKE_QUEUE_MAX 16
-#define FAKE_STORE_MAX 64
-#define FAKE_SESSIONS_MAX 16
+#define FAKE_STORE_MAX 4096
+#define FAKE_SESSIONS_MAX 256
+/* Connections served at once in concurrent mode (their threads are joined by fake_stop). */
+#define FAKE_CONNS_MAX 1024
 #define FAKE_FIRST_SESSION_ID 0x5e55105ULL
 #define FAKE_DEFAULT_MAX_VALUE_BYTES (4u * 1024u * 1024u)
 #define FAKE_SCRATCH_BYTES (1024u * 1024u)
@@ -87,6 +97,7 @@ struct fake_event {
   uint8_t opcode;
   uint64_t request_id;
   uint64_t session;    /* SESSION: the id asked for (0 new); data requests: the connection's */
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES]; /* SESSION: the secret presented */
   uint32_t key;
 };
 
@@ -99,14 +110,33 @@ struct fake_value {
 
 struct fake_session {
   uint64_t id;
-  uint64_t last_request_id; /* PROTOCOL.md 12.5: last applied PUT/DELETE of the session */
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
+  /* PROTOCOL.md 12.5: the last applied PUT/DELETE of the session, its request and its result */
+  uint64_t last_request_id;
+  uint8_t last_opcode;
+  uint8_t last_flags;
+  uint32_t last_key;
+  uint32_t last_value_length;
+  uint64_t last_digest;
   uint8_t last_status;
+};
+
+/* A connection served by a thread of its own (concurrent mode). */
+struct fake_conn {
+  int used;
+  pthread_t thread;
+  int fd;              /* -1 once its thread has closed it (under mu) */
+  int conn;
+  int front;
+  struct fake *f;
 };
 
 struct fake {
   pthread_mutex_t mu;
   pthread_cond_t changed; /* broadcast on every recorded event */
+  pthread_mutex_t serve;  /* held while one request is handled: store, sessions, scratch */
   pthread_t thread;
+  int concurrent;         /* set before fake_start: a thread per connection */
   int stop;               /* set with __atomic builtins */
   int front_fd;           /* listeners; data_fd is -1 while the Data Server is down */
   int data_fd;
@@ -122,6 +152,10 @@ struct fake {
   int session_unavailable; /* next SESSIONs answered UNAVAILABLE */
   int session_close;       /* next SESSIONs answered OK, then the connection closes */
   int session_id_zero;     /* next SESSIONs answered with session id 0 */
+  int session_secret_zero; /* next SESSIONs answered with an all-zero secret */
+  int session_other_id;    /* next SESSIONs answered with another session id than asked */
+  int session_other_secret; /* next SESSIONs answered with another secret than asked */
+  int session_forbidden;   /* next SESSIONs answered FORBIDDEN (then the connection closes) */
   int hello_extra;         /* next HELLOs answered OK with FAKE_EXTRA_BYTES more */
   int session_extra;       /* next SESSIONs answered OK with FAKE_EXTRA_BYTES more */
   int down_hellos;         /* see FAKE_CRASH */
@@ -133,6 +167,7 @@ struct fake {
   int conns;
   int hellos;
   int sessions;
+  int forbidden;           /* SESSIONs answered FORBIDDEN (scripted or a wrong secret) */
   int data_requests;
   int crashes;
   int hanging;             /* a HELLO or data request is being held unanswered now */
@@ -142,7 +177,8 @@ struct fake {
   uint64_t next_session_id;
   struct fake_session session_table[FAKE_SESSIONS_MAX];
   struct fake_value store[FAKE_STORE_MAX];
-  uint8_t scratch[FAKE_SCRATCH_BYTES]; /* fake thread only */
+  struct fake_conn conn_slots[FAKE_CONNS_MAX]; /* concurrent mode; guarded by mu */
+  uint8_t scratch[FAKE_SCRATCH_BYTES]; /* under serve */
 };
 
 static int fake_read_exact(int fd, void *buf, size_t n) {
@@ -198,7 +234,8 @@ static int fake_take(int *counter) {
   return 0;
 }
 
-static void fake_record(struct fake *f, int conn, const psiskv_header *h, uint64_t session) {
+static void fake_record(struct fake *f, int conn, const psiskv_header *h, uint64_t session,
+                        const uint8_t *secret) {
   pthread_mutex_lock(&f->mu);
   if (f->event_count < FAKE_EVENTS_MAX) {
     struct fake_event *ev = &f->events[f->event_count++];
@@ -206,6 +243,11 @@ static void fake_record(struct fake *f, int conn, const psiskv_header *h, uint64
     ev->opcode = h->opcode;
     ev->request_id = h->request_id;
     ev->session = session;
+    if (secret != NULL) {
+      memcpy(ev->secret, secret, PSISKV_SESSION_SECRET_BYTES);
+    } else {
+      memset(ev->secret, 0, PSISKV_SESSION_SECRET_BYTES);
+    }
     ev->key = h->key;
   }
   if (h->opcode == PSISKV_OP_HELLO) f->hellos++;
@@ -249,30 +291,67 @@ static struct fake_value *fake_find(struct fake *f, uint32_t key) {
   return NULL;
 }
 
-static struct fake_session *fake_session_of(struct fake *f, uint64_t id) {
+/* The secret the fake issues with session id: 16 bytes made from the id, never all zero. */
+static inline void fake_secret(uint64_t id, uint8_t *secret) {
+  int i;
+  for (i = 0; i < PSISKV_SESSION_SECRET_BYTES; i++) {
+    secret[i] = (uint8_t)((id >> (8 * (i % 8))) ^ (0xA5u + 0x3Bu * (unsigned)i));
+  }
+}
+
+static struct fake_session *fake_session_find(struct fake *f, uint64_t id) {
   int i;
   for (i = 0; i < FAKE_SESSIONS_MAX; i++) {
     if (f->session_table[i].id == id) return &f->session_table[i];
   }
-  for (i = 0; i < FAKE_SESSIONS_MAX; i++) {
-    if (f->session_table[i].id == 0) {
-      f->session_table[i].id = id;
-      return &f->session_table[i];
-    }
+  return NULL;
+}
+
+static struct fake_session *fake_session_add(struct fake *f, uint64_t id, const uint8_t *secret) {
+  struct fake_session *s = fake_session_find(f, 0);
+  if (s == NULL) {
+    fprintf(stderr, "fake server: too many sessions\n");
+    exit(1);
   }
-  fprintf(stderr, "fake server: too many sessions\n");
-  exit(1);
+  memset(s, 0, sizeof *s);
+  s->id = id;
+  memcpy(s->secret, secret, PSISKV_SESSION_SECRET_BYTES);
+  return s;
+}
+
+/* FNV-1a, 64 bits: the digest of a value that the exactly-once table keeps (12.5). */
+static uint64_t fake_digest(const uint8_t *p, uint32_t n) {
+  uint64_t h = 14695981039346656037ULL;
+  uint32_t i;
+  for (i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
 }
 
 /* Applies a PUT or DELETE exactly once per (session, request id) and returns its status. */
 static uint8_t fake_apply(struct fake *f, uint64_t session, const psiskv_header *h,
                           const uint8_t *body) {
-  struct fake_session *s = fake_session_of(f, session);
+  struct fake_session *s = fake_session_find(f, session);
   struct fake_value *v = fake_find(f, h->key);
+  uint32_t value_length = h->opcode == PSISKV_OP_PUT ? h->body_length : 0;
+  uint64_t digest = fake_digest(body, value_length);
   uint8_t status;
   int i;
-  if (s->last_request_id != 0 && h->request_id == s->last_request_id) return s->last_status;
-  if (h->request_id < s->last_request_id) return PSISKV_ST_BAD_REQUEST;
+  if (s == NULL) {
+    fprintf(stderr, "fake server: a data request without a session in the table\n");
+    exit(1);
+  }
+  if (s->last_request_id != 0 && h->request_id == s->last_request_id) {
+    /* 12.5: the same request again is answered its result; another one with its id is not. */
+    return s->last_opcode == h->opcode && s->last_flags == h->flags_or_status &&
+                   s->last_key == h->key && s->last_value_length == value_length &&
+                   s->last_digest == digest
+               ? s->last_status
+               : PSISKV_ST_BAD_REQUEST;
+  }
+  if (h->request_id < s->last_request_id) return PSISKV_ST_BAD_REQUEST; /* u64: unsigned */
   if (h->opcode == PSISKV_OP_DELETE) {
     status = v == NULL ? PSISKV_ST_NOT_FOUND : PSISKV_ST_OK;
     if (v != NULL) {
@@ -301,6 +380,11 @@ static uint8_t fake_apply(struct fake *f, uint64_t session, const psiskv_header 
     status = PSISKV_ST_OK;
   }
   s->last_request_id = h->request_id;
+  s->last_opcode = h->opcode;
+  s->last_flags = h->flags_or_status;
+  s->last_key = h->key;
+  s->last_value_length = value_length;
+  s->last_digest = digest;
   s->last_status = status;
   return status;
 }
@@ -401,7 +485,7 @@ static int fake_answer(struct fake *f, int fd, uint64_t session, const psiskv_he
         n = psiskv_encode_get_ok_prefix(out, h->key, h->request_id, 0, 0);
       }
       if (action == FAKE_BAD_MAGIC) out[PSISKV_OFF_MAGIC] = PSISKV_REQUEST_MAGIC;
-      if (action == FAKE_BAD_VERSION) out[PSISKV_OFF_VERSION] = 2;
+      if (action == FAKE_BAD_VERSION) out[PSISKV_OFF_VERSION] = PSISKV_PROTOCOL_VERSION + 1;
       if (action == FAKE_BAD_REQUEST_ID) out[PSISKV_OFF_REQUEST_ID + 7] ^= 1;
       if (action == FAKE_BAD_OPCODE) out[PSISKV_OFF_OPCODE] = PSISKV_OP_PING;
       if (action == FAKE_BAD_KEY) out[PSISKV_OFF_KEY + 3] ^= 1;
@@ -434,7 +518,8 @@ static int fake_answer(struct fake *f, int fd, uint64_t session, const psiskv_he
   }
   n = fake_honest(f, session, h, body);
   fake_send_all(fd, f->scratch, n);
-  return 0;
+  /* 3.2, 12.5: a write that breaks the id rules is answered BAD_REQUEST, then closed. */
+  return f->scratch[PSISKV_OFF_FLAGS_OR_STATUS] == PSISKV_ST_BAD_REQUEST ? -1 : 0;
 }
 
 /* Reads one request (header and body, body malloc'd into *body); -1 when the peer is gone. */
@@ -464,7 +549,8 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
     int hang = 0;
     if (fake_read_request(fd, &h, &body) < 0) return;
     free(body);
-    fake_record(f, conn, &h, 0);
+    fake_record(f, conn, &h, 0, NULL);
+    pthread_mutex_lock(&f->serve);
     pthread_mutex_lock(&f->mu);
     if (fake_take(&f->hello_hang)) {
       hang = 1;
@@ -491,11 +577,75 @@ static void fake_serve_front(struct fake *f, int fd, int conn) {
     }
     pthread_mutex_unlock(&f->mu);
     if (hang) {
+      pthread_mutex_unlock(&f->serve);
       fake_hang(f, fd);
       return;
     }
     fake_send_all(fd, out, n);
+    pthread_mutex_unlock(&f->serve);
   }
+}
+
+/*
+ * Answers a SESSION request (PROTOCOL.md 6.2) into out, as honestly as the script allows, and
+ * sets *session to the connection's session (0: none). Returns the answer's length; *go_on says
+ * whether the connection stays open. Caller holds serve.
+ */
+static size_t fake_session(struct fake *f, const psiskv_header *h, const uint8_t *body,
+                           uint64_t *session, int *go_on, uint8_t *out) {
+  static const uint8_t zero[PSISKV_SESSION_SECRET_BYTES] = {0};
+  uint8_t asked_secret[PSISKV_SESSION_SECRET_BYTES];
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
+  uint64_t asked = 0;
+  uint64_t id;
+  struct fake_session *s;
+  size_t n;
+  *go_on = 1;
+  if (h->body_length != PSISKV_SESSION_REQUEST_BODY_BYTES) {
+    *go_on = 0;
+    return psiskv_encode_status(out, h->opcode, PSISKV_ST_BAD_REQUEST, 0, h->request_id);
+  }
+  psiskv_decode_session(body, &asked, asked_secret);
+  if ((asked == PSISKV_SESSION_NEW) != (psiskv_session_secret_is_zero(asked_secret) != 0)) {
+    *go_on = 0; /* 6.2: an id without a secret, or a secret without an id */
+    return psiskv_encode_status(out, h->opcode, PSISKV_ST_BAD_REQUEST, 0, h->request_id);
+  }
+  pthread_mutex_lock(&f->mu);
+  if (fake_take(&f->session_unavailable)) {
+    pthread_mutex_unlock(&f->mu);
+    return psiskv_encode_status(out, h->opcode, PSISKV_ST_UNAVAILABLE, 0, h->request_id);
+  }
+  s = asked == PSISKV_SESSION_NEW ? NULL : fake_session_find(f, asked);
+  if (fake_take(&f->session_forbidden) ||
+      (s != NULL && memcmp(s->secret, asked_secret, sizeof asked_secret) != 0)) {
+    f->forbidden++;
+    pthread_cond_broadcast(&f->changed);
+    pthread_mutex_unlock(&f->mu);
+    *go_on = 0;
+    return psiskv_encode_status(out, h->opcode, PSISKV_ST_FORBIDDEN, 0, h->request_id);
+  }
+  if (asked == PSISKV_SESSION_NEW) {
+    id = f->next_session_id++;
+    fake_secret(id, secret);
+    fake_session_add(f, id, secret);
+  } else {
+    id = asked; /* 12.6: a resumed id and secret are kept, also for a session forgotten */
+    memcpy(secret, asked_secret, sizeof secret);
+    if (s == NULL) fake_session_add(f, id, secret);
+  }
+  *session = id;
+  if (fake_take(&f->session_id_zero)) id = 0;
+  if (fake_take(&f->session_other_id)) id ^= 0x100;
+  if (fake_take(&f->session_secret_zero)) memcpy(secret, zero, sizeof secret);
+  if (fake_take(&f->session_other_secret)) secret[PSISKV_SESSION_SECRET_BYTES - 1] ^= 1;
+  n = psiskv_encode_session_ok(out, h->request_id, id, secret, f->max_value_bytes);
+  *go_on = !fake_take(&f->session_close);
+  if (fake_take(&f->session_extra)) {
+    memset(out + n, 'x', FAKE_EXTRA_BYTES);
+    n += FAKE_EXTRA_BYTES;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return n;
 }
 
 /* A data connection: SESSION, then data requests until a scripted close or the client's. */
@@ -509,29 +659,20 @@ static void fake_serve_data(struct fake *f, int fd, int conn) {
     int go_on = 1;
     if (fake_read_request(fd, &h, &body) < 0) return;
     if (h.opcode == PSISKV_OP_SESSION) {
-      uint64_t asked = h.body_length == PSISKV_SESSION_REQUEST_BODY_BYTES
-                           ? psiskv_decode_session(body)
-                           : 0;
-      fake_record(f, conn, &h, asked);
-      pthread_mutex_lock(&f->mu);
-      if (fake_take(&f->session_unavailable)) {
-        n = psiskv_encode_status(out, h.opcode, PSISKV_ST_UNAVAILABLE, 0, h.request_id);
-      } else {
-        session = asked != 0 ? asked : f->next_session_id++; /* 12.6: a resumed id is kept */
-        n = psiskv_encode_session_ok(out, h.request_id,
-                                     fake_take(&f->session_id_zero) ? 0 : session,
-                                     f->max_value_bytes);
-        go_on = !fake_take(&f->session_close);
-        if (fake_take(&f->session_extra)) {
-          memset(out + n, 'x', FAKE_EXTRA_BYTES);
-          n += FAKE_EXTRA_BYTES;
-        }
+      uint64_t asked = 0;
+      uint8_t asked_secret[PSISKV_SESSION_SECRET_BYTES] = {0};
+      if (h.body_length == PSISKV_SESSION_REQUEST_BODY_BYTES) {
+        psiskv_decode_session(body, &asked, asked_secret);
       }
-      pthread_mutex_unlock(&f->mu);
+      fake_record(f, conn, &h, asked, asked_secret);
+      pthread_mutex_lock(&f->serve);
+      n = fake_session(f, &h, body, &session, &go_on, out);
       fake_send_all(fd, out, n);
+      pthread_mutex_unlock(&f->serve);
     } else {
       enum fake_action action = FAKE_HONEST;
-      fake_record(f, conn, &h, session);
+      fake_record(f, conn, &h, session, NULL);
+      pthread_mutex_lock(&f->serve);
       pthread_mutex_lock(&f->mu);
       if (f->queue_len > 0) {
         action = f->queue[0];
@@ -546,10 +687,40 @@ static void fake_serve_data(struct fake *f, int fd, int conn) {
       } else {
         go_on = fake_answer(f, fd, session, &h, body, action) == 0;
       }
+      pthread_mutex_unlock(&f->serve);
     }
     free(body);
     if (!go_on) return;
   }
+}
+
+/* Serves one accepted connection to its end (front: HELLOs; data: SESSION and requests). */
+static void fake_serve(struct fake *f, int fd, int conn, int front) {
+  int reset;
+  pthread_mutex_lock(&f->mu);
+  reset = front && fake_take(&f->front_reset);
+  pthread_mutex_unlock(&f->mu);
+  if (reset) {
+    struct linger l;
+    l.l_onoff = 1;
+    l.l_linger = 0; /* close sends RST: the client sees ECONNRESET */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  } else if (front) {
+    fake_serve_front(f, fd, conn);
+  } else {
+    fake_serve_data(f, fd, conn);
+  }
+}
+
+/* Concurrent mode: one connection's thread. Closes its fd under mu (see fake_stop). */
+static void *fake_conn_main(void *arg) {
+  struct fake_conn *c = (struct fake_conn *)arg;
+  fake_serve(c->f, c->fd, c->conn, c->front);
+  pthread_mutex_lock(&c->f->mu);
+  close(c->fd);
+  c->fd = -1;
+  pthread_mutex_unlock(&c->f->mu);
+  return NULL;
 }
 
 static void *fake_main(void *arg) {
@@ -571,27 +742,36 @@ static void *fake_main(void *arg) {
     pthread_mutex_unlock(&f->mu);
     if (poll(p, (nfds_t)np, FAKE_POLL_MS) <= 0) continue;
     for (i = 0; i < np; i++) {
+      struct fake_conn *c = NULL;
       int fd;
       int conn;
-      int reset;
+      int slot;
+      int concurrent;
       if ((p[i].revents & POLLIN) == 0) continue;
       fd = accept(p[i].fd, NULL, NULL);
       if (fd < 0) continue;
       pthread_mutex_lock(&f->mu);
       conn = ++f->conns;
-      reset = i == 0 && fake_take(&f->front_reset);
-      pthread_mutex_unlock(&f->mu);
-      if (reset) {
-        struct linger l;
-        l.l_onoff = 1;
-        l.l_linger = 0; /* close sends RST: the client sees ECONNRESET */
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-      } else if (i == 0) {
-        fake_serve_front(f, fd, conn);
-      } else {
-        fake_serve_data(f, fd, conn);
+      concurrent = f->concurrent;
+      for (slot = 0; concurrent && slot < FAKE_CONNS_MAX && c == NULL; slot++) {
+        if (!f->conn_slots[slot].used) c = &f->conn_slots[slot];
       }
-      close(fd);
+      if (c != NULL) {
+        c->used = 1;
+        c->fd = fd;
+        c->conn = conn;
+        c->front = i == 0;
+        c->f = f;
+      }
+      pthread_mutex_unlock(&f->mu);
+      if (!concurrent) {
+        fake_serve(f, fd, conn, i == 0);
+        close(fd);
+      } else if (c == NULL || pthread_create(&c->thread, NULL, fake_conn_main, c) != 0) {
+        fprintf(stderr, "fake server: no thread for connection %d (at most %d)\n", conn,
+                FAKE_CONNS_MAX);
+        exit(1);
+      }
     }
   }
   return NULL;
@@ -602,6 +782,7 @@ static void fake_start(struct fake *f) {
   pthread_condattr_t ca;
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
+  pthread_mutex_init(&f->serve, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&f->changed, &ca);
@@ -616,14 +797,34 @@ static void fake_start(struct fake *f) {
   }
 }
 
+/* Starts a fake that serves every connection on a thread of its own. */
+static inline void fake_start_concurrent(struct fake *f) {
+  fake_start(f);
+  pthread_mutex_lock(&f->mu);
+  f->concurrent = 1; /* read by fake_main under mu before each accept: from now on */
+  pthread_mutex_unlock(&f->mu);
+}
+
 static void fake_stop(struct fake *f) {
   int i;
   __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
   pthread_join(f->thread, NULL);
+  /* Concurrent mode: wake every connection thread still reading (end of stream), join them. */
+  pthread_mutex_lock(&f->mu);
+  for (i = 0; i < FAKE_CONNS_MAX; i++) {
+    if (f->conn_slots[i].used && f->conn_slots[i].fd >= 0) {
+      shutdown(f->conn_slots[i].fd, SHUT_RDWR);
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  for (i = 0; i < FAKE_CONNS_MAX; i++) {
+    if (f->conn_slots[i].used) pthread_join(f->conn_slots[i].thread, NULL);
+  }
   close(f->front_fd);
   if (f->data_fd >= 0) close(f->data_fd);
   for (i = 0; i < FAKE_STORE_MAX; i++) free(f->store[i].bytes);
   pthread_cond_destroy(&f->changed);
+  pthread_mutex_destroy(&f->serve);
   pthread_mutex_destroy(&f->mu);
 }
 

@@ -4,13 +4,17 @@
 # 1. test_golden: the C codec against the shared golden vectors; test_hostile: the library
 #    against a fake server in-process that breaks the protocol; test_retry: the library riding
 #    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
-#    PSISKV_RETRY_TIMEOUT_MS itself, per child process). None of them needs the servers.
+#    PSISKV_RETRY_TIMEOUT_MS itself, per child process); test_descriptor: descriptors are file
+#    descriptors the library owns; test_fork: a descriptor used by a parent and its forked child
+#    at once, against the fake; then each libFuzzer target (fuzz/run-fuzz.sh) for FUZZ_SECONDS.
+#    None of them needs the servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
 #    deadline, never a fixed sleep).
-# 3. Runs every program against 127.0.0.1:<port>, stdin </dev/null (so the prompts of test1 do not
-#    wait), each bounded by PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
+# 3. Runs every program against 127.0.0.1:<port> (test_fork again, against the real servers),
+#    stdin </dev/null (so the prompts of test1 do not wait), each bounded by
+#    PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
 #    generator (loadgen-psiskv, under a second): it must print a result line with ops, no errors
 #    and no misses. Before the servers start: test_histogram (the load generator's histogram) and
 #    loadgen-psiskv's answer to a bad option (exit 2).
@@ -31,6 +35,7 @@
 #   START_TIMEOUT_SECONDS    deadline for the listening line (default 60)
 #   STOP_TIMEOUT_SECONDS     deadline for an orderly stop after SIGTERM (default 15)
 #   PROGRAM_TIMEOUT_SECONDS  deadline for each program (default 120)
+#   FUZZ_SECONDS             how long each fuzz target runs (default 25; two targets)
 set -u
 cd "$(dirname "$0")"
 
@@ -43,6 +48,8 @@ MAX_VALUE_BYTES=${MAX_VALUE_BYTES-2097152}
 START_TIMEOUT_SECONDS=${START_TIMEOUT_SECONDS:-60}
 STOP_TIMEOUT_SECONDS=${STOP_TIMEOUT_SECONDS:-15}
 PROGRAM_TIMEOUT_SECONDS=${PROGRAM_TIMEOUT_SECONDS:-120}
+FUZZ_SECONDS=${FUZZ_SECONDS:-25}
+FUZZ_TARGETS="fuzz_response fuzz_reader"
 HOST=127.0.0.1
 LISTENING='^psiskv front server listening on .*:[0-9]+$'
 POLL_SECONDS=0.05
@@ -133,8 +140,8 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test_retry test1 test1_cxx test2 test2_cxx test_edge \
-         test_histogram loadgen-psiskv; do
+for p in test_golden test_hostile test_retry test_descriptor test_fork test1 test1_cxx test2 \
+         test2_cxx test_edge test_histogram loadgen-psiskv fuzz/fuzz_response fuzz/fuzz_reader; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -144,6 +151,11 @@ done
 run test_golden "$BIN/test_golden" "$GOLDEN"
 run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
+run test_descriptor "$BIN/test_descriptor"
+run test_fork_fake "$BIN/test_fork"
+for t in $FUZZ_TARGETS; do
+  run "$t" fuzz/run-fuzz.sh "$t" "$FUZZ_SECONDS"
+done
 run test_histogram "$BIN/test_histogram"
 # A bad option: one line on stderr, exit 2.
 run loadgen_bad_option sh -c '"$0" --threads 0 2>/dev/null; [ $? -eq 2 ]' "$BIN/loadgen-psiskv"
@@ -193,6 +205,7 @@ run test1_cxx "$BIN/test1_cxx" "$HOST" "$port"
 run test2 "$BIN/test2" "$HOST" "$port"
 run test2_cxx "$BIN/test2_cxx" "$HOST" "$port"
 run test_edge "$BIN/test_edge" "$HOST" "$port" ${MAX_VALUE_BYTES:+"$MAX_VALUE_BYTES"}
+run test_fork "$BIN/test_fork" "$HOST" "$port"
 run loadgen_smoke bash -c "$LOADGEN_SMOKE" "$BIN/loadgen-psiskv" "$port"
 
 log "=== stopping the servers"

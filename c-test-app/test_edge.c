@@ -21,8 +21,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,10 +180,22 @@ static void test_many_descriptors(void) {
   char value[16];
   int i;
   int j;
+  struct pollfd p[MANY_DESCRIPTORS];
+  struct stat st;
+  int ready;
   for (i = 0; i < MANY_DESCRIPTORS; i++) {
     kv[i] = connect_or_die();
     for (j = 0; j < i; j++) CHECK(kv[j] != kv[i], "descriptor %d issued twice", kv[i]);
+    /* psiskv.h: the descriptor is its connection's socket, at a number >= 3. */
+    CHECK(kv[i] >= 3 && fstat(kv[i], &st) == 0 && S_ISSOCK(st.st_mode),
+          "descriptor %d is not a socket at a number >= 3", kv[i]);
+    p[i].fd = kv[i];
+    p[i].events = POLLOUT;
+    p[i].revents = 0;
   }
+  ready = poll(p, MANY_DESCRIPTORS, 0); /* idle connections: every one writable */
+  CHECK(ready == MANY_DESCRIPTORS, "poll POLLOUT: %d of %d descriptors ready", ready,
+        MANY_DESCRIPTORS);
   for (i = 0; i < MANY_DESCRIPTORS; i++) {
     sprintf(value, "d%d", i);
     CHECK_RC(kv_write(kv[i], KEY(100 + i), value, (uint32_t)strlen(value) + 1, 1), 0, 0);

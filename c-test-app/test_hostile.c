@@ -154,21 +154,28 @@ static int count(uint8_t opcode) {
 }
 
 /* After a call that dropped the connection: the next call reconnected and resumed the session
- * (a second SESSION, asking for the first one's id). */
+ * (a second SESSION, presenting the first one's id and secret; the first asked for a new one). */
 static void check_resumed(const char *what) {
   static struct fake_event ev[FAKE_EVENTS_MAX];
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
   int n = fake_events(&f, ev, FAKE_EVENTS_MAX);
   uint64_t first = 0;
   int sessions = 0;
   int i;
+  fake_secret(FAKE_FIRST_SESSION_ID, secret);
   for (i = 0; i < n; i++) {
     if (ev[i].opcode != PSISKV_OP_SESSION) continue;
     sessions++;
-    if (sessions == 1) first = ev[i].session;
+    if (sessions == 1) {
+      first = ev[i].session;
+      CHECK(psiskv_session_secret_is_zero(ev[i].secret), "%s: a new session with a secret", what);
+    }
     if (sessions == 2) {
       CHECK(first == PSISKV_SESSION_NEW && ev[i].session == FAKE_FIRST_SESSION_ID,
             "%s: second SESSION asked for %llx (first asked %llx)", what,
             (unsigned long long)ev[i].session, (unsigned long long)first);
+      CHECK(memcmp(ev[i].secret, secret, sizeof secret) == 0,
+            "%s: the resume did not present the session's secret", what);
     }
   }
   CHECK(sessions == 2, "%s: %d SESSIONs, expected 2 (connect, reconnect)", what, sessions);
@@ -356,9 +363,9 @@ static void test_answers_one_byte_at_a_time(void) {
   CHECK_RC(kv_read(kv, 7, buf, 10), SMALL_VALUE_BYTES, 0);
   CHECK_RC(kv_delete(kv, 7), 0, 0);
   CHECK_RC(kv_read(kv, 7, buf, sizeof buf), -2, ENOENT);
-  /* Every answer byte took one recv: HELLO 26, SESSION 32, PUT 20 + 20, GET 124 + 34, DELETE
+  /* Every answer byte took one recv: HELLO 26, SESSION 48, PUT 20 + 20, GET 124 + 34, DELETE
    * 20, GET 20. */
-  CHECK(io.recvs == 26 + 32 + 20 + 20 + 124 + 34 + 20 + 20, "one byte at a time: %d recvs",
+  CHECK(io.recvs == 26 + 48 + 20 + 20 + 124 + 34 + 20 + 20, "one byte at a time: %d recvs",
         io.recvs);
   io_watch_none();
   kv_close(kv);
@@ -542,12 +549,71 @@ static void test_connect_set_up(void) {
   kv_close(kv);
   CHECK(fake_get(&f, &f.hellos) == 3, "expected 3 HELLOs, saw %d", fake_get(&f, &f.hellos));
   fake_stop(&f);
-  /* PROTOCOL.md 6.2: a session id is non-zero; a violation is not retried. */
+  /* PROTOCOL.md 6.2: a session has a non-zero id and a secret; a violation is not retried. */
   fake_start(&f);
   fake_set(&f, &f.session_id_zero, 1);
   CHECK_RC(kv_connect("127.0.0.1", f.front_port), -1, EPROTO);
   CHECK(fake_get(&f, &f.sessions) == 1, "session id 0: %d SESSIONs, expected 1",
         fake_get(&f, &f.sessions));
+  fake_stop(&f);
+  fake_start(&f);
+  fake_set(&f, &f.session_secret_zero, 1);
+  CHECK_RC(kv_connect("127.0.0.1", f.front_port), -1, EPROTO);
+  CHECK(fake_get(&f, &f.sessions) == 1, "zero secret: %d SESSIONs, expected 1",
+        fake_get(&f, &f.sessions));
+  fake_stop(&f);
+  /* FORBIDDEN is never retried: -1 EACCES. */
+  fake_start(&f);
+  fake_set(&f, &f.session_forbidden, 1);
+  CHECK_RC(kv_connect("127.0.0.1", f.front_port), -1, EACCES);
+  CHECK(fake_get(&f, &f.sessions) == 1, "FORBIDDEN at kv_connect: %d SESSIONs, expected 1",
+        fake_get(&f, &f.sessions));
+  fake_stop(&f);
+}
+
+/* Resuming after a reconnection (PROTOCOL.md 6.2, 12.7): the answer must echo the session's id
+ * and secret (else EPROTO, the request not resent); FORBIDDEN fails the call with EACCES and is
+ * not retried, and so is each later call while the server says so. */
+static void resume_refused(int *script, int err, const char *what) {
+  int kv;
+  int sessions;
+  fake_start(&f);
+  kv = connect_fake();
+  CHECK_RC(kv_write(kv, 1, "v", 2, 1), 0, 0);
+  fake_push(&f, FAKE_DROP_BEFORE_ANSWER);
+  fake_set(&f, script, 1);
+  CHECK_RC(kv_write(kv, 2, "w", 2, 1), -1, err);
+  sessions = fake_get(&f, &f.sessions);
+  CHECK(sessions == 2, "%s: %d SESSIONs, expected 2 (connect, one resume)", what, sessions);
+  CHECK(count(PSISKV_OP_PUT) == 2, "%s: %d PUTs, expected 2 (not resent)", what,
+        count(PSISKV_OP_PUT));
+  check_resumed(what);
+  /* The script is spent: the next call resumes the session for real, and it is the same. */
+  CHECK_RC(kv_read(kv, 1, NULL, 0), 2, 0);
+  CHECK_RC(kv_write(kv, 2, "w", 2, 0), 0, 0);
+  kv_close(kv);
+  fake_stop(&f);
+}
+
+static void test_resume_checks(void) {
+  int kv;
+  int i;
+  resume_refused(&f.session_other_secret, EPROTO, "resume answered with another secret");
+  resume_refused(&f.session_other_id, EPROTO, "resume answered with another id");
+  resume_refused(&f.session_secret_zero, EPROTO, "resume answered without a secret");
+  resume_refused(&f.session_forbidden, EACCES, "resume answered FORBIDDEN");
+  /* FORBIDDEN for good: each call tries once and fails with EACCES; never another session. */
+  fake_start(&f);
+  kv = connect_fake();
+  fake_push(&f, FAKE_DROP_BEFORE_ANSWER);
+  fake_set(&f, &f.session_forbidden, -1);
+  for (i = 0; i < 3; i++) CHECK_RC(kv_delete(kv, 1), -1, EACCES);
+  CHECK(fake_get(&f, &f.forbidden) == 3, "FORBIDDEN for good: %d SESSIONs answered FORBIDDEN, "
+        "expected 3 (one per call)", fake_get(&f, &f.forbidden));
+  CHECK(count(PSISKV_OP_DELETE) == 1, "FORBIDDEN for good: %d DELETEs, expected 1",
+        count(PSISKV_OP_DELETE));
+  fake_set(&f, &f.session_forbidden, 0);
+  kv_close(kv);
   fake_stop(&f);
 }
 
@@ -585,6 +651,7 @@ int main(void) {
   test_close_mid_value();
   test_peer_vanished();
   test_connect_set_up();
+  test_resume_checks();
   test_request_ids();
   test_one_call_each_way();
   test_answers_one_byte_at_a_time();

@@ -28,7 +28,9 @@
 
 #include "psiskv.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "check.h"
@@ -56,19 +58,40 @@ static int connect_fake(void) {
 
 static int events_now(void) { return fake_get(&f, &f.event_count); }
 
+/* The descriptor is a close-on-exec socket at its own number (>= 3), connected now to the fake's
+ * Data Server of the moment; returns the socket's inode (0 if it is not one). */
+static ino_t check_descriptor_socket(int kv, const char *what) {
+  struct sockaddr_in peer;
+  socklen_t len = sizeof peer;
+  struct stat st;
+  int is_socket = fstat(kv, &st) == 0 && S_ISSOCK(st.st_mode);
+  int fd_flags = fcntl(kv, F_GETFD);
+  CHECK(kv >= 3, "%s: descriptor %d, expected a number >= 3", what, kv);
+  CHECK(is_socket, "%s: descriptor %d is not a socket", what, kv);
+  CHECK(fd_flags != -1 && (fd_flags & FD_CLOEXEC) != 0, "%s: descriptor %d not close-on-exec",
+        what, kv);
+  CHECK(getpeername(kv, (struct sockaddr *)&peer, &len) == 0 &&
+            ntohs(peer.sin_port) == fake_get(&f, &f.data_port),
+        "%s: descriptor %d is not connected to the Data Server (port %d)", what, kv,
+        fake_get(&f, &f.data_port));
+  return is_socket ? st.st_ino : 0;
+}
+
 /*
  * The events since index mark hold the request (opcode, key) at least twice: the interrupted
  * one and its resends, each on a connection of its own, all with the same request id and the
  * session id want_session, and before each resend a SESSION on its connection asking for
- * want_session (a resume).
+ * want_session with its secret (a resume).
  */
 static void check_resent(const char *what, int mark, uint8_t opcode, uint32_t key,
                          uint64_t want_session) {
+  uint8_t secret[PSISKV_SESSION_SECRET_BYTES];
   int n = fake_events(&f, ev, FAKE_EVENTS_MAX);
   int seen = 0;
   uint64_t id = 0;
   int last_conn = -1;
   int i;
+  fake_secret(want_session, secret);
   for (i = mark; i < n; i++) {
     if (ev[i].opcode != opcode || ev[i].key != key) continue;
     if (seen == 0) {
@@ -81,9 +104,10 @@ static void check_resent(const char *what, int mark, uint8_t opcode, uint32_t ke
       CHECK(ev[i].conn != last_conn, "%s: resent on the same connection %d", what, last_conn);
       for (j = i - 1; j >= mark && !resumed; j--) {
         resumed = ev[j].conn == ev[i].conn && ev[j].opcode == PSISKV_OP_SESSION &&
-                  ev[j].session == want_session;
+                  ev[j].session == want_session &&
+                  memcmp(ev[j].secret, secret, sizeof secret) == 0;
       }
-      CHECK(resumed, "%s: no SESSION resuming %llx before the resend", what,
+      CHECK(resumed, "%s: no SESSION resuming %llx with its secret before the resend", what,
             (unsigned long long)want_session);
     }
     CHECK(ev[i].session == want_session, "%s: sent on session %llx, expected %llx", what,
@@ -199,8 +223,11 @@ static void test_resend_on_resumed_session(void) {
   int kv;
   int mark;
   int hellos;
+  ino_t first_socket;
+  ino_t socket_now;
   fake_start(&f);
   kv = connect_fake();
+  first_socket = check_descriptor_socket(kv, "after kv_connect");
 
   /* PUT applied, the answer lost: the resend is answered OK from the exactly-once table. */
   mark = events_now();
@@ -252,6 +279,9 @@ static void test_resend_on_resumed_session(void) {
   hellos = count_since(mark, PSISKV_OP_HELLO, 0);
   CHECK(hellos == 4, "crash, front UNAVAILABLE: %d HELLOs, expected 4", hellos);
   CHECK_RC(kv_read(kv, 6, buf, sizeof buf), 4, 0);
+  /* The relaunched Data Server's connection is at the descriptor's number: a new socket. */
+  socket_now = check_descriptor_socket(kv, "after a crash and relaunch");
+  CHECK(socket_now != first_socket, "after a crash: the descriptor holds its first socket still");
 
   /* A crash; the Front Server names the dead port three times (connections refused). */
   mark = events_now();

@@ -1,7 +1,7 @@
 /*
  * psiskv_net.c - socket I/O of libpsiskv (see psiskv_net.h for the contract).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* dup3 */
 
 #include "psiskv_net.h"
 
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,6 +123,35 @@ int psiskv_net_connect(int fd, const struct sockaddr_in *addr, int64_t deadline_
   if (set_blocking(fd, 1) < 0) return -1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) return -1;
   return 0;
+}
+
+int psiskv_net_move_at_least(int fd, int lowest) {
+  int moved;
+  if (fd >= lowest) return fd;
+  moved = fcntl(fd, F_DUPFD_CLOEXEC, lowest);
+  psiskv_net_close(fd);
+  return moved;
+}
+
+int psiskv_net_replace(int fd, int target) {
+  int rc;
+  do {
+    rc = dup3(fd, target, O_CLOEXEC);
+  } while (rc < 0 && (errno == EINTR || errno == EBUSY)); /* EBUSY: a race inside open(2) */
+  psiskv_net_close(fd);
+  return rc < 0 ? -1 : 0;
+}
+
+int psiskv_net_identity_of(int fd, psiskv_net_identity *out) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -1;
+  out->dev = st.st_dev;
+  out->ino = st.st_ino;
+  return 0;
+}
+
+int psiskv_net_identity_same(const psiskv_net_identity *a, const psiskv_net_identity *b) {
+  return a->dev == b->dev && a->ino == b->ino;
 }
 
 void psiskv_net_shutdown(int fd) {

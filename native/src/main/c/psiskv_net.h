@@ -4,7 +4,9 @@
  * calls as their bytes allow. Knows nothing of the protocol (that is psiskv_proto.h).
  *
  * Contract: every function returns -1 with errno set on failure. Sends never raise SIGPIPE
- * (MSG_NOSIGNAL); EINTR is retried. Deadlines are absolute times of psiskv_net_now_ms();
+ * (MSG_NOSIGNAL); EINTR is retried. Bytes move only with send/sendmsg/recv, never write/read: on a
+ * number that no longer holds a socket (the program closed it and opened a file) they fail with
+ * ENOTSOCK instead of writing into the file. Deadlines are absolute times of psiskv_net_now_ms();
  * PSISKV_NO_DEADLINE waits as long as the peer takes. Functions are thread-safe; one socket is
  * used by one thread at a time (the caller holds the descriptor's mutex).
  *
@@ -16,6 +18,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* Default budget of one connection set-up attempt (both TCP connects and the HELLO / SESSION
@@ -44,7 +47,8 @@ int psiskv_net_resolve_ipv4(const char *host, int port, struct sockaddr_in *out)
 /*
  * A new close-on-exec TCP socket, not yet connected. Separate from psiskv_net_connect so that the
  * library can publish the socket (for kv_close to shut it down) before it blocks on it.
- * Errors: EMFILE, ENFILE, ENOMEM, those of socket(2).
+ * Errors: EMFILE, ENFILE, ENOMEM, those of socket(2). Unconnected, it also serves as the
+ * placeholder that holds a descriptor's number while the descriptor has no connection of its own.
  */
 int psiskv_net_socket(void);
 
@@ -63,6 +67,38 @@ int psiskv_net_connect(int fd, const struct sockaddr_in *addr, int64_t deadline_
  * open socket (not closed and reused by another thread meanwhile).
  */
 void psiskv_net_shutdown(int fd);
+
+/*
+ * Descriptor numbers. A descriptor of psiskv.h is the number of its data connection's socket, kept
+ * for the descriptor's life while the socket under it changes (psiskv_lib.c owns that policy; the
+ * calls below are its moves). Every fd they make is close-on-exec, as psiskv_net_socket's are.
+ */
+
+/*
+ * fd itself if it is >= lowest; else a duplicate at the lowest free number >= lowest
+ * (F_DUPFD_CLOEXEC), and fd is closed. -1 with errno (EMFILE, fd closed) on failure.
+ */
+int psiskv_net_move_at_least(int fd, int lowest);
+
+/*
+ * Puts the socket fd at number target in one step (dup3, close-on-exec): whatever target held is
+ * closed (in this process only: it is a close, never a shutdown), and target is never free
+ * meanwhile, so no other open() can get the number. Then closes fd. Returns 0, or -1 with errno
+ * (fd is closed either way, target unchanged on failure).
+ */
+int psiskv_net_replace(int fd, int target);
+
+/* What makes one open socket (or file) distinct from any other open at the same time. */
+typedef struct psiskv_net_identity {
+  dev_t dev;
+  ino_t ino;
+} psiskv_net_identity;
+
+/* The identity of what fd refers to now (fstat). -1 with errno (EBADF: fd is not open). */
+int psiskv_net_identity_of(int fd, psiskv_net_identity *out);
+
+/* Whether two identities name the same open socket. */
+int psiskv_net_identity_same(const psiskv_net_identity *a, const psiskv_net_identity *b);
 
 /* Sends all n bytes (one send when the socket takes them). Errors: EPIPE / ECONNRESET when the
  * peer is gone, and those of send(2). */

@@ -3,6 +3,8 @@
  */
 #include "psiskv_proto.h"
 
+#include <string.h>
+
 uint16_t psiskv_get_u16(const uint8_t *p) {
   return (uint16_t)(((unsigned)p[0] << 8) | (unsigned)p[1]);
 }
@@ -64,6 +66,7 @@ const char *psiskv_opcode_name(unsigned code) {
     case PSISKV_OP_HEARTBEAT: return "HEARTBEAT";
     case PSISKV_OP_SHUTDOWN: return "SHUTDOWN";
     case PSISKV_OP_STATUS: return "STATUS";
+    case PSISKV_OP_CHALLENGE: return "CHALLENGE";
     default: return "?";
   }
 }
@@ -78,6 +81,7 @@ const char *psiskv_status_name(unsigned code) {
     case PSISKV_ST_TOO_LARGE: return "TOO_LARGE";
     case PSISKV_ST_UNSUPPORTED_VERSION: return "UNSUPPORTED_VERSION";
     case PSISKV_ST_NO_SESSION: return "NO_SESSION";
+    case PSISKV_ST_FORBIDDEN: return "FORBIDDEN";
     case PSISKV_ST_SERVER_ERROR: return "SERVER_ERROR";
     case PSISKV_ST_UNAVAILABLE: return "UNAVAILABLE";
     default: return "?";
@@ -128,18 +132,21 @@ size_t psiskv_encode_hello_ok(uint8_t *buf, uint64_t request_id, uint32_t ipv4, 
   return PSISKV_HEADER_BYTES + PSISKV_HELLO_RESPONSE_BODY_BYTES;
 }
 
-size_t psiskv_encode_session(uint8_t *buf, uint64_t request_id, uint64_t session_id) {
+size_t psiskv_encode_session(uint8_t *buf, uint64_t request_id, uint64_t session_id,
+                             const uint8_t *secret) {
   request(buf, PSISKV_OP_SESSION, 0, 0, request_id, PSISKV_SESSION_REQUEST_BODY_BYTES);
   psiskv_put_u64(buf + PSISKV_HEADER_BYTES, session_id);
+  memcpy(buf + PSISKV_HEADER_BYTES + 8, secret, PSISKV_SESSION_SECRET_BYTES);
   return PSISKV_HEADER_BYTES + PSISKV_SESSION_REQUEST_BODY_BYTES;
 }
 
 size_t psiskv_encode_session_ok(uint8_t *buf, uint64_t request_id, uint64_t session_id,
-                                uint32_t max_value_bytes) {
+                                const uint8_t *secret, uint32_t max_value_bytes) {
   response(buf, PSISKV_OP_SESSION, PSISKV_ST_OK, 0, request_id,
            PSISKV_SESSION_RESPONSE_BODY_BYTES);
   psiskv_put_u64(buf + PSISKV_HEADER_BYTES, session_id);
-  psiskv_put_u32(buf + PSISKV_HEADER_BYTES + 8, max_value_bytes);
+  memcpy(buf + PSISKV_HEADER_BYTES + 8, secret, PSISKV_SESSION_SECRET_BYTES);
+  psiskv_put_u32(buf + PSISKV_HEADER_BYTES + 8 + PSISKV_SESSION_SECRET_BYTES, max_value_bytes);
   return PSISKV_HEADER_BYTES + PSISKV_SESSION_RESPONSE_BODY_BYTES;
 }
 
@@ -176,40 +183,28 @@ size_t psiskv_encode_status(uint8_t *buf, uint8_t opcode, uint8_t status, uint32
   return response(buf, opcode, status, key, request_id, 0);
 }
 
-size_t psiskv_encode_init(uint8_t *buf, uint64_t request_id, uint16_t client_port, uint64_t pid) {
-  request(buf, PSISKV_OP_INIT, 0, 0, request_id, PSISKV_INIT_REQUEST_BODY_BYTES);
-  psiskv_put_u16(buf + PSISKV_HEADER_BYTES, client_port);
-  psiskv_put_u64(buf + PSISKV_HEADER_BYTES + 2, pid);
-  return PSISKV_HEADER_BYTES + PSISKV_INIT_REQUEST_BODY_BYTES;
-}
-
-size_t psiskv_encode_init_ok(uint8_t *buf, uint64_t request_id, uint64_t front_pid) {
-  response(buf, PSISKV_OP_INIT, PSISKV_ST_OK, 0, request_id, PSISKV_INIT_RESPONSE_BODY_BYTES);
-  psiskv_put_u64(buf + PSISKV_HEADER_BYTES, front_pid);
-  return PSISKV_HEADER_BYTES + PSISKV_INIT_RESPONSE_BODY_BYTES;
-}
-
-size_t psiskv_encode_heartbeat(uint8_t *buf, uint64_t request_id) {
-  return request(buf, PSISKV_OP_HEARTBEAT, 0, 0, request_id, 0);
-}
-
-size_t psiskv_encode_shutdown(uint8_t *buf, uint64_t request_id) {
-  return request(buf, PSISKV_OP_SHUTDOWN, 0, 0, request_id, 0);
-}
-
 void psiskv_decode_hello_ok(const uint8_t *body, uint32_t *ipv4, uint16_t *port) {
   *ipv4 = psiskv_get_u32(body);
   *port = psiskv_get_u16(body + 4);
 }
 
-uint64_t psiskv_decode_session(const uint8_t *body) {
-  return psiskv_get_u64(body);
+void psiskv_decode_session(const uint8_t *body, uint64_t *session_id, uint8_t *secret) {
+  *session_id = psiskv_get_u64(body);
+  memcpy(secret, body + 8, PSISKV_SESSION_SECRET_BYTES);
 }
 
-void psiskv_decode_session_ok(const uint8_t *body, uint64_t *session_id,
+void psiskv_decode_session_ok(const uint8_t *body, uint64_t *session_id, uint8_t *secret,
                               uint32_t *max_value_bytes) {
   *session_id = psiskv_get_u64(body);
-  *max_value_bytes = psiskv_get_u32(body + 8);
+  memcpy(secret, body + 8, PSISKV_SESSION_SECRET_BYTES);
+  *max_value_bytes = psiskv_get_u32(body + 8 + PSISKV_SESSION_SECRET_BYTES);
+}
+
+int psiskv_session_secret_is_zero(const uint8_t *secret) {
+  uint8_t any = 0;
+  int i;
+  for (i = 0; i < PSISKV_SESSION_SECRET_BYTES; i++) any |= secret[i];
+  return any == 0;
 }
 
 uint32_t psiskv_decode_get_capacity(const uint8_t *body) {
@@ -218,15 +213,6 @@ uint32_t psiskv_decode_get_capacity(const uint8_t *body) {
 
 uint32_t psiskv_decode_get_ok_stored_length(const uint8_t *body) {
   return psiskv_get_u32(body);
-}
-
-void psiskv_decode_init(const uint8_t *body, uint16_t *client_port, uint64_t *pid) {
-  *client_port = psiskv_get_u16(body);
-  *pid = psiskv_get_u64(body + 2);
-}
-
-uint64_t psiskv_decode_init_ok(const uint8_t *body) {
-  return psiskv_get_u64(body);
 }
 
 /* PROTOCOL.md 5, 6: may a response to this opcode carry this result status? */
@@ -239,14 +225,12 @@ static int result_allowed(uint8_t opcode, uint8_t status) {
   }
 }
 
-/* PROTOCOL.md 4: body length of an OK response to an opcode with a fixed OK body. */
+/* PROTOCOL.md 4: body length of an OK response to a client opcode with a fixed OK body. */
 static uint32_t ok_body_bytes(uint8_t opcode) {
   switch (opcode) {
     case PSISKV_OP_HELLO: return PSISKV_HELLO_RESPONSE_BODY_BYTES;
     case PSISKV_OP_SESSION: return PSISKV_SESSION_RESPONSE_BODY_BYTES;
-    case PSISKV_OP_INIT: return PSISKV_INIT_RESPONSE_BODY_BYTES;
-    case PSISKV_OP_STATUS: return PSISKV_STATUS_RESPONSE_BODY_BYTES;
-    default: return 0; /* PING, PUT, DELETE, SHUTDOWN */
+    default: return 0; /* PING, PUT, DELETE */
   }
 }
 
@@ -258,6 +242,9 @@ int psiskv_check_response(const psiskv_header *h, uint8_t opcode, uint32_t key,
   if (h->key != key) return PSISKV_CHECK_BAD_KEY;
   if (h->request_id != request_id) return PSISKV_CHECK_BAD_REQUEST_ID;
   if (!psiskv_status_known(h->flags_or_status)) return PSISKV_CHECK_UNKNOWN_STATUS;
+  if (h->flags_or_status == PSISKV_ST_FORBIDDEN && opcode != PSISKV_OP_SESSION) {
+    return PSISKV_CHECK_BAD_STATUS; /* 5, 6.2: only a SESSION presents a secret */
+  }
   if (h->flags_or_status >= PSISKV_FIRST_ERROR_STATUS) {
     /* 5: error responses have an empty body. */
     return h->body_length == 0 ? PSISKV_CHECK_OK : PSISKV_CHECK_BAD_BODY_LENGTH;

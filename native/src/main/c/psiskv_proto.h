@@ -1,5 +1,5 @@
 /*
- * psiskv_proto.h - the psiskv wire codec for C (PROTOCOL.md, version 1).
+ * psiskv_proto.h - the psiskv wire codec for C (PROTOCOL.md, version 2).
  *
  * The wire constants are written here once for C; each names the section of PROTOCOL.md it
  * implements, and no other C file spells these numbers (the Java twins are in
@@ -10,6 +10,10 @@
  * allocation, so protocol tests need no socket. Every multi-byte field is big-endian (section 1);
  * the helpers below assemble bytes one by one, so they neither depend on the host's byte order
  * nor on the alignment of the buffer. All functions are reentrant.
+ *
+ * Scope: the client messages of section 6 (HELLO, SESSION, PING, PUT, GET, DELETE and their
+ * responses). The control messages of section 7 pass only between the two Java servers, whose
+ * codec owns them: C knows their opcodes (section 4, for names in diagnostics) and no bodies.
  *
  * Internal to libpsiskv (hidden by -fvisibility=hidden); applications use psiskv.h.
  */
@@ -23,7 +27,7 @@
 #define PSISKV_REQUEST_MAGIC 0xA5u
 #define PSISKV_RESPONSE_MAGIC 0x5Au
 /* PROTOCOL.md 3.4: the only protocol version this code speaks (not the library's version). */
-#define PSISKV_PROTOCOL_VERSION 0x01u
+#define PSISKV_PROTOCOL_VERSION 0x02u
 
 /* PROTOCOL.md 3: every message starts with a header of exactly this many bytes. */
 #define PSISKV_HEADER_BYTES 20
@@ -43,24 +47,21 @@
 #define PSISKV_HELLO_RESPONSE_BODY_BYTES 6
 /* PROTOCOL.md 6.1: HELLO response address 0.0.0.0: "the host you reached the Front Server at". */
 #define PSISKV_HELLO_SAME_HOST 0u
-/* PROTOCOL.md 6.2: SESSION request body, u64 session id (0 asks for a new session). */
-#define PSISKV_SESSION_REQUEST_BODY_BYTES 8
+/* PROTOCOL.md 6.2: the secret that comes with a session id; only its holder resumes it. */
+#define PSISKV_SESSION_SECRET_BYTES 16
+/* PROTOCOL.md 6.2: SESSION request body, u64 session id and its secret (both 0: new session). */
+#define PSISKV_SESSION_REQUEST_BODY_BYTES (8 + PSISKV_SESSION_SECRET_BYTES)
 /* PROTOCOL.md 6.2: SESSION request session id that asks for a new session. */
 #define PSISKV_SESSION_NEW 0u
-/* PROTOCOL.md 6.2: SESSION response body, u64 session id and u32 maximum value length. */
-#define PSISKV_SESSION_RESPONSE_BODY_BYTES 12
+/* PROTOCOL.md 6.2: SESSION response body, u64 session id, its secret, u32 maximum value length. */
+#define PSISKV_SESSION_RESPONSE_BODY_BYTES (8 + PSISKV_SESSION_SECRET_BYTES + 4)
 /* PROTOCOL.md 6.5: GET request body, u32 capacity of the caller's buffer. */
 #define PSISKV_GET_REQUEST_BODY_BYTES 4
 /* PROTOCOL.md 6.5: GET OK response body starts with the u32 stored length. */
 #define PSISKV_GET_RESPONSE_PREFIX_BYTES 4
-/* PROTOCOL.md 7.1: INIT request body, u16 client port and u64 pid. */
-#define PSISKV_INIT_REQUEST_BODY_BYTES 10
-/* PROTOCOL.md 7.1: INIT response body, u64 pid of the Front Server. */
-#define PSISKV_INIT_RESPONSE_BODY_BYTES 8
-/* 7.4: STATUS OK response body (control only; the library never sends STATUS). */
-#define PSISKV_STATUS_RESPONSE_BODY_BYTES 72
 
-/* Bytes a buffer needs for any fixed-size message (header plus the largest fixed body). */
+/* Bytes a buffer needs for any message the encoders below write (header plus the largest fixed
+ * body of section 6, SESSION's response). */
 #define PSISKV_MAX_FIXED_BYTES (PSISKV_HEADER_BYTES + PSISKV_SESSION_RESPONSE_BODY_BYTES)
 
 /* PROTOCOL.md 9: default server maximum for a value, 64 MiB. */
@@ -76,10 +77,11 @@ enum psiskv_opcode {
   PSISKV_OP_PUT = 0x10,       /* 6.4 store a value */
   PSISKV_OP_GET = 0x11,       /* 6.5 read a value (at most the caller's capacity) */
   PSISKV_OP_DELETE = 0x12,    /* 6.6 remove a key */
-  PSISKV_OP_INIT = 0x20,      /* 7.1 Data Server to Front Server, first control message */
+  PSISKV_OP_INIT = 0x20,      /* 7.1 control: the Data Server's answer to CHALLENGE */
   PSISKV_OP_HEARTBEAT = 0x21, /* 7.2 control connection, never answered */
   PSISKV_OP_SHUTDOWN = 0x22,  /* 7.3 either direction: orderly termination */
-  PSISKV_OP_STATUS = 0x23     /* 7.4 Front Server to Data Server: the console's figures */
+  PSISKV_OP_STATUS = 0x23,    /* 7.4 Front Server to Data Server: the console's figures */
+  PSISKV_OP_CHALLENGE = 0x24  /* 7.1 control: the Front Server's nonce, first message */
 };
 
 /* PROTOCOL.md 5: response status, one byte at header offset 3. 0x10 and up are errors. */
@@ -90,8 +92,9 @@ enum psiskv_status {
   PSISKV_ST_BAD_REQUEST = 0x10,         /* a MUST rule was broken */
   PSISKV_ST_UNKNOWN_OPCODE = 0x11,      /* the opcode byte names no operation */
   PSISKV_ST_TOO_LARGE = 0x12,           /* PUT body longer than the server's maximum */
-  PSISKV_ST_UNSUPPORTED_VERSION = 0x13, /* the version byte is not 0x01 */
+  PSISKV_ST_UNSUPPORTED_VERSION = 0x13, /* the version byte is not 0x02 */
   PSISKV_ST_NO_SESSION = 0x14,          /* PUT, GET or DELETE before SESSION */
+  PSISKV_ST_FORBIDDEN = 0x15,           /* SESSION resume with the wrong secret: not ours */
   PSISKV_ST_SERVER_ERROR = 0x20,        /* the server failed to apply the request */
   PSISKV_ST_UNAVAILABLE = 0x21          /* the server cannot serve now; try again */
 };
@@ -129,16 +132,18 @@ const char *psiskv_opcode_name(unsigned code);
 const char *psiskv_status_name(unsigned code);
 
 /*
- * Message encoders (PROTOCOL.md 6 and 7). Each writes the header and the fixed body at buf[0..)
+ * Message encoders (PROTOCOL.md 6). Each writes the header and the fixed body at buf[0..)
  * and returns the number of bytes written, at most PSISKV_MAX_FIXED_BYTES. A PUT request's and a
  * GET response's value bytes are not copied: the caller sends them after the encoded prefix.
  * The server-side encoders exist for the golden-vector tests and for test servers.
  */
 size_t psiskv_encode_hello(uint8_t *buf, uint64_t request_id);
 size_t psiskv_encode_hello_ok(uint8_t *buf, uint64_t request_id, uint32_t ipv4, uint16_t port);
-size_t psiskv_encode_session(uint8_t *buf, uint64_t request_id, uint64_t session_id);
+/* secret: PSISKV_SESSION_SECRET_BYTES bytes, all zero with session id 0 (a new session). */
+size_t psiskv_encode_session(uint8_t *buf, uint64_t request_id, uint64_t session_id,
+                             const uint8_t *secret);
 size_t psiskv_encode_session_ok(uint8_t *buf, uint64_t request_id, uint64_t session_id,
-                                uint32_t max_value_bytes);
+                                const uint8_t *secret, uint32_t max_value_bytes);
 size_t psiskv_encode_ping(uint8_t *buf, uint64_t request_id);
 size_t psiskv_encode_put_header(uint8_t *buf, uint32_t key, uint64_t request_id, int overwrite,
                                 uint32_t value_length);
@@ -150,23 +155,20 @@ size_t psiskv_encode_delete(uint8_t *buf, uint32_t key, uint64_t request_id);
 /* Any response with an empty body: results without data and every error status (section 5). */
 size_t psiskv_encode_status(uint8_t *buf, uint8_t opcode, uint8_t status, uint32_t key,
                             uint64_t request_id);
-size_t psiskv_encode_init(uint8_t *buf, uint64_t request_id, uint16_t client_port, uint64_t pid);
-size_t psiskv_encode_init_ok(uint8_t *buf, uint64_t request_id, uint64_t front_pid);
-size_t psiskv_encode_heartbeat(uint8_t *buf, uint64_t request_id);
-size_t psiskv_encode_shutdown(uint8_t *buf, uint64_t request_id);
 
 /*
  * Body decoders. Each reads the fixed body that starts at body (just after the header); the
  * caller has checked the header's body length first (psiskv_check_response).
  */
 void psiskv_decode_hello_ok(const uint8_t *body, uint32_t *ipv4, uint16_t *port);
-uint64_t psiskv_decode_session(const uint8_t *body);
-void psiskv_decode_session_ok(const uint8_t *body, uint64_t *session_id,
+/* The secrets are copied to secret[0..PSISKV_SESSION_SECRET_BYTES). */
+void psiskv_decode_session(const uint8_t *body, uint64_t *session_id, uint8_t *secret);
+void psiskv_decode_session_ok(const uint8_t *body, uint64_t *session_id, uint8_t *secret,
                               uint32_t *max_value_bytes);
+/* Whether all PSISKV_SESSION_SECRET_BYTES bytes of a secret are zero (6.2: "no secret"). */
+int psiskv_session_secret_is_zero(const uint8_t *secret);
 uint32_t psiskv_decode_get_capacity(const uint8_t *body);
 uint32_t psiskv_decode_get_ok_stored_length(const uint8_t *body);
-void psiskv_decode_init(const uint8_t *body, uint16_t *client_port, uint64_t *pid);
-uint64_t psiskv_decode_init_ok(const uint8_t *body);
 
 /* Results of the response checks below; anything but PSISKV_CHECK_OK means "connection broken". */
 enum psiskv_check {
@@ -177,7 +179,8 @@ enum psiskv_check {
   PSISKV_CHECK_BAD_KEY,         /* 3.1: does not echo the request's key */
   PSISKV_CHECK_BAD_REQUEST_ID,  /* 3.1, 3.2: does not echo the request's id */
   PSISKV_CHECK_UNKNOWN_STATUS,  /* 5: names no status */
-  PSISKV_CHECK_BAD_STATUS,      /* 5, 6: a result this opcode never has (KEY_EXISTS to a GET) */
+  PSISKV_CHECK_BAD_STATUS,      /* 5, 6: a status this opcode never has (KEY_EXISTS to a GET,
+                                   FORBIDDEN to anything but SESSION) */
   PSISKV_CHECK_BAD_BODY_LENGTH  /* 4, 5, 6: not the body length this response must have */
 };
 

@@ -49,9 +49,10 @@ import java.util.concurrent.atomic.AtomicLong;
  *       the peer stopped reading, which the peer's own watchdog then reports).
  *   <li>{@code control-watchdog}: every {@value Supervisor#WATCHDOG_CHECK_MILLIS} ms, compares the
  *       time since the last message read with {@value Supervisor#MISSED_HEARTBEATS_BEFORE_HUNG}
- *       heartbeat intervals and calls {@link Handler#onSilent} once per silence. It does no I/O,
- *       so a blocked write cannot stop it. After a pause of this very process it waits before
- *       judging again ({@link Supervisor#SELF_PAUSE_MILLIS}).
+ *       heartbeat intervals and, while the silence is longer, calls {@link Handler#onSilent} at
+ *       each check (the handler judges the peer: {@link Supervisor#silent}). It does no socket
+ *       I/O, so a blocked write cannot stop it. After a pause of this very process it waits
+ *       before judging again ({@link Supervisor#SELF_PAUSE_MILLIS}).
  * </ul>
  *
  * <p><b>Locks.</b> Any thread may send; sends are whole messages of at most {@link
@@ -74,8 +75,12 @@ final class ControlLink implements Closeable {
     /** The link ended; called once, from the reader thread or from {@link #close}. */
     void onClosed(String reason);
 
-    /** The peer sent nothing for {@code silentMillis} (watchdog thread, once per silence). */
-    void onSilent(long silentMillis);
+    /**
+     * The peer has sent nothing for {@code silentMillis}, more than {@link
+     * Supervisor#HUNG_AFTER_MILLIS} (watchdog thread): called at every check until the peer is
+     * heard again or the link ends, {@code first} at the first check of each silence.
+     */
+    void onSilent(long silentMillis, boolean first);
   }
 
   private final Socket socket;
@@ -98,8 +103,9 @@ final class ControlLink implements Closeable {
   private volatile long lastReadNanos = System.nanoTime();
   private volatile ScheduledExecutorService heartbeat;
   private volatile ScheduledExecutorService watchdog;
-  /** Watchdog thread only. */
+  /** Watchdog thread only: the peer is silent past the limit; for how long at the last check. */
   private boolean peerSilent;
+  private long peerSilentMillis;
   /** Watchdog thread only. */
   private long lastCheckNanos;
   /** Watchdog thread only: when this process was last found to have been paused. */
@@ -338,18 +344,23 @@ final class ControlLink implements Closeable {
           + " is alive (heard " + silentMillis + " ms ago)");
     }
     pausedMillis = 0;
-    if (silentMillis > Supervisor.HUNG_AFTER_MILLIS && !peerSilent) {
-      peerSilent = true;
-      Log.info(peerName + " silent for " + silentMillis + " ms ("
-          + Supervisor.MISSED_HEARTBEATS_BEFORE_HUNG + " heartbeats missed): it looks hung");
-      try {
-        handler.onSilent(silentMillis);
-      } catch (RuntimeException e) {
-        Log.info("reaction to a hung " + peerName + " failed: " + e);
+    if (silentMillis > Supervisor.HUNG_AFTER_MILLIS) {
+      boolean first = !peerSilent;
+      if (first) {
+        peerSilent = true;
+        Log.info(peerName + " silent for " + silentMillis + " ms ("
+            + Supervisor.MISSED_HEARTBEATS_BEFORE_HUNG + " heartbeats missed): is it hung?");
       }
-    } else if (silentMillis <= Supervisor.HUNG_AFTER_MILLIS && peerSilent) {
+      peerSilentMillis = silentMillis;
+      try {
+        handler.onSilent(silentMillis, first);
+      } catch (RuntimeException e) {
+        Log.info("reaction to a silent " + peerName + " failed: " + e);
+      }
+    } else if (peerSilent) {
       peerSilent = false;
-      Log.info(peerName + " is sending again");
+      Log.info(peerName + " is sending again, after a silence of more than " + peerSilentMillis
+          + " ms");
     }
   }
 

@@ -36,13 +36,13 @@ import java.util.concurrent.TimeoutException;
  * serving.
  *
  * <p><b>Supervision of the Front Server.</b> When the front is down (its control connection
- * ends, its process exits, or it is silent for {@value Supervisor#HUNG_AFTER_MILLIS} ms and is
- * SIGKILLed) this process relaunches it: the same java and classpath, {@code
- * io.psiskv.server.FrontServer} with the same settings, {@code --port} exactly the old client
- * port and {@code --adopt-data <our pid>}; stdin /dev/null, stderr appended to {@value
- * ServerConfig#FRONT_LOG_FILE} in the data directory, stdout a pipe: its first line {@code control
- * port N} names the new front's control port, and every line is appended to the same log file
- * ({@code front-stdout} thread). Then the same INIT handshake as at start. Data connections keep
+ * ends, its process exits, or it is silent for more than {@value Supervisor#HUNG_AFTER_MILLIS} ms,
+ * found hung ({@link Supervisor}) and SIGKILLed) this process relaunches it: the same java and
+ * classpath, {@code io.psiskv.server.FrontServer} with the same settings, {@code --port} exactly
+ * the old client port and {@code --adopt-data <our pid>}; stdin /dev/null, stderr appended to
+ * {@value ServerConfig#FRONT_LOG_FILE} in the data directory, stdout a pipe: its first line
+ * {@code control port N} names the new front's control port, and every line is appended to the
+ * same log file ({@code front-stdout} thread). Then the same INIT handshake as at start. Data connections keep
  * being served meanwhile; only new clients wait (they cannot reach a front).
  *
  * <p><b>Threads</b> (all but main are daemons; none holds a lock across socket I/O):
@@ -105,7 +105,8 @@ public final class DataServer {
 
   private DataServer(ServerConfig config) {
     this.config = config;
-    this.supervisor = new Supervisor("front server", this::launchFrontServer, () -> {});
+    this.supervisor = new Supervisor("front server", this::launchFrontServer, () -> {},
+        config.hangTimeoutMillis);
   }
 
   public static void main(String[] args) {
@@ -370,8 +371,8 @@ public final class DataServer {
       }
 
       @Override
-      public void onSilent(long silentMillis) {
-        supervisor.silent(peer, silentMillis, isStopping());
+      public void onSilent(long silentMillis, boolean first) {
+        supervisor.silent(peer, silentMillis, first, isStopping());
       }
     };
   }

@@ -147,7 +147,8 @@ public final class FrontServer {
     this.adopted = config.adoptDataPid != 0;
     this.helloAddress = config.bindAddress.isAnyLocalAddress()
         ? 0 : Header.getU32(config.bindAddress.getAddress(), 0);
-    this.supervisor = new Supervisor("data server", this::launchDataServer, () -> endpoint = null);
+    this.supervisor = new Supervisor("data server", this::launchDataServer,
+        () -> endpoint = null, config.hangTimeoutMillis);
   }
 
   public static void main(String[] args) {
@@ -560,8 +561,8 @@ public final class FrontServer {
       }
 
       @Override
-      public void onSilent(long silentMillis) {
-        supervisor.silent(peer, silentMillis, isStopping() || peer.stoppingOnPurpose);
+      public void onSilent(long silentMillis, boolean first) {
+        supervisor.silent(peer, silentMillis, first, isStopping() || peer.stoppingOnPurpose);
       }
     };
   }

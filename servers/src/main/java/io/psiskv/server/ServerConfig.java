@@ -67,6 +67,15 @@ final class ServerConfig {
   static final long SHUTDOWN_TIMEOUT_MILLIS = 15_000;
   /** Data Server: how long a stop waits for in-flight requests before closing them by force. */
   static final long DRAIN_TIMEOUT_MILLIS = 5_000;
+  /**
+   * {@code --hang-timeout-ms}: a silent peer that is still running (collecting garbage, busy,
+   * waiting for a CPU) is waited for until its silence lasts this long, then killed anyway
+   * ({@link HangJudge}); a stopped or idle one is killed at once. Far above the longest
+   * collection measured, so that only a peer that is wedged while it runs reaches it (DESIGN.md
+   * §8). At least {@link Supervisor#HUNG_AFTER_MILLIS}, which makes every silence past that
+   * limit a hang.
+   */
+  static final int DEFAULT_HANG_TIMEOUT_MILLIS = 10_000;
 
   // --- Client connections. ---
 
@@ -216,8 +225,8 @@ final class ServerConfig {
   private static final java.util.Set<String> OPTIONS_WITH_VALUES = java.util.Set.of("--port",
       "--bind", "--data-dir", "--threads", "--max-connections", "--request-timeout-ms",
       "--idle-timeout-ms", "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-value-bytes",
-      "--max-sessions",
-      "--fsync", "--control-port", "--front-port", "--adopt-data");
+      "--max-sessions", "--fsync", "--control-port", "--front-port", "--adopt-data",
+      "--hang-timeout-ms");
 
   /** Which process is parsing: some options belong to one of them only. */
   enum Role {
@@ -279,6 +288,8 @@ final class ServerConfig {
   final long bodyBudgetBytes;
   /** See {@link #DEFAULT_MAX_SESSIONS}. */
   final int maxSessions;
+  /** See {@link #DEFAULT_HANG_TIMEOUT_MILLIS}. */
+  final int hangTimeoutMillis;
 
   /**
    * {@code --threads}: how the Data Server serves its connections (DESIGN.md §4 says when each
@@ -317,7 +328,7 @@ final class ServerConfig {
       Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
-      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions) {
+      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions, int hangTimeoutMillis) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -335,6 +346,7 @@ final class ServerConfig {
     this.poolIdleTimeoutMillis = poolIdleTimeoutMillis;
     this.bodyBudgetBytes = bodyBudgetBytes;
     this.maxSessions = maxSessions;
+    this.hangTimeoutMillis = hangTimeoutMillis;
   }
 
   /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
@@ -349,6 +361,7 @@ final class ServerConfig {
     int poolIdleTimeoutMillis = DEFAULT_POOL_IDLE_TIMEOUT_MILLIS;
     long bodyBudgetBytes = DEFAULT_BODY_BUDGET_BYTES;
     int maxSessions = DEFAULT_MAX_SESSIONS;
+    int hangTimeoutMillis = DEFAULT_HANG_TIMEOUT_MILLIS;
     int maxValueBytes = Protocol.DEFAULT_MAX_VALUE_BYTES;
     int controlPort = -1;
     int frontPort = -1;
@@ -401,6 +414,10 @@ final class ServerConfig {
         case "--max-sessions":
           maxSessions = parseInt(name, value, 1, Integer.MAX_VALUE);
           break;
+        case "--hang-timeout-ms":
+          hangTimeoutMillis = parseInt(name, value, (int) Supervisor.HUNG_AFTER_MILLIS,
+              Integer.MAX_VALUE);
+          break;
         case "--max-value-bytes":
           maxValueBytes = parseInt(name, value, 0, Protocol.MAX_VALUE_BYTES_LIMIT);
           break;
@@ -448,7 +465,7 @@ final class ServerConfig {
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
         maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
         requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes,
-        maxSessions);
+        maxSessions, hangTimeoutMillis);
   }
 
   /**
@@ -495,6 +512,9 @@ final class ServerConfig {
     out.println("  --max-sessions N       client sessions kept at once (default "
         + DEFAULT_MAX_SESSIONS + "); a new one replaces the one idle longest, or is answered"
         + " UNAVAILABLE");
+    out.println("  --hang-timeout-ms T    a silent server that is still running (a long garbage"
+        + " collection) is killed and relaunched by its peer after T ms of silence (default "
+        + DEFAULT_HANG_TIMEOUT_MILLIS + "; a stopped or idle one after about 2 s)");
     out.println("  --max-value-bytes N    largest value accepted (default "
         + Protocol.DEFAULT_MAX_VALUE_BYTES + ", at most " + Protocol.MAX_VALUE_BYTES_LIMIT + ")");
     out.println("  --fsync MODE           always (default: a write is on disk before it is"
@@ -560,6 +580,8 @@ final class ServerConfig {
     args.add(Integer.toString(maxSessions));
     args.add("--max-value-bytes");
     args.add(Integer.toString(maxValueBytes));
+    args.add("--hang-timeout-ms");
+    args.add(Integer.toString(hangTimeoutMillis));
     args.add("--fsync");
     args.add(fsync.name().toLowerCase(java.util.Locale.ROOT));
     if (salvage) {

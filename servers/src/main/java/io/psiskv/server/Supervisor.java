@@ -2,10 +2,7 @@ package io.psiskv.server;
 
 import java.io.File;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -22,9 +19,18 @@ import java.util.concurrent.TimeUnit;
  *
  * <table>
  *   <tr><td>heartbeat interval</td><td>{@value #HEARTBEAT_INTERVAL_MILLIS} ms, each way</td></tr>
- *   <tr><td>hung</td><td>nothing read for {@value #MISSED_HEARTBEATS_BEFORE_HUNG} intervals
- *       ({@value #HUNG_AFTER_MILLIS} ms, checked every {@value #WATCHDOG_CHECK_MILLIS} ms):
- *       SIGKILL, then relaunch</td></tr>
+ *   <tr><td>silent</td><td>nothing read for {@value #MISSED_HEARTBEATS_BEFORE_HUNG} intervals
+ *       ({@value #HUNG_AFTER_MILLIS} ms, checked every {@value #WATCHDOG_CHECK_MILLIS} ms): the
+ *       peer's process is judged at each check ({@link HangJudge}, {@link ProcStat})</td></tr>
+ *   <tr><td>hung: stopped</td><td>state T or t (SIGSTOP, Ctrl-Z, a debugger): SIGKILL at the
+ *       first check past the limit, 1.5-1.6 s after the last message; then relaunch</td></tr>
+ *   <tr><td>hung: idle</td><td>no progress in the {@value HangJudge#WINDOW_MILLIS} ms window after
+ *       that (under {@value HangJudge#MIN_CPU_MILLIS} ms of CPU, a thread running in under half
+ *       the looks: a deadlock): SIGKILL 2.0-2.2 s after the last message; then relaunch</td></tr>
+ *   <tr><td>paused</td><td>progress (a collection, a busy JVM, a wait for a CPU): waited for
+ *       until the silence reaches {@code --hang-timeout-ms} (default {@value
+ *       ServerConfig#DEFAULT_HANG_TIMEOUT_MILLIS} ms), then SIGKILL and relaunch</td></tr>
+ *   <tr><td>no {@code /proc}</td><td>SIGKILL at the first check past the limit</td></tr>
  *   <tr><td>exit grace</td><td>a peer whose control connection broke but whose process has not
  *       exited after {@value #PEER_EXIT_GRACE_MILLIS} ms is SIGKILLed</td></tr>
  *   <tr><td>relaunch delay</td><td>0 for a peer that ran {@value #RELAUNCH_STABLE_MILLIS} ms or
@@ -36,10 +42,13 @@ import java.util.concurrent.TimeUnit;
  *
  * <p><b>Detection.</b> A peer is <em>down</em> at the first of: end of stream on the control
  * connection (the kernel closes a dead process's sockets: seen at once), the exit of its process
- * ({@code onExit}: at once for a child, polled by the JDK for a non-child), the watchdog's silence
- * ({@link ControlLink}; the peer is SIGKILLed first, which also ends a SIGSTOPped one), or a
- * protocol error on the control connection. A peer that announced an orderly stop (the Data
- * Server's SHUTDOWN, PROTOCOL.md §7.3) is not relaunched: its side stops too.
+ * ({@code onExit}: at once for a child, polled by the JDK for a non-child), a silence the
+ * watchdog ({@link ControlLink}) reports and {@link #silent} judges a hang (the peer is SIGKILLed
+ * first, which also ends a SIGSTOPped one), or a protocol error on the control connection. A
+ * silent peer is judged by what its process does, read in {@code /proc} by the watchdog thread
+ * of this process (the same user may read it): a paused one is not killed before the hang
+ * timeout, a stopped or idle one is. A peer that announced an orderly stop (the Data Server's
+ * SHUTDOWN, PROTOCOL.md §7.3) is not relaunched: its side stops too.
  *
  * <p><b>Loop</b> ({@link #run}, on the thread {@code <peer>-supervisor}, one per process): wait
  * until the current peer is down or this process stops; wait (bounded) until its control reader
@@ -58,12 +67,16 @@ import java.util.concurrent.TimeUnit;
  * <p><b>Locks.</b> {@code lock} guards {@code stopped}, {@code current}, the peers' down state and
  * the relaunch count; it is held across no I/O and no wait other than {@code lock.wait}, except
  * the fork of the peer's process in {@link #track} (so that a stop cannot miss a process being
- * started). The owner's {@code onDown} hook runs under it and must only update fields.
+ * started). The owner's {@code onDown} hook runs under it and must only update fields. A peer's
+ * judge belongs to the watchdog thread of its control link and needs no lock.
  */
 final class Supervisor {
   /** Each side sends a HEARTBEAT this often (PROTOCOL.md §7.2). */
   static final long HEARTBEAT_INTERVAL_MILLIS = 500;
-  /** A peer silent for this many heartbeat intervals is hung: it is killed and relaunched. */
+  /**
+   * A peer silent for this many heartbeat intervals is judged ({@link HangJudge}): killed and
+   * relaunched if it is hung, waited for if it is paused.
+   */
   static final int MISSED_HEARTBEATS_BEFORE_HUNG = 3;
   static final long HUNG_AFTER_MILLIS = HEARTBEAT_INTERVAL_MILLIS * MISSED_HEARTBEATS_BEFORE_HUNG;
   /** The watchdog compares the silence with the limit this often: a hang is seen within 0.1 s. */
@@ -123,6 +136,8 @@ final class Supervisor {
     private volatile ControlLink link;
     /** The peer announced an orderly stop (§7.3): its end is not a crash. */
     volatile boolean stoppingOnPurpose;
+    /** The control-watchdog thread's: the judge of the current silence, null before one. */
+    private HangJudge judge;
     /** Guarded by the supervisor's lock. */
     private String downReason;
     private long downNanos;
@@ -181,6 +196,7 @@ final class Supervisor {
   private final String peerName;
   private final Launcher launcher;
   private final Runnable onDownHook;
+  private final long hangTimeoutMillis;
   private final Backoff backoff = new Backoff();
   private final Object lock = new Object();
   /** Guarded by lock. */
@@ -194,11 +210,14 @@ final class Supervisor {
    * @param peerName for log lines: "data server" or "front server"
    * @param onDownHook runs under the lock when the current peer goes down (e.g. HELLO answers
    *     UNAVAILABLE from then on); must not block
+   * @param hangTimeoutMillis {@code --hang-timeout-ms}: the silence after which a peer that is
+   *     still running is killed anyway
    */
-  Supervisor(String peerName, Launcher launcher, Runnable onDownHook) {
+  Supervisor(String peerName, Launcher launcher, Runnable onDownHook, long hangTimeoutMillis) {
     this.peerName = peerName;
     this.launcher = launcher;
     this.onDownHook = onDownHook;
+    this.hangTimeoutMillis = hangTimeoutMillis;
   }
 
   /**
@@ -244,7 +263,6 @@ final class Supervisor {
     }
   }
 
-  /** Runs {@code action} under the lock if {@code peer} is current and not down; true if it ran. */
   /**
    * The peer's control connection ended (a {@link ControlLink.Handler#onClosed}): the peer is
    * down, unless this process is stopping and no longer cares.
@@ -257,18 +275,48 @@ final class Supervisor {
   }
 
   /**
-   * The peer has been silent for {@link #HUNG_AFTER_MILLIS} (a {@link
-   * ControlLink.Handler#onSilent}): SIGKILL it (that works on a stopped process too) and treat it
-   * as down, unless this process is stopping or the peer is stopping on purpose.
+   * The peer has been silent for {@code silentMillis}, more than {@link #HUNG_AFTER_MILLIS} (a
+   * {@link ControlLink.Handler#onSilent}, at each watchdog check of the silence; {@code first} at
+   * its first): judges the peer by its process ({@link HangJudge} fed by {@link ProcStat}) and,
+   * if it is hung, SIGKILLs it (that works on a stopped process too) and treats it as down.
+   * Nothing is judged while this process is stopping or the peer is stopping on purpose, nor
+   * once the peer is down. The watchdog thread only.
    */
-  void silent(Peer peer, long silentMillis, boolean stopping) {
-    if (!stopping) {
-      Log.info("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL");
-      peer.handle.destroyForcibly();
-      peerDown(peer, "hung (silent for " + silentMillis + " ms), killed");
+  void silent(Peer peer, long silentMillis, boolean first, boolean stopping) {
+    if (stopping || isDown(peer)) {
+      return;
+    }
+    if (first || peer.judge == null) {
+      peer.judge = new HangJudge(hangTimeoutMillis);
+    }
+    HangJudge.Action before = peer.judge.last();
+    HangJudge.Verdict verdict = peer.judge.judge(ProcStat.sample(peer.pid()), silentMillis);
+    switch (verdict.action()) {
+      case HUNG:
+        Log.info("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL: "
+            + verdict.reason());
+        peer.handle.destroyForcibly();
+        peerDown(peer, "hung (" + verdict.reason() + "), killed");
+        break;
+      case PAUSED:
+        if (before != HangJudge.Action.PAUSED) {
+          Log.info(peerName + " (pid " + peer.pid() + ") is paused, not hung: "
+              + verdict.reason() + "; waiting for it up to " + hangTimeoutMillis
+              + " ms of silence");
+        }
+        break;
+      default:
+        break;
     }
   }
 
+  private boolean isDown(Peer peer) {
+    synchronized (lock) {
+      return peer.downReason != null;
+    }
+  }
+
+  /** Runs {@code action} under the lock if {@code peer} is current and not down; true if it ran. */
   boolean ifUp(Peer peer, Runnable action) {
     synchronized (lock) {
       if (stopped || peer != current || peer.downReason != null) {
@@ -462,50 +510,12 @@ final class Supervisor {
   }
 
   /**
-   * Whether a process has ended: not alive, or a zombie. A dead process whose parent is gone is a
-   * zombie until init reaps it, and {@link ProcessHandle#isAlive} still says true for it; its
-   * sockets and file locks are released already, which is all a relaunch needs. The main thread of
-   * a multi-threaded process shows as a zombie while its other threads are still exiting (and
-   * still hold the process's files): only a process all of whose threads are zombies has ended.
+   * Whether a process has ended: not alive, or {@linkplain ProcStat#ended ended} although still
+   * listed (a zombie orphan waiting for init, a JVM whose threads still exit). A dead process's
+   * sockets and file locks are released already, which is all a relaunch needs.
    */
   static boolean isGone(ProcessHandle handle) {
-    if (!handle.isAlive()) {
-      return true;
-    }
-    Path proc = Path.of("/proc", Long.toString(handle.pid()));
-    try {
-      if (!isZombie(proc.resolve("stat"))) {
-        return false;
-      }
-      try (DirectoryStream<Path> tasks = Files.newDirectoryStream(proc.resolve("task"))) {
-        for (Path task : tasks) {
-          if (!isZombie(task.resolve("stat"))) {
-            return false;
-          }
-        }
-      }
-      return true;
-    } catch (NoSuchFileException e) {
-      return true; // Reaped meanwhile.
-    } catch (IOException e) {
-      return false; // No /proc: trust isAlive.
-    }
-  }
-
-  /** Whether a {@code /proc/.../stat} file shows state Z (zombie) or X (dead); gone counts. */
-  private static boolean isZombie(Path stat) throws IOException {
-    String s;
-    try {
-      s = Files.readString(stat, StandardCharsets.US_ASCII);
-    } catch (NoSuchFileException e) {
-      return true;
-    }
-    int close = s.lastIndexOf(')'); // The command name may contain spaces and ')'.
-    if (close < 0 || close + 2 >= s.length()) {
-      return false;
-    }
-    char state = s.charAt(close + 2);
-    return state == 'Z' || state == 'X';
+    return !handle.isAlive() || ProcStat.ended(handle.pid());
   }
 
   private static void awaitQuietly(CountDownLatch latch, long millis) {

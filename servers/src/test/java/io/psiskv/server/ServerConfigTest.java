@@ -30,6 +30,7 @@ class ServerConfigTest {
     assertThat(c.requestTimeoutMillis).isEqualTo(ServerConfig.DEFAULT_REQUEST_TIMEOUT_MILLIS);
     assertThat(c.idleTimeoutMillis).isEqualTo(ServerConfig.DEFAULT_IDLE_TIMEOUT_MILLIS);
     assertThat(c.bodyBudgetBytes).isEqualTo(ServerConfig.DEFAULT_BODY_BUDGET_BYTES);
+    assertThat(c.hangTimeoutMillis).isEqualTo(ServerConfig.DEFAULT_HANG_TIMEOUT_MILLIS);
   }
 
   @Test
@@ -46,8 +47,9 @@ class ServerConfigTest {
   void limitsParse() throws Exception {
     ServerConfig c = ServerConfig.parse(Role.FRONT, "--max-connections", "7",
         "--request-timeout-ms=250", "--idle-timeout-ms", "300", "--body-budget-bytes",
-        "8589934592");
+        "8589934592", "--hang-timeout-ms", "30000");
     assertThat(c.maxConnections).isEqualTo(7);
+    assertThat(c.hangTimeoutMillis).isEqualTo(30_000);
     assertThat(c.requestTimeoutMillis).isEqualTo(250);
     assertThat(c.idleTimeoutMillis).isEqualTo(300);
     assertThat(c.bodyBudgetBytes).isEqualTo(8L << 30);
@@ -82,6 +84,8 @@ class ServerConfigTest {
     assertThat(error(Role.FRONT, "--threads", "event-loop:0")).contains("from 1 to 256");
     assertThat(error(Role.FRONT, "--max-connections", "0")).contains("--max-connections must");
     assertThat(error(Role.FRONT, "--body-budget-bytes", "-1")).contains("--body-budget-bytes");
+    assertThat(error(Role.FRONT, "--hang-timeout-ms", "1499"))
+        .contains("--hang-timeout-ms must be an integer from " + Supervisor.HUNG_AFTER_MILLIS);
     assertThat(error(Role.FRONT, "--max-value-bytes", "2147483632"))
         .contains("from 0 to " + Protocol.MAX_VALUE_BYTES_LIMIT);
     assertThat(error(Role.FRONT, "--bind", "::1")).contains("IPv4");
@@ -101,7 +105,7 @@ class ServerConfigTest {
   void dataServerArgsCarryEverySettingAcross() throws Exception {
     ServerConfig front = ServerConfig.parse(Role.FRONT, "--bind", "127.0.0.1", "--data-dir",
         "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "everysec",
-        "--salvage");
+        "--salvage", "--hang-timeout-ms", "4000");
     ServerConfig data = ServerConfig.parse(Role.DATA,
         front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.bindAddress).isEqualTo(front.bindAddress);
@@ -110,6 +114,7 @@ class ServerConfigTest {
     assertThat(data.maxValueBytes).isEqualTo(77);
     assertThat(data.fsync).isEqualTo(FsyncPolicy.EVERYSEC);
     assertThat(data.salvage).isTrue();
+    assertThat(data.hangTimeoutMillis).isEqualTo(4000);
     assertThat(data.controlPort).isEqualTo(4242);
     assertThat(data.frontPort).isEqualTo(9876);
   }
@@ -118,7 +123,7 @@ class ServerConfigTest {
   void frontServerArgsOfARelaunchCarryEverySettingTheExactPortAndTheAdoption() throws Exception {
     ServerConfig data = ServerConfig.parse(Role.DATA, "--bind", "127.0.0.1", "--data-dir",
         "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "no",
-        "--control-port", "5", "--front-port", "9876");
+        "--hang-timeout-ms", "4000", "--control-port", "5", "--front-port", "9876");
     ServerConfig front = ServerConfig.parse(Role.FRONT,
         data.frontServerArgs(4242).toArray(new String[0]));
     assertThat(front.port).isEqualTo(9876);
@@ -129,6 +134,7 @@ class ServerConfigTest {
     assertThat(front.maxValueBytes).isEqualTo(77);
     assertThat(front.fsync).isEqualTo(FsyncPolicy.NO);
     assertThat(front.salvage).isFalse();
+    assertThat(front.hangTimeoutMillis).isEqualTo(4000);
     assertThat(ServerConfig.parse(Role.FRONT).adoptDataPid).isEqualTo(0);
   }
 }
