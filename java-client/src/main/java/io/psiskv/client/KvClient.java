@@ -322,8 +322,7 @@ public final class KvClient implements AutoCloseable {
         throw new KvException(Status.TOO_LARGE, "the value of key " + Integer.toUnsignedString(key)
             + " has " + stored + " bytes, more than the server's maximum of " + capacity);
       }
-      byte[] value = new byte[stored];
-      in.readFully(value, 0, stored);
+      byte[] value = in.readValue(stored); // Grows with what arrives, not with what is claimed.
       expectEnd(in, Opcode.GET);
       return Optional.of(value);
     });
@@ -408,7 +407,12 @@ public final class KvClient implements AutoCloseable {
           out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
         }
       }
-      return readResult(Opcode.PUT, key, id);
+      Status result = readResult(Opcode.PUT, key, id);
+      if (overwrite && result == Status.KEY_EXISTS) {
+        // §6.4: an overwriting PUT is answered OK (or an error), never "nothing changed".
+        throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
+      }
+      return result;
     });
   }
 

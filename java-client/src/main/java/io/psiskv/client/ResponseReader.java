@@ -3,6 +3,7 @@ package io.psiskv.client;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.util.Arrays;
 
 /**
  * The receive buffer of one connection, so that a response arrives with as few reads as its bytes
@@ -24,6 +25,12 @@ import java.io.InputStream;
  * <p>Not thread-safe: one per connection, used under the client's lock.
  */
 final class ResponseReader {
+  /**
+   * The first array of a value {@link #readValue} reads: values up to this size get one array of
+   * their exact size; a longer one doubles as its bytes arrive.
+   */
+  static final int VALUE_INITIAL_BYTES = 1 << 20;
+
   private final InputStream in;
   private final byte[] bytes;
   /** The first unread byte. */
@@ -94,6 +101,29 @@ final class ResponseReader {
       }
       off += got;
       len -= got;
+    }
+  }
+
+  /**
+   * The next {@code len} bytes of the stream in a new array, which grows with the bytes that have
+   * arrived rather than with {@code len}: it starts at {@link #VALUE_INITIAL_BYTES} (or {@code len}
+   * if smaller) and doubles, each part read by {@link #readFully}. So a server that announces more
+   * than it sends costs the client at most twice what it sent, plus the first array, never the
+   * length it announced (up to 2 GiB); a value that does arrive costs one copy per doubling.
+   *
+   * @throws EOFException if the stream ends first
+   * @throws IOException as the stream's read
+   */
+  byte[] readValue(int len) throws IOException {
+    byte[] value = new byte[Math.min(len, VALUE_INITIAL_BYTES)];
+    int filled = 0;
+    while (true) {
+      readFully(value, filled, value.length - filled);
+      filled = value.length;
+      if (filled == len) {
+        return value;
+      }
+      value = Arrays.copyOf(value, (int) Math.min(len, 2L * filled));
     }
   }
 

@@ -143,6 +143,19 @@ class KvClientProtocolTest {
     }
   }
 
+  /** Found by ResponseDecodingFuzzTest: put() returned as if stored. */
+  @Test
+  void keyExistsAnswerToAnOverwritingPutIsAnIoError() {
+    server.setScript((r, out) -> FakeServer.answerStatus(r, out, Status.KEY_EXISTS));
+    try (KvClient kv = connect()) {
+      assertThat(kv.putIfAbsent(1, new byte[1])).isFalse();
+      KvException e = assertThrows(KvException.class, () -> kv.put(1, new byte[1]));
+      assertThat(e.status()).isEqualTo(Status.IO_ERROR);
+      assertThat(e).hasMessageThat().contains("KEY_EXISTS is not an answer to an overwriting PUT");
+      assertThat(server.dataConnections()).isEqualTo(1);
+    }
+  }
+
   @Test
   void responseWithBadMagicIsAnIoError() {
     server.setScript((r, out) -> {

@@ -176,6 +176,27 @@ class ResponseReaderTest {
   }
 
   @Test
+  void aValueLongerThanTheFirstArrayComesOutWhole() throws IOException {
+    int valueBytes = 3 * ResponseReader.VALUE_INITIAL_BYTES + 5;
+    ResponseReader r = new ResponseReader(new ScriptedStream(counting(valueBytes), 0), 64);
+    assertThat(r.readValue(valueBytes)).isEqualTo(counting(valueBytes));
+    assertThat(new ResponseReader(new ScriptedStream(new byte[0], 0), 64).readValue(0)).isEmpty();
+  }
+
+  /** Found by ResponseDecodingFuzzTest: KvClient.get allocated the stored length announced. */
+  @Test
+  void aValueAnnouncedLongerThanItsBytesAllocatesWhatArrivedNotWhatWasAnnounced()
+      throws IOException {
+    com.sun.management.ThreadMXBean threads =
+        (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+    ResponseReader r = new ResponseReader(new ScriptedStream(counting(10), 0), 64);
+    long before = threads.getCurrentThreadAllocatedBytes();
+    assertThrows(EOFException.class, () -> r.readValue(Integer.MAX_VALUE - 16));
+    long allocated = threads.getCurrentThreadAllocatedBytes() - before;
+    assertThat(allocated).isLessThan(2L * ResponseReader.VALUE_INITIAL_BYTES);
+  }
+
+  @Test
   void endOfStreamInTheMiddleIsAnEofException() throws IOException {
     ResponseReader r = new ResponseReader(new ScriptedStream(counting(HEADER + 2), 0), 1024);
     r.take(HEADER);
