@@ -57,6 +57,19 @@ import java.util.concurrent.locks.ReentrantLock;
  * Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol violation (an
  * answer that breaks PROTOCOL.md §8) and every other error status fail the call at once.
  *
+ * <p><b>Call timeout.</b> With {@link Builder#callTimeout} a call that has not produced its result
+ * within that time of its start (waiting for other threads' calls, the request, the answer, and
+ * any reconnection in between) fails with {@link KvTimeoutException}. There is no call timeout by
+ * default. A timed-out call drops its connection, since the answer may still come and the stream
+ * is no longer known to be in step; the next call connects again and resumes the session. The
+ * timed-out request is <em>abandoned</em>: the client never sends it again, and the next call has
+ * a new request id. So a write that timed out may or may not have been applied (it may even be
+ * applied after the exception, if it was on its way), and repeating it is a new write, not the
+ * exactly-once retry of the old one: a {@code putIfAbsent} repeated after a timeout returns {@code
+ * false} if the first one was applied. Read the key to find out. A late copy of the abandoned
+ * write can never overtake a later call's write: the server refuses a write whose id is below the
+ * session's last one (PROTOCOL.md §12.5).
+ *
  * <p><b>Exactly once.</b> A write interrupted by a crash is applied exactly once: the server
  * remembers the last write of each session, so the resent request is answered with the original
  * result ({@code putIfAbsent} that succeeded before the crash returns {@code true} on its retry,
@@ -65,8 +78,11 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p><b>Errors.</b> Results are return values ({@code putIfAbsent} returns {@code false} when the key
  * exists, {@code get} returns empty when it does not). Everything else throws {@link KvException}
- * with its {@link Status}: an unreachable server, a connection that stayed broken past the retry
- * deadline, a value over the maximum, an error answered by the server. The client object stays
+ * with its {@link Status}, as one of its subclasses where one applies: {@link
+ * KvConnectionException} for an unreachable server, a connection that stayed broken past the retry
+ * deadline or a closed client; {@link KvTimeoutException} for a call past its call timeout; {@link
+ * KvRejectedException} for a value over the maximum or an error answered by the server. The client
+ * object stays
  * valid: after a failed call the next call connects again (with its own retry deadline), unless
  * reconnection is disabled, in which case every later call throws the same error.
  *
@@ -131,6 +147,15 @@ public final class KvClient implements AutoCloseable {
   private final int connectTimeoutMillis;
   /** 0: reconnection disabled. */
   private final long retryTimeoutNanos;
+  /** 0: no call timeout. */
+  private final long callTimeoutNanos;
+  /** The watchdog of {@link #callTimeoutNanos}; null without a call timeout. */
+  private final CallTimer timer;
+  /**
+   * The request id of the last call whose deadline {@link #timer} saw pass (it then closed the
+   * call's socket), or 0: a call whose connection breaks with its own id here has timed out.
+   */
+  private volatile long expiredId;
 
   /**
    * Held by a call from its first byte sent to its result, across every reconnection and retry
@@ -173,11 +198,14 @@ public final class KvClient implements AutoCloseable {
   /** Written under lock by every SESSION answer: a relaunched server may have another maximum. */
   private volatile int maxValueBytes;
 
-  private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout) {
+  private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout,
+      Duration callTimeout) {
     this.host = host;
     this.port = port;
     this.connectTimeoutMillis = (int) connectTimeout.toMillis();
     this.retryTimeoutNanos = saturatedNanos(retryTimeout);
+    this.callTimeoutNanos = saturatedNanos(callTimeout);
+    this.timer = callTimeoutNanos == 0 ? null : new CallTimer(callTimeoutNanos, this::expire);
   }
 
   /**
@@ -213,6 +241,7 @@ public final class KvClient implements AutoCloseable {
     private final int port;
     private Duration connectTimeout = DEFAULT_CONNECT_TIMEOUT;
     private Duration retryTimeout;
+    private Duration callTimeout = Duration.ZERO;
 
     private Builder(String host, int port) {
       this.host = Objects.requireNonNull(host, "host");
@@ -253,6 +282,35 @@ public final class KvClient implements AutoCloseable {
     }
 
     /**
+     * Bound on each call, from the moment it is made to its result: waiting for other threads'
+     * calls on this client, sending, waiting for the answer, and any reconnection and retry in
+     * between. {@link Duration#ZERO}, the default, means no bound (a call then waits for a server
+     * that accepts and never answers as long as the connection stays open). A call still running
+     * at its deadline fails with {@link KvTimeoutException}; see the class comment ("Call
+     * timeout") for what becomes of its request.
+     *
+     * <p>With the retry timeout ({@link #retryTimeout}), a call ends at whichever deadline comes
+     * first: the call timeout counts from the call's start and covers everything; the retry
+     * timeout counts from the first failure and covers only reconnecting. A call timeout shorter
+     * than the retry timeout thus also cuts a ride-through short.
+     *
+     * <p>A client with a call timeout has one daemon thread of its own ({@code
+     * psiskv-call-timer}), which sleeps except at deadlines and ends with {@link KvClient#close}.
+     *
+     * @param callTimeout the bound, at least 1 ms, or zero for none
+     * @return this builder
+     * @throws IllegalArgumentException if negative, or positive and under 1 ms
+     */
+    public Builder callTimeout(Duration callTimeout) {
+      if (callTimeout.isNegative() || (!callTimeout.isZero() && callTimeout.toMillis() < 1)) {
+        throw new IllegalArgumentException("call timeout " + callTimeout
+            + " is not zero (none) nor at least 1 ms");
+      }
+      this.callTimeout = callTimeout;
+      return this;
+    }
+
+    /**
      * Connects to the Front Server, which redirects this client to the Data Server, and opens a
      * session there (PROTOCOL.md §2).
      *
@@ -272,7 +330,7 @@ public final class KvClient implements AutoCloseable {
     public KvClient connect() {
       Duration retry = retryTimeout != null ? retryTimeout : retryTimeoutFromEnv(
           RETRY_TIMEOUT_ENV_VALUE);
-      KvClient kv = new KvClient(host, port, connectTimeout, retry);
+      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout);
       kv.open();
       return kv;
     }
@@ -319,8 +377,9 @@ public final class KvClient implements AutoCloseable {
       int stored = readStoredLength(capacity);
       if (stored > capacity) {
         // Its first `capacity` bytes are still unread: this drops the connection (not retried).
-        throw new KvException(Status.TOO_LARGE, "the value of key " + Integer.toUnsignedString(key)
-            + " has " + stored + " bytes, more than the server's maximum of " + capacity);
+        throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
+            + Integer.toUnsignedString(key) + " has " + stored
+            + " bytes, more than the server's maximum of " + capacity);
       }
       byte[] value = in.readValue(stored); // Grows with what arrives, not with what is claimed.
       expectEnd(in, Opcode.GET);
@@ -382,6 +441,9 @@ public final class KvClient implements AutoCloseable {
     closed = true;
     closing.countDown();
     closeQuietly(live);
+    if (timer != null) {
+      timer.stop();
+    }
   }
 
   @Override
@@ -393,7 +455,7 @@ public final class KvClient implements AutoCloseable {
     Objects.requireNonNull(value, "value");
     int max = maxValueBytes;
     if (value.length > max) {
-      throw new KvException(Status.TOO_LARGE, "value of " + value.length
+      throw new KvRejectedException(Status.TOO_LARGE, "value of " + value.length
           + " bytes exceeds the server's maximum of " + max);
     }
     return call(Opcode.PUT, key, id -> {
@@ -426,27 +488,73 @@ public final class KvClient implements AutoCloseable {
     T run(long requestId) throws IOException;
   }
 
-  /** Runs one call under the lock with a new request id, retried per PROTOCOL.md §12. */
+  /**
+   * Runs one call under the lock with a new request id, retried per PROTOCOL.md §12, within the
+   * call timeout if there is one: {@link #timer} is armed with the call's id and deadline while it
+   * holds the lock, and {@link #expire} closes its socket if the deadline passes.
+   */
   private <T> T call(Opcode op, int key, Attempt<T> attempt) {
-    lock.lock();
+    long deadline = callTimeoutNanos == 0 ? 0 : System.nanoTime() + callTimeoutNanos;
+    lockWithin(op, key, deadline);
     try {
       if (closed) {
         throw closedError(null);
       }
       if (broken != null) {
-        throw new KvException(broken.status(), broken.getMessage(), broken);
+        throw broken.again();
       }
-      return withRetries(op, key, nextRequestId++, attempt);
+      long id = nextRequestId++;
+      if (timer == null) {
+        return withRetries(op, key, id, attempt, 0);
+      }
+      timer.arm(id, deadline);
+      try {
+        return withRetries(op, key, id, attempt, deadline);
+      } finally {
+        timer.disarm();
+      }
     } finally {
       lock.unlock();
     }
+  }
+
+  /**
+   * Takes {@link #lock}; with a call deadline ({@code deadline != 0}) waits for it only until then.
+   *
+   * @throws KvTimeoutException if the deadline passes first
+   * @throws KvException if the thread is interrupted while it waits
+   */
+  private void lockWithin(Opcode op, int key, long deadline) {
+    if (deadline == 0) {
+      lock.lock();
+      return;
+    }
+    try {
+      if (!lock.tryLock(deadline - System.nanoTime(), TimeUnit.NANOSECONDS)) {
+        throw timeoutError(op, key, "waiting for this client's other calls", null);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+    }
+  }
+
+  /**
+   * The timer thread's action when the call or request with id {@code id} is still running at
+   * its deadline: records the id and closes the socket it is blocked on, which ends its connect,
+   * read or write with an IOException that {@link #withRetries} reports as a timeout. Holds no
+   * lock (the call holds the client's).
+   */
+  private void expire(long id) {
+    expiredId = id;
+    closeQuietly(live);
   }
 
   /** Opens the first connection and session (set-up only), retried per {@link Builder#connect}. */
   private void open() {
     lock.lock();
     try {
-      withRetries(null, 0, 0, null);
+      withRetries(null, 0, 0, null, 0);
     } catch (RuntimeException | Error e) {
       close();
       throw e;
@@ -469,7 +577,8 @@ public final class KvClient implements AutoCloseable {
    * closes it after an error status (§8), and after a violation or a broken connection the stream
    * is out of step.
    */
-  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt) {
+  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt,
+      long deadline) {
     int attempts = 0;
     long firstFailureNanos = 0;
     long backoffMillis = FIRST_BACKOFF_MILLIS;
@@ -490,15 +599,20 @@ public final class KvClient implements AutoCloseable {
         if (closed) {
           throw closedError(e);
         }
+        if (deadline != 0 && (expiredId == requestId || System.nanoTime() - deadline >= 0)) {
+          throw notRetried(timeoutError(op, key, "its answer", e));
+        }
         if (attempt == null && attempts == 1 && e instanceof FrontUnreachable) {
           // connect() fails fast on a dead address, like kv_connect (see Builder.connect).
-          throw new KvException(Status.IO_ERROR, "cannot reach the psiskv Front Server at "
-              + host + ":" + port + ": " + e.getCause(), e);
+          throw new KvConnectionException(Status.IO_ERROR,
+              "cannot reach the psiskv Front Server at " + host + ":" + port + ": "
+              + e.getCause(), e);
         }
         if (retryTimeoutNanos == 0) {
           throw notRetried(e instanceof Unavailable
-              ? new KvException(Status.UNAVAILABLE, what(op, key) + " failed: " + describe(e), e)
-              : new KvException(Status.IO_ERROR, what(op, key)
+              ? new KvConnectionException(Status.UNAVAILABLE,
+                  what(op, key) + " failed: " + describe(e), e)
+              : new KvConnectionException(Status.IO_ERROR, what(op, key)
                   + " failed (reconnection is disabled): " + describe(e), e));
         }
         long now = System.nanoTime();
@@ -507,14 +621,19 @@ public final class KvClient implements AutoCloseable {
         }
         long elapsedNanos = now - firstFailureNanos;
         if (elapsedNanos >= retryTimeoutNanos) {
-          throw new KvException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
+          throw new KvConnectionException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
               + TimeUnit.NANOSECONDS.toMillis(elapsedNanos) + " ms and " + attempts
               + " attempts to reach psiskv at " + host + ":" + port + "; last cause: "
               + describe(e), e);
         }
-        long remainingMillis =
-            TimeUnit.NANOSECONDS.toMillis(retryTimeoutNanos - elapsedNanos + 999_999);
-        pause(Math.min(backoffMillis, remainingMillis));
+        long remainingNanos = retryTimeoutNanos - elapsedNanos;
+        if (deadline != 0) {
+          remainingNanos = Math.min(remainingNanos, deadline - now);
+        }
+        pause(Math.min(backoffMillis, TimeUnit.NANOSECONDS.toMillis(remainingNanos + 999_999)));
+        if (deadline != 0 && System.nanoTime() - deadline >= 0) {
+          throw timeoutError(op, key, "reconnecting (last cause: " + describe(e) + ")", e);
+        }
         backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
       } catch (KvException e) {
         disconnect();
@@ -666,7 +785,12 @@ public final class KvClient implements AutoCloseable {
   }
 
   private static KvException closedError(Throwable cause) {
-    return new KvException(Status.IO_ERROR, "client is closed", cause);
+    return new KvConnectionException(Status.IO_ERROR, "client is closed", cause);
+  }
+
+  private KvTimeoutException timeoutError(Opcode op, int key, String waitingFor, Throwable cause) {
+    return new KvTimeoutException(what(op, key) + " timed out after "
+        + TimeUnit.NANOSECONDS.toMillis(callTimeoutNanos) + " ms waiting for " + waitingFor, cause);
   }
 
   private static KvException protocolError(String mismatch) {
@@ -716,7 +840,7 @@ public final class KvClient implements AutoCloseable {
       throw new Unavailable(op + " answered " + status + ": " + status.message());
     }
     if (Rules.isError(status)) {
-      throw new KvException(status, op + " failed: " + status.message());
+      throw new KvRejectedException(status, op + " failed: " + status.message());
     }
   }
 
