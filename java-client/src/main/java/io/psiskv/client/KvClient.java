@@ -24,6 +24,7 @@ import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
 
 /**
  * A connection to a psiskv store: byte-array values under unsigned 32-bit keys.
@@ -156,6 +157,10 @@ public final class KvClient implements AutoCloseable {
    * call's socket), or 0: a call whose connection breaks with its own id here has timed out.
    */
   private volatile long expiredId;
+  /** Told of each reconnection, outside the lock; null if none was given. */
+  private final Consumer<? super KvClient> onReconnect;
+  /** Written under lock: data connections made after the first (each resumed the session). */
+  private volatile long reconnects;
 
   /**
    * Held by a call from its first byte sent to its result, across every reconnection and retry
@@ -199,8 +204,9 @@ public final class KvClient implements AutoCloseable {
   private volatile int maxValueBytes;
 
   private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout,
-      Duration callTimeout) {
+      Duration callTimeout, Consumer<? super KvClient> onReconnect) {
     this.host = host;
+    this.onReconnect = onReconnect;
     this.port = port;
     this.connectTimeoutMillis = (int) connectTimeout.toMillis();
     this.retryTimeoutNanos = saturatedNanos(retryTimeout);
@@ -242,6 +248,7 @@ public final class KvClient implements AutoCloseable {
     private Duration connectTimeout = DEFAULT_CONNECT_TIMEOUT;
     private Duration retryTimeout;
     private Duration callTimeout = Duration.ZERO;
+    private Consumer<? super KvClient> onReconnect;
 
     private Builder(String host, int port) {
       this.host = Objects.requireNonNull(host, "host");
@@ -311,6 +318,22 @@ public final class KvClient implements AutoCloseable {
     }
 
     /**
+     * A listener told of every reconnection: each time the client has made a new data connection
+     * and resumed its session after the first one (see {@link KvClient#reconnects()}). It runs on
+     * the thread of the call that reconnected, after that call has released the client's lock and
+     * before it returns or throws, so other threads' calls are not held up by it and it may itself
+     * call this client. It should be quick: the call's result waits for it. An exception it throws
+     * goes to the thread's uncaught exception handler and does not change the call's outcome.
+     *
+     * @param listener given this client; replaces any listener set before
+     * @return this builder
+     */
+    public Builder onReconnect(Consumer<? super KvClient> listener) {
+      this.onReconnect = Objects.requireNonNull(listener, "listener");
+      return this;
+    }
+
+    /**
      * Connects to the Front Server, which redirects this client to the Data Server, and opens a
      * session there (PROTOCOL.md §2).
      *
@@ -330,7 +353,7 @@ public final class KvClient implements AutoCloseable {
     public KvClient connect() {
       Duration retry = retryTimeout != null ? retryTimeout : retryTimeoutFromEnv(
           RETRY_TIMEOUT_ENV_VALUE);
-      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout);
+      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout, onReconnect);
       kv.open();
       return kv;
     }
@@ -432,6 +455,18 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
+   * How many times this client has reconnected: made a new data connection, and resumed its
+   * session there, after the first one (a crash and relaunch of the Data Server, a connection the
+   * server closed, a call that timed out). A call that rides through one failure usually adds 1;
+   * attempts that fail are not counted. Thread-safe; never blocks.
+   *
+   * @return the count since {@link Builder#connect()}, 0 if the first connection still serves
+   */
+  public long reconnects() {
+    return reconnects;
+  }
+
+  /**
    * Closes the connection. Idempotent, thread-safe, and never blocks on a call in progress: that
    * call, even one waiting to reconnect, ends promptly with {@link Status#IO_ERROR}, and every
    * later call throws the same.
@@ -496,6 +531,7 @@ public final class KvClient implements AutoCloseable {
   private <T> T call(Opcode op, int key, Attempt<T> attempt) {
     long deadline = callTimeoutNanos == 0 ? 0 : System.nanoTime() + callTimeoutNanos;
     lockWithin(op, key, deadline);
+    long reconnectsBefore = reconnects;
     try {
       if (closed) {
         throw closedError(null);
@@ -514,7 +550,24 @@ public final class KvClient implements AutoCloseable {
         timer.disarm();
       }
     } finally {
+      boolean reconnected = reconnects != reconnectsBefore;
       lock.unlock();
+      if (reconnected) {
+        notifyReconnect();
+      }
+    }
+  }
+
+  /** Tells {@link #onReconnect}, holding no lock; what it throws goes to the uncaught handler. */
+  private void notifyReconnect() {
+    if (onReconnect == null) {
+      return;
+    }
+    try {
+      onReconnect.accept(this);
+    } catch (RuntimeException e) {
+      Thread t = Thread.currentThread();
+      t.getUncaughtExceptionHandler().uncaughtException(t, e);
     }
   }
 
@@ -703,6 +756,9 @@ public final class KvClient implements AutoCloseable {
             + (resumed ? " and another secret" : ""));
       }
       data.setSoTimeout(0);
+      if (resumed) {
+        reconnects++; // only this thread writes it, under the lock
+      }
       sessionId = granted;
       sessionSecret = secret;
       maxValueBytes = max;
