@@ -19,10 +19,15 @@ import java.net.SocketException;
 import java.nio.channels.ClosedByInterruptException;
 import java.nio.channels.SocketChannel;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 
@@ -91,7 +96,33 @@ import java.util.function.Consumer;
  * the client's lock for one request and its response, including any reconnection and retry, so
  * calls from different threads are serialised on the one connection. {@link #close()} may be
  * called from any thread at any time and ends a call in progress (even one waiting to reconnect)
- * promptly. For parallelism, give each thread its own client.
+ * promptly, and fails every asynchronous request in flight. For parallelism, give each thread its
+ * own client, or use the asynchronous calls.
+ *
+ * <p><b>Asynchronous calls.</b> {@link #getAsync}, {@link #putAsync}, {@link #putIfAbsentAsync} and
+ * {@link #removeAsync} send their request and return a {@link CompletableFuture} at once, so that
+ * several requests are in flight together on the one data connection (pipelining, PROTOCOL.md
+ * §2): the server answers them in the order they were sent, and the client's reader thread
+ * ({@code psiskv-async-reader}, one per client, started by the first asynchronous call) matches
+ * each answer to the oldest unanswered request and checks its request id. A future completes with
+ * the result the synchronous call would return, or exceptionally with the {@link KvException} it
+ * would throw; it is completed through {@link Builder#asyncExecutor} (the common fork-join pool by
+ * default), never on the reader thread. At most {@link #MAX_IN_FLIGHT} requests are in flight;
+ * an asynchronous call beyond that <em>waits</em> in the calling thread for an answer (bounded
+ * by the call timeout). Requests of several threads are sent one at a time, in the order they
+ * take the client's lock; a synchronous call waits until no asynchronous request is in flight,
+ * then runs as usual.
+ *
+ * <p><b>Asynchronous calls are not retried.</b> If the connection breaks (or a request times out)
+ * while requests are in flight, every one of them fails with {@link KvConnectionException} (the
+ * timed-out one with {@link KvTimeoutException}) and none is sent again: the server remembers
+ * only the last write of each session (PROTOCOL.md §12.5), so of several writes in flight at most
+ * one could be resent exactly once. Each of those writes may or may not have been applied. The
+ * next call, synchronous or asynchronous, connects again and resumes the session as after any
+ * broken connection (a call that finds no connection connects in its calling thread, retried up
+ * to the retry deadline). An error answer (for example {@link Status#SERVER_ERROR}) fails its own
+ * request only; a protocol violation or {@link Status#UNAVAILABLE} drops the connection and so
+ * fails every request in flight on it.
  *
  * <p><b>Interrupts.</b> A call whose thread is interrupted, before or while it waits for the
  * server, ends at once with {@link Status#IO_ERROR} and is not retried; the thread's interrupt
@@ -111,6 +142,14 @@ public final class KvClient implements AutoCloseable {
    * otherwise.
    */
   public static final Duration DEFAULT_RETRY_TIMEOUT = Duration.ofMillis(10_000);
+
+  /**
+   * Most asynchronous requests one client has in flight (sent, answer not yet read; PROTOCOL.md
+   * §2). An asynchronous call made while this many are in flight waits in the calling thread until
+   * an answer arrives (within the call timeout, if there is one): the client's memory for
+   * unanswered requests is bounded, and so is the work a server is asked for at once.
+   */
+  public static final int MAX_IN_FLIGHT = 256;
 
   /** PROTOCOL.md §12.3: milliseconds, 0 disables reconnection; the default of every client. */
   static final String RETRY_TIMEOUT_ENV = "PSISKV_RETRY_TIMEOUT_MS";
@@ -162,6 +201,27 @@ public final class KvClient implements AutoCloseable {
   /** Written under lock: data connections made after the first (each resumed the session). */
   private volatile long reconnects;
 
+  /*
+   * Asynchronous requests (getAsync, putAsync, putIfAbsentAsync, removeAsync). A request is sent
+   * by its calling thread under `lock`, as a synchronous call's is, and then waits in `inFlight`,
+   * oldest first, for the `reader` thread, which reads the answers in order (PROTOCOL.md §2),
+   * checks each against the oldest unanswered request, and completes its future through
+   * `asyncExecutor`. The reader never takes `lock`: a sender blocked in a write (a server that
+   * stops reading until its answers are taken) is unblocked by the reader taking them. `queueLock`
+   * guards `inFlight` and the timer's arming while requests are in flight; it is never held
+   * during I/O nor while a future completes. Lock order: lock, then queueLock. A synchronous call
+   * first waits until `inFlight` is empty, so the reader and a synchronous call never use the
+   * connection's receive buffer at once.
+   */
+  private final Executor asyncExecutor;
+  private final ReentrantLock queueLock = new ReentrantLock();
+  /** Signalled whenever {@link #inFlight} changes and at close. */
+  private final Condition queueChanged = queueLock.newCondition();
+  /** Guarded by queueLock: the requests sent and not yet answered, oldest first. */
+  private final ArrayDeque<Pending> inFlight = new ArrayDeque<>();
+  /** Guarded by lock: the reader thread, started by the first asynchronous call; else null. */
+  private Thread reader;
+
   /**
    * Held by a call from its first byte sent to its result, across every reconnection and retry
    * (so a retry is never interleaved with another call's request), and by connection set-up.
@@ -204,8 +264,9 @@ public final class KvClient implements AutoCloseable {
   private volatile int maxValueBytes;
 
   private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout,
-      Duration callTimeout, Consumer<? super KvClient> onReconnect) {
+      Duration callTimeout, Consumer<? super KvClient> onReconnect, Executor asyncExecutor) {
     this.host = host;
+    this.asyncExecutor = asyncExecutor;
     this.onReconnect = onReconnect;
     this.port = port;
     this.connectTimeoutMillis = (int) connectTimeout.toMillis();
@@ -249,6 +310,7 @@ public final class KvClient implements AutoCloseable {
     private Duration retryTimeout;
     private Duration callTimeout = Duration.ZERO;
     private Consumer<? super KvClient> onReconnect;
+    private Executor asyncExecutor = ForkJoinPool.commonPool();
 
     private Builder(String host, int port) {
       this.host = Objects.requireNonNull(host, "host");
@@ -334,6 +396,22 @@ public final class KvClient implements AutoCloseable {
     }
 
     /**
+     * Where the futures of the asynchronous calls ({@link KvClient#getAsync} and the others) are
+     * completed, and so where their dependent stages without an executor of their own run: {@link
+     * ForkJoinPool#commonPool()} if not set. Never the client's reader thread, so a stage may
+     * block or call this client. An executor that refuses a task ({@link
+     * java.util.concurrent.RejectedExecutionException}) has the future completed on the reader
+     * thread instead.
+     *
+     * @param executor the executor
+     * @return this builder
+     */
+    public Builder asyncExecutor(Executor executor) {
+      this.asyncExecutor = Objects.requireNonNull(executor, "executor");
+      return this;
+    }
+
+    /**
      * Connects to the Front Server, which redirects this client to the Data Server, and opens a
      * session there (PROTOCOL.md §2).
      *
@@ -353,7 +431,8 @@ public final class KvClient implements AutoCloseable {
     public KvClient connect() {
       Duration retry = retryTimeout != null ? retryTimeout : retryTimeoutFromEnv(
           RETRY_TIMEOUT_ENV_VALUE);
-      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout, onReconnect);
+      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout, onReconnect,
+          asyncExecutor);
       kv.open();
       return kv;
     }
@@ -447,6 +526,51 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
+   * {@link #get}, asynchronously: sends the request and returns at once, with several requests in
+   * flight on the one connection (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @return completed with the value or empty, or exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Optional<byte[]>> getAsync(int key) {
+    return submit(Opcode.GET, key, false, null);
+  }
+
+  /**
+   * {@link #put}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @param value the value; the array may be reused once the returned future has completed
+   * @return completed with {@code null} once stored, or exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Void> putAsync(int key, byte[] value) {
+    return submit(Opcode.PUT, key, true, Objects.requireNonNull(value, "value"));
+  }
+
+  /**
+   * {@link #putIfAbsent}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @param value the value; the array may be reused once the returned future has completed
+   * @return completed with {@code true} if stored, {@code false} if the key had a value, or
+   *     exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Boolean> putIfAbsentAsync(int key, byte[] value) {
+    return submit(Opcode.PUT, key, false, Objects.requireNonNull(value, "value"));
+  }
+
+  /**
+   * {@link #remove}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @return completed with {@code true} if the key had a value, {@code false} if not, or
+   *     exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Boolean> removeAsync(int key) {
+    return submit(Opcode.DELETE, key, false, null);
+  }
+
+  /**
    * The server's maximum value length in bytes, as the last SESSION answer gave it (a relaunched
    * Data Server may have been configured differently). Thread-safe; never blocks.
    */
@@ -479,6 +603,12 @@ public final class KvClient implements AutoCloseable {
     if (timer != null) {
       timer.stop();
     }
+    queueLock.lock();
+    try {
+      queueChanged.signalAll(); // the reader and callers waiting for room see `closed`
+    } finally {
+      queueLock.unlock();
+    }
   }
 
   @Override
@@ -494,16 +624,7 @@ public final class KvClient implements AutoCloseable {
           + " bytes exceeds the server's maximum of " + max);
     }
     return call(Opcode.PUT, key, id -> {
-      int n = Messages.putHeader(buf, key, id, overwrite, value.length);
-      if (value.length <= SINGLE_WRITE_MAX_BYTES) {
-        System.arraycopy(value, 0, buf, n, value.length);
-        out.write(buf, 0, n + value.length);
-      } else {
-        out.write(buf, 0, n);
-        for (int off = 0; off < value.length; off += TRANSFER_MAX_BYTES) {
-          out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
-        }
-      }
+      sendPut(key, id, overwrite, value);
       Status result = readResult(Opcode.PUT, key, id);
       if (overwrite && result == Status.KEY_EXISTS) {
         // §6.4: an overwriting PUT is answered OK (or an error), never "nothing changed".
@@ -511,6 +632,20 @@ public final class KvClient implements AutoCloseable {
       }
       return result;
     });
+  }
+
+  /** Caller holds {@link #lock}: sends a PUT request on the data connection. */
+  private void sendPut(int key, long id, boolean overwrite, byte[] value) throws IOException {
+    int n = Messages.putHeader(buf, key, id, overwrite, value.length);
+    if (value.length <= SINGLE_WRITE_MAX_BYTES) {
+      System.arraycopy(value, 0, buf, n, value.length);
+      out.write(buf, 0, n + value.length);
+    } else {
+      out.write(buf, 0, n);
+      for (int off = 0; off < value.length; off += TRANSFER_MAX_BYTES) {
+        out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
+      }
+    }
   }
 
   /**
@@ -538,6 +673,10 @@ public final class KvClient implements AutoCloseable {
       }
       if (broken != null) {
         throw broken.again();
+      }
+      if (reader != null) {
+        awaitInFlightBelow(1, op, key, deadline); // one stream: asynchronous requests go first
+        dropIfClosedByReader(op, key);
       }
       long id = nextRequestId++;
       if (timer == null) {
@@ -584,7 +723,7 @@ public final class KvClient implements AutoCloseable {
     }
     try {
       if (!lock.tryLock(deadline - System.nanoTime(), TimeUnit.NANOSECONDS)) {
-        throw timeoutError(op, key, "waiting for this client's other calls", null);
+        throw timeoutError(op, key, "this client's other calls", null);
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -600,7 +739,286 @@ public final class KvClient implements AutoCloseable {
    */
   private void expire(long id) {
     expiredId = id;
-    closeQuietly(live);
+    Socket s = live;
+    queueLock.lock();
+    try {
+      Pending head = inFlight.peekFirst();
+      if (head != null && head.id == id) {
+        s = head.socket; // an asynchronous request's: the connection it was sent on
+      }
+    } finally {
+      queueLock.unlock();
+    }
+    closeQuietly(s);
+  }
+
+  /**
+   * Sends one asynchronous request under {@link #lock} and queues it for the {@link #reader}; every
+   * failure is the future's. With no data connection it first waits until the requests of the
+   * broken one have been failed and then connects (in the calling thread, retried as a call's
+   * set-up is); with {@link #MAX_IN_FLIGHT} requests in flight it waits for room.
+   */
+  private <T> CompletableFuture<T> submit(Opcode op, int key, boolean overwrite, byte[] value) {
+    CompletableFuture<T> future = new CompletableFuture<>();
+    long deadline = callTimeoutNanos == 0 ? 0 : System.nanoTime() + callTimeoutNanos;
+    int max = maxValueBytes;
+    if (value != null && value.length > max) {
+      future.completeExceptionally(new KvRejectedException(Status.TOO_LARGE, "value of "
+          + value.length + " bytes exceeds the server's maximum of " + max));
+      return future;
+    }
+    try {
+      lockWithin(op, key, deadline);
+    } catch (KvException e) {
+      future.completeExceptionally(e);
+      return future;
+    }
+    long reconnectsBefore = reconnects;
+    try {
+      if (closed) {
+        throw closedError(null);
+      }
+      if (broken != null) {
+        throw broken.again();
+      }
+      if (reader == null) {
+        reader = new Thread(this::readAnswers, "psiskv-async-reader");
+        reader.setDaemon(true);
+        reader.start();
+      }
+      dropIfClosedByReader(op, key);
+      if (socket == null) {
+        awaitInFlightBelow(1, op, key, deadline);
+        long setupId = nextRequestId++; // names the set-up for the timer only
+        if (timer != null) {
+          timer.arm(setupId, deadline);
+        }
+        try {
+          withRetries(op, key, setupId, id -> null, deadline);
+        } finally {
+          if (timer != null) {
+            timer.disarm();
+          }
+        }
+      }
+      awaitInFlightBelow(MAX_IN_FLIGHT, op, key, deadline);
+      long id = nextRequestId++;
+      int capacity = maxValueBytes;
+      Pending p = new Pending(op, key, id, overwrite, capacity, socket, in, deadline, future);
+      queueLock.lock();
+      try {
+        // Queued before it is sent: its answer may arrive before the write returns.
+        inFlight.addLast(p);
+        if (inFlight.size() == 1 && timer != null) {
+          timer.arm(id, deadline);
+        }
+        queueChanged.signalAll();
+      } finally {
+        queueLock.unlock();
+      }
+      try {
+        if (op == Opcode.PUT) {
+          sendPut(key, id, overwrite, value);
+        } else if (op == Opcode.GET) {
+          out.write(buf, 0, Messages.get(buf, key, id, capacity));
+        } else {
+          out.write(buf, 0, Messages.delete(buf, key, id));
+        }
+      } catch (IOException e) {
+        // The reader, reading the closed connection, fails this request and those before it.
+        disconnect();
+      }
+    } catch (KvException e) {
+      future.completeExceptionally(e);
+    } finally {
+      boolean reconnected = reconnects != reconnectsBefore;
+      lock.unlock();
+      if (reconnected) {
+        notifyReconnect();
+      }
+    }
+    return future;
+  }
+
+  /**
+   * Caller holds {@link #lock}: waits until fewer than {@code n} asynchronous requests are in
+   * flight, until the call's deadline ({@code deadline != 0}) at most.
+   *
+   * @throws KvTimeoutException if the deadline passes first
+   * @throws KvException if the client is closed or the thread is interrupted meanwhile
+   */
+  private void awaitInFlightBelow(int n, Opcode op, int key, long deadline) {
+    queueLock.lock();
+    try {
+      while (inFlight.size() >= n) {
+        if (closed) {
+          throw closedError(null);
+        }
+        if (deadline == 0) {
+          queueChanged.await();
+        } else {
+          long left = deadline - System.nanoTime();
+          if (left <= 0) {
+            throw timeoutError(op, key, "earlier asynchronous requests' answers", null);
+          }
+          queueChanged.awaitNanos(left);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+    } finally {
+      queueLock.unlock();
+    }
+  }
+
+  /**
+   * Caller holds {@link #lock}: forgets a data connection that the {@link #reader} closed after a
+   * failure, so the caller connects again; with reconnection disabled that failure is final.
+   */
+  private void dropIfClosedByReader(Opcode op, int key) {
+    if (socket != null && socket.isClosed()) {
+      disconnect();
+      if (retryTimeoutNanos == 0) {
+        throw notRetried(new KvConnectionException(Status.IO_ERROR, what(op, key)
+            + " failed (reconnection is disabled): the connection broke under asynchronous"
+            + " requests"));
+      }
+    }
+  }
+
+  /**
+   * The {@link #reader} thread: reads the answers of {@link #inFlight} in order until the client
+   * is closed. An answer that fails its request with the stream still in step (an error status,
+   * UNAVAILABLE) fails that request only; anything else (the connection broke or timed out, a
+   * protocol violation) closes the connection and fails every request sent on it.
+   */
+  private void readAnswers() {
+    Header h = new Header();
+    while (true) {
+      Pending p;
+      queueLock.lock();
+      try {
+        while (inFlight.isEmpty()) {
+          if (closed) {
+            return;
+          }
+          queueChanged.awaitUninterruptibly();
+        }
+        p = inFlight.peekFirst();
+      } finally {
+        queueLock.unlock();
+      }
+      Object result = null;
+      KvException failure = null;
+      boolean inStep = true;
+      try {
+        result = readAnswer(p, h);
+      } catch (Unavailable e) {
+        inStep = false; // the server closes the connection after it (§12.1)
+        failure = new KvConnectionException(Status.UNAVAILABLE,
+            what(p.op, p.key) + " failed: " + e.getMessage(), e);
+      } catch (IOException e) {
+        inStep = false;
+        failure = closed ? closedError(e) : expiredId == p.id
+            ? timeoutError(p.op, p.key, "its answer", e)
+            : new KvConnectionException(Status.IO_ERROR, what(p.op, p.key)
+                + " failed: the connection broke before its answer (asynchronous requests are"
+                + " not resent): " + describe(e), e);
+      } catch (KvRejectedException e) {
+        inStep = !p.valueUnread; // else the answer was read to its end
+        failure = e;
+      } catch (KvException e) {
+        inStep = false;
+        failure = e;
+      } catch (RuntimeException | Error e) {
+        inStep = false;
+        failure = new KvException(Status.IO_ERROR, what(p.op, p.key) + " failed: " + e, e);
+      }
+      ArrayDeque<Pending> dropped = new ArrayDeque<>();
+      queueLock.lock();
+      try {
+        inFlight.pollFirst();
+        if (!inStep) {
+          closeQuietly(p.socket);
+          for (java.util.Iterator<Pending> it = inFlight.iterator(); it.hasNext(); ) {
+            Pending q = it.next();
+            if (q.socket == p.socket) {
+              dropped.add(q);
+              it.remove();
+            }
+          }
+        }
+        Pending next = inFlight.peekFirst();
+        if (timer != null) {
+          if (next != null) {
+            timer.arm(next.id, next.deadline);
+          } else {
+            timer.disarm();
+          }
+        }
+        queueChanged.signalAll();
+      } finally {
+        queueLock.unlock();
+      }
+      complete(p, result, failure);
+      for (Pending q : dropped) {
+        complete(q, null, closed ? closedError(failure) : new KvConnectionException(
+            Status.IO_ERROR, what(q.op, q.key) + " failed: the connection was dropped before its"
+                + " answer, after " + what(p.op, p.key) + " failed: " + failure.getMessage(),
+            failure));
+      }
+    }
+  }
+
+  /**
+   * Reader thread: reads and checks the answer to {@code p}, the oldest request in flight; returns
+   * its result as the future wants it. Throws as {@link #readResponse} does.
+   */
+  private static Object readAnswer(Pending p, Header h) throws IOException {
+    ResponseReader rin = p.in;
+    readResponse(rin, h, p.op, p.key, p.id, true);
+    Status status = Status.of(h.flagsOrStatus);
+    switch (p.op) {
+      case PUT:
+        if (p.overwrite && status == Status.KEY_EXISTS) {
+          throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
+        }
+        return p.overwrite ? null : status == Status.OK;
+      case DELETE:
+        return status == Status.OK;
+      default: // GET
+        if (status == Status.NOT_FOUND) {
+          return Optional.empty();
+        }
+        int stored = Header.getU32(rin.bytes(), rin.take(GET_RESPONSE_PREFIX_BYTES));
+        String mismatch = Rules.checkGetOkBody(h.bodyLength, p.capacity, stored);
+        if (mismatch == null && stored < 0) {
+          mismatch = "GET stored length " + Integer.toUnsignedString(stored) + " exceeds any value";
+        }
+        if (mismatch != null) {
+          throw protocolError(mismatch);
+        }
+        if (stored > p.capacity) {
+          p.valueUnread = true; // its first `capacity` bytes: the stream is not in step
+          throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
+              + Integer.toUnsignedString(p.key) + " has " + stored
+              + " bytes, more than the server's maximum of " + p.capacity);
+        }
+        return Optional.of(rin.readValue(stored));
+    }
+  }
+
+  /** Completes {@code p}'s future through {@link #asyncExecutor}, or here if it refuses. */
+  private void complete(Pending p, Object result, KvException failure) {
+    @SuppressWarnings("unchecked")
+    CompletableFuture<Object> f = (CompletableFuture<Object>) p.future;
+    Runnable r = failure == null ? () -> f.complete(result) : () -> f.completeExceptionally(failure);
+    try {
+      asyncExecutor.execute(r);
+    } catch (RuntimeException refused) {
+      r.run();
+    }
   }
 
   /** Opens the first connection and session (set-up only), retried per {@link Builder#connect}. */
@@ -883,12 +1301,21 @@ public final class KvClient implements AutoCloseable {
    */
   private static void readResponse(ResponseReader in, Header h, Opcode op, int key, long id)
       throws IOException {
+    readResponse(in, h, op, key, id, false);
+  }
+
+  /**
+   * {@link #readResponse(ResponseReader, Header, Opcode, int, long)}; {@code pipelined}: more
+   * requests may be in flight, so bytes after the response are the next one's, not unasked.
+   */
+  private static void readResponse(ResponseReader in, Header h, Opcode op, int key, long id,
+      boolean pipelined) throws IOException {
     h.decode(in.bytes(), in.take(HEADER_BYTES));
     String mismatch = Rules.checkResponse(h, op, key, id);
     if (mismatch != null) {
       throw protocolError(mismatch);
     }
-    if (h.bodyLength == 0) {
+    if (h.bodyLength == 0 && !pipelined) {
       expectEnd(in, op);
     }
     Status status = Status.of(h.flagsOrStatus);
@@ -955,6 +1382,36 @@ public final class KvClient implements AutoCloseable {
       } catch (IOException ignored) {
         // Nothing to do: the socket is unusable either way.
       }
+    }
+  }
+
+  /** An asynchronous request sent and not yet answered, with the connection it was sent on. */
+  private static final class Pending {
+    final Opcode op;
+    final int key;
+    final long id;
+    final boolean overwrite;
+    /** GET: the capacity sent. */
+    final int capacity;
+    final Socket socket;
+    final ResponseReader in;
+    /** The call timeout's deadline, or 0. */
+    final long deadline;
+    final CompletableFuture<?> future;
+    /** Reader thread only: its answer was refused with bytes of it still unread. */
+    boolean valueUnread;
+
+    Pending(Opcode op, int key, long id, boolean overwrite, int capacity, Socket socket,
+        ResponseReader in, long deadline, CompletableFuture<?> future) {
+      this.op = op;
+      this.key = key;
+      this.id = id;
+      this.overwrite = overwrite;
+      this.capacity = capacity;
+      this.socket = socket;
+      this.in = in;
+      this.deadline = deadline;
+      this.future = future;
     }
   }
 
