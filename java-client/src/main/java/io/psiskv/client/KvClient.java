@@ -276,16 +276,28 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
-   * Connects with {@link #DEFAULT_CONNECT_TIMEOUT} and the default retry timeout; see {@link
-   * Builder#connect()}.
+   * Connects with {@link #DEFAULT_CONNECT_TIMEOUT}, the default retry timeout and no call timeout;
+   * see {@link Builder#connect()}.
+   *
+   * @param host the Front Server's host name or IPv4 address
+   * @param port the Front Server's port (9999 by default)
+   * @return the connected client
+   * @throws KvException as {@link Builder#connect()}
    */
   public static KvClient connect(String host, int port) {
     return builder(host, port).connect();
   }
 
   /**
-   * Connects with the given connect timeout and the default retry timeout; see {@link
-   * Builder#connect()}.
+   * Connects with the given connect timeout, the default retry timeout and no call timeout; see
+   * {@link Builder#connect()}.
+   *
+   * @param host the Front Server's host name or IPv4 address
+   * @param port the Front Server's port (9999 by default)
+   * @param connectTimeout as {@link Builder#connectTimeout}
+   * @return the connected client
+   * @throws KvException as {@link Builder#connect()}
+   * @throws IllegalArgumentException as {@link Builder#connectTimeout}
    */
   public static KvClient connect(String host, int port, Duration connectTimeout) {
     return builder(host, port).connectTimeout(connectTimeout).connect();
@@ -297,6 +309,8 @@ public final class KvClient implements AutoCloseable {
    *
    * @param host a host name or an IPv4 address
    * @param port the Front Server's port (9999 by default)
+   * @return a builder with the defaults, which connects nothing until {@link Builder#connect()}
+   * @throws IllegalArgumentException if the port is not 0..65535
    */
   public static Builder builder(String host, int port) {
     return new Builder(host, port);
@@ -324,6 +338,8 @@ public final class KvClient implements AutoCloseable {
      * Bound on each TCP connect (Front Server, then Data Server) and on each set-up answer
      * (HELLO, SESSION); {@link #DEFAULT_CONNECT_TIMEOUT} if not set.
      *
+     * @param connectTimeout the bound
+     * @return this builder
      * @throws IllegalArgumentException unless between 1 ms and {@link Integer#MAX_VALUE} ms
      */
     public Builder connectTimeout(Duration connectTimeout) {
@@ -339,7 +355,10 @@ public final class KvClient implements AutoCloseable {
      * How long a call keeps reconnecting after a failure (PROTOCOL.md §12.3) before it throws
      * {@link Status#IO_ERROR}; {@link Duration#ZERO} disables reconnection. If not set: the
      * environment variable {@code PSISKV_RETRY_TIMEOUT_MS}, else {@link #DEFAULT_RETRY_TIMEOUT}.
+     * A call that gives up throws {@link KvConnectionException}.
      *
+     * @param retryTimeout how long, counted from the first failure of a call
+     * @return this builder
      * @throws IllegalArgumentException if negative
      */
     public Builder retryTimeout(Duration retryTimeout) {
@@ -421,6 +440,7 @@ public final class KvClient implements AutoCloseable {
      * while the Front Server answers {@link Status#UNAVAILABLE} (its Data Server is being
      * launched or relaunched), and while the Data Server refuses or drops the connection.
      *
+     * @return the connected client
      * @throws KvException with {@link Status#IO_ERROR} if the Front Server cannot be reached, if
      *     set-up still fails at the retry deadline, or on a protocol violation; with the status the
      *     server answered if it is an error other than {@link Status#UNAVAILABLE}, or {@link
@@ -442,8 +462,10 @@ public final class KvClient implements AutoCloseable {
    * Stores {@code value} under {@code key}, replacing any earlier value ({@code kv_write} with
    * overwrite 1). Retried across reconnections, exactly once (see the class comment).
    *
-   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
-   *     (nothing is sent); see the class comment for the others
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the value exceeds {@link
+   *     #maxValueBytes()} (nothing is sent); see the class comment for the others
    */
   public void put(int key, byte[] value) {
     write(key, value, true);
@@ -454,9 +476,11 @@ public final class KvClient implements AutoCloseable {
    * check-and-insert on the server ({@code kv_write} with overwrite 0). Retried across
    * reconnections, exactly once: a store that succeeded before a crash still returns {@code true}.
    *
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns
    * @return {@code true} if stored; {@code false} if the key already had a value (unchanged)
-   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
-   *     (nothing is sent); see the class comment for the others
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the value exceeds {@link
+   *     #maxValueBytes()} (nothing is sent); see the class comment for the others
    */
   public boolean putIfAbsent(int key, byte[] value) {
     return write(key, value, false) == Status.OK;
@@ -465,9 +489,11 @@ public final class KvClient implements AutoCloseable {
   /**
    * The value stored under {@code key}, or empty if there is none. Retried across reconnections.
    *
-   * @throws KvException {@link Status#TOO_LARGE} if the stored value is longer than the server's
-   *     current maximum (possible only after the server was restarted with a smaller one; use
-   *     {@link #read}); see the class comment for the others
+   * @param key the key, unsigned
+   * @return the value, in a new array that is the caller's; or empty if there is no such key
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the stored value is longer than the
+   *     server's current maximum (possible only after the server was restarted with a smaller
+   *     one; use {@link #read}); see the class comment for the others
    */
   public Optional<byte[]> get(int key) {
     return call(Opcode.GET, key, id -> {
@@ -495,6 +521,8 @@ public final class KvClient implements AutoCloseable {
    * it holds. Retried across reconnections (an interrupted attempt may have written part of the
    * buffer; the retry overwrites it).
    *
+   * @param key the key, unsigned
+   * @param buffer where the value's first {@code buffer.length} bytes go
    * @return the stored length, which may exceed {@code buffer.length}; or {@code -1} if there is no
    *     such key
    */
@@ -516,6 +544,7 @@ public final class KvClient implements AutoCloseable {
    * Removes {@code key} and its value. Retried across reconnections, exactly once: a removal that
    * succeeded before a crash still returns {@code true}.
    *
+   * @param key the key, unsigned
    * @return {@code true} if the key had a value; {@code false} if there was none
    */
   public boolean remove(int key) {
@@ -573,6 +602,8 @@ public final class KvClient implements AutoCloseable {
   /**
    * The server's maximum value length in bytes, as the last SESSION answer gave it (a relaunched
    * Data Server may have been configured differently). Thread-safe; never blocks.
+   *
+   * @return the maximum, in bytes
    */
   public int maxValueBytes() {
     return maxValueBytes;
