@@ -224,7 +224,8 @@ public final class KvClient implements AutoCloseable {
 
   /**
    * Held by a call from its first byte sent to its result, across every reconnection and retry
-   * (so a retry is never interleaved with another call's request), and by connection set-up.
+   * (so a retry is never interleaved with another call's request), by connection set-up, and by
+   * an asynchronous call while it sends its request (not while it waits for the answer).
    */
   private final ReentrantLock lock = new ReentrantLock();
 
@@ -242,7 +243,10 @@ public final class KvClient implements AutoCloseable {
   // Guarded by lock.
   /** The data connection with its session resumed or opened, or null between connections. */
   private Socket socket;
-  /** The data connection's receive buffer: empty between responses (see {@link #expectEnd}). */
+  /**
+   * The data connection's receive buffer: empty between synchronous calls' responses (see {@link
+   * #expectEnd}); read by the reader thread instead while asynchronous requests are in flight.
+   */
   private ResponseReader in;
   private OutputStream out;
   /** PROTOCOL.md §3.2: strictly increasing; set-up requests draw from it too. */
@@ -271,7 +275,8 @@ public final class KvClient implements AutoCloseable {
     this.port = port;
     this.connectTimeoutMillis = (int) connectTimeout.toMillis();
     this.retryTimeoutNanos = saturatedNanos(retryTimeout);
-    this.callTimeoutNanos = saturatedNanos(callTimeout);
+    // Capped (at 73 years) so that a deadline, now plus the timeout, cannot overflow.
+    this.callTimeoutNanos = Math.min(saturatedNanos(callTimeout), Long.MAX_VALUE / 4);
     this.timer = callTimeoutNanos == 0 ? null : new CallTimer(callTimeoutNanos, this::expire);
   }
 
@@ -390,7 +395,8 @@ public final class KvClient implements AutoCloseable {
      * @throws IllegalArgumentException if negative, or positive and under 1 ms
      */
     public Builder callTimeout(Duration callTimeout) {
-      if (callTimeout.isNegative() || (!callTimeout.isZero() && callTimeout.toMillis() < 1)) {
+      if (callTimeout.isNegative()
+          || (!callTimeout.isZero() && callTimeout.compareTo(Duration.ofMillis(1)) < 0)) {
         throw new IllegalArgumentException("call timeout " + callTimeout
             + " is not zero (none) nor at least 1 ms");
       }
@@ -695,7 +701,7 @@ public final class KvClient implements AutoCloseable {
    * holds the lock, and {@link #expire} closes its socket if the deadline passes.
    */
   private <T> T call(Opcode op, int key, Attempt<T> attempt) {
-    long deadline = callTimeoutNanos == 0 ? 0 : System.nanoTime() + callTimeoutNanos;
+    long deadline = callDeadline();
     lockWithin(op, key, deadline);
     long reconnectsBefore = reconnects;
     try {
@@ -739,6 +745,15 @@ public final class KvClient implements AutoCloseable {
       Thread t = Thread.currentThread();
       t.getUncaughtExceptionHandler().uncaughtException(t, e);
     }
+  }
+
+  /** The deadline of a call starting now ({@link System#nanoTime} scale), or 0 for none. */
+  private long callDeadline() {
+    if (callTimeoutNanos == 0) {
+      return 0;
+    }
+    long deadline = System.nanoTime() + callTimeoutNanos;
+    return deadline == 0 ? 1 : deadline; // 0 means none
   }
 
   /**
@@ -791,7 +806,7 @@ public final class KvClient implements AutoCloseable {
    */
   private <T> CompletableFuture<T> submit(Opcode op, int key, boolean overwrite, byte[] value) {
     CompletableFuture<T> future = new CompletableFuture<>();
-    long deadline = callTimeoutNanos == 0 ? 0 : System.nanoTime() + callTimeoutNanos;
+    long deadline = callDeadline();
     int max = maxValueBytes;
     if (value != null && value.length > max) {
       future.completeExceptionally(new KvRejectedException(Status.TOO_LARGE, "value of "

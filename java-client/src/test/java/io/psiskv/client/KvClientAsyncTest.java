@@ -240,6 +240,29 @@ class KvClientAsyncTest {
   }
 
   @Test
+  void timeoutEndsASendBlockedOnAServerThatStoppedReading() throws Exception {
+    server.close();
+    server = new FakeServer(64 << 20, (r, out) -> {
+      try {
+        release.await(); // the fake stops reading: the client's large write fills the buffers
+      } catch (InterruptedException e) {
+        throw new IOException(e);
+      }
+    });
+    try (KvClient kv = KvClient.builder("127.0.0.1", server.port()).retryTimeout(PATIENT)
+        .callTimeout(Duration.ofMillis(300)).connect()) {
+      CompletableFuture<Optional<byte[]>> get = kv.getAsync(1);
+      // More than loopback's socket buffers hold: this call blocks in its write until the GET's
+      // deadline closes the connection.
+      long start = System.nanoTime();
+      CompletableFuture<Void> put = kv.putAsync(2, new byte[48 << 20]);
+      assertThat(System.nanoTime() - start).isAtLeast(TimeUnit.MILLISECONDS.toNanos(200));
+      assertThat(failure(get)).isInstanceOf(KvTimeoutException.class);
+      assertThat(failure(put)).isInstanceOf(KvConnectionException.class);
+    }
+  }
+
+  @Test
   void closeFailsTheRequestsInFlightAndLaterCalls() throws Exception {
     server.setScript((r, out) -> { }); // never answers
     KvClient kv = connect();

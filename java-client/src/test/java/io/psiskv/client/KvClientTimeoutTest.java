@@ -158,6 +158,14 @@ class KvClientTimeoutTest {
   }
 
   @Test
+  void aHugeCallTimeoutDoesNotOverflowIntoAnExpiredDeadline() {
+    try (KvClient kv = connect(Duration.ofSeconds(Long.MAX_VALUE))) {
+      kv.put(1, new byte[] {1});
+      assertThat(kv.get(1)).isPresent();
+    }
+  }
+
+  @Test
   void builderRejectsBadCallTimeouts() {
     KvClient.Builder b = KvClient.builder("127.0.0.1", server.port());
     assertThrows(IllegalArgumentException.class, () -> b.callTimeout(Duration.ofMillis(-1)));
