@@ -423,10 +423,11 @@ public final class KvClient implements AutoCloseable {
     /**
      * Where the futures of the asynchronous calls ({@link KvClient#getAsync} and the others) are
      * completed, and so where their dependent stages without an executor of their own run: {@link
-     * ForkJoinPool#commonPool()} if not set. Never the client's reader thread, so a stage may
-     * block or call this client. An executor that refuses a task ({@link
-     * java.util.concurrent.RejectedExecutionException}) has the future completed on the reader
-     * thread instead.
+     * ForkJoinPool#commonPool()} if not set, so that a stage may block or call this client. An
+     * executor that runs a task in the calling thread (such as {@code Runnable::run}), or refuses
+     * it ({@link java.util.concurrent.RejectedExecutionException}), has the future completed on
+     * the client's reader thread: cheaper, but a stage there must not block, and a call of this
+     * client that would have to wait for answers fails with {@link IllegalStateException}.
      *
      * @param executor the executor
      * @return this builder
@@ -892,6 +893,7 @@ public final class KvClient implements AutoCloseable {
    *
    * @throws KvTimeoutException if the deadline passes first
    * @throws KvException if the client is closed or the thread is interrupted meanwhile
+   * @throws IllegalStateException if it would wait on the reader thread (for itself)
    */
   private void awaitInFlightBelow(int n, Opcode op, int key, long deadline) {
     queueLock.lock();
@@ -899,6 +901,11 @@ public final class KvClient implements AutoCloseable {
       while (inFlight.size() >= n) {
         if (closed) {
           throw closedError(null);
+        }
+        if (Thread.currentThread() == reader) {
+          // A stage run on the reader (a direct asyncExecutor) would wait for itself.
+          throw new IllegalStateException("a call on the psiskv reader thread cannot wait for"
+              + " answers: give the client an asyncExecutor that runs stages elsewhere");
         }
         if (deadline == 0) {
           queueChanged.await();

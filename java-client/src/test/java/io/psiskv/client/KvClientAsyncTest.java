@@ -119,6 +119,23 @@ class KvClientAsyncTest {
   }
 
   @Test
+  void aStageOnTheReaderThreadThatWouldWaitForAnswersFailsInsteadOfDeadlocking() throws Exception {
+    server.setScript(answersInBatchesOf(2));
+    try (KvClient kv = KvClient.builder("127.0.0.1", server.port()).retryTimeout(PATIENT)
+        .asyncExecutor(Runnable::run).connect()) {
+      CompletableFuture<Boolean> stage = kv.putAsync(1, bytes("a"))
+          .thenApply(ignored -> kv.get(1).isPresent()); // on the reader, the GET below in flight
+      CompletableFuture<Optional<byte[]>> get = kv.getAsync(1);
+      ExecutionException e = assertThrows(ExecutionException.class,
+          () -> stage.get(WAIT.toSeconds(), TimeUnit.SECONDS));
+      assertThat(e).hasCauseThat().isInstanceOf(IllegalStateException.class);
+      assertThat(get.get(WAIT.toSeconds(), TimeUnit.SECONDS)).isPresent();
+      server.setScript(FakeServer.correct(map));
+      assertThat(kv.get(1)).isPresent(); // the client is unharmed
+    }
+  }
+
+  @Test
   void answersOutOfOrderAreAProtocolViolationThatFailsEveryRequestInFlight() throws Exception {
     FakeServer.Script correct = FakeServer.correct(map);
     List<byte[]> held = new ArrayList<>();
