@@ -100,7 +100,7 @@ import java.util.function.Consumer;
  * own client, or use the asynchronous calls.
  *
  * <p><b>Asynchronous calls.</b> {@link #getAsync}, {@link #putAsync}, {@link #putIfAbsentAsync} and
- * {@link #removeAsync} send their request and return a {@link CompletableFuture} at once, so that
+ * {@link #removeAsync} return a {@link CompletableFuture} as soon as their request is sent, so that
  * several requests are in flight together on the one data connection (pipelining, PROTOCOL.md
  * §2): the server answers them in the order they were sent, and the client's reader thread
  * ({@code psiskv-async-reader}, one per client, started by the first asynchronous call) matches
@@ -562,8 +562,9 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
-   * {@link #get}, asynchronously: sends the request and returns at once, with several requests in
-   * flight on the one connection (see the class comment, "Asynchronous calls").
+   * {@link #get}, asynchronously: sends the request and returns without waiting for the answer,
+   * with several requests in flight on the one connection (see the class comment, "Asynchronous
+   * calls").
    *
    * @param key the key, unsigned
    * @return completed with the value or empty, or exceptionally with a {@link KvException}
@@ -576,7 +577,7 @@ public final class KvClient implements AutoCloseable {
    * {@link #put}, asynchronously (see the class comment, "Asynchronous calls").
    *
    * @param key the key, unsigned
-   * @param value the value; the array may be reused once the returned future has completed
+   * @param value the value, not kept after the call returns (the request has been sent then)
    * @return completed with {@code null} once stored, or exceptionally with a {@link KvException}
    */
   public CompletableFuture<Void> putAsync(int key, byte[] value) {
@@ -587,7 +588,7 @@ public final class KvClient implements AutoCloseable {
    * {@link #putIfAbsent}, asynchronously (see the class comment, "Asynchronous calls").
    *
    * @param key the key, unsigned
-   * @param value the value; the array may be reused once the returned future has completed
+   * @param value the value, not kept after the call returns (the request has been sent then)
    * @return completed with {@code true} if stored, {@code false} if the key had a value, or
    *     exceptionally with a {@link KvException}
    */
@@ -1066,7 +1067,8 @@ public final class KvClient implements AutoCloseable {
   private void complete(Pending p, Object result, KvException failure) {
     @SuppressWarnings("unchecked")
     CompletableFuture<Object> f = (CompletableFuture<Object>) p.future;
-    Runnable r = failure == null ? () -> f.complete(result) : () -> f.completeExceptionally(failure);
+    Runnable r =
+        failure == null ? () -> f.complete(result) : () -> f.completeExceptionally(failure);
     try {
       asyncExecutor.execute(r);
     } catch (RuntimeException refused) {
