@@ -58,7 +58,7 @@ import java.util.function.Consumer;
  * connect time, a connection to the Data Server it names, SESSION with this client's session id
  * (resume), and then it sends the interrupted request again with the same request id. Attempts
  * are spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
- * Status#IO_ERROR}, only when the retry deadline has passed: by default 10 s after the failure,
+ * KvConnectionException} ({@link Status#IO_ERROR}), only when the retry deadline has passed: by default 10 s after the failure,
  * or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read once), or {@link
  * Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol violation (an
  * answer that breaks PROTOCOL.md §8) and every other error status fail the call at once.
@@ -88,9 +88,9 @@ import java.util.function.Consumer;
  * KvConnectionException} for an unreachable server, a connection that stayed broken past the retry
  * deadline or a closed client; {@link KvTimeoutException} for a call past its call timeout; {@link
  * KvRejectedException} for a value over the maximum or an error answered by the server. The client
- * object stays
- * valid: after a failed call the next call connects again (with its own retry deadline), unless
- * reconnection is disabled, in which case every later call throws the same error.
+ * object stays valid: after a failed call the next call connects again (with its own retry
+ * deadline), unless reconnection is disabled, in which case every later call throws the same
+ * error.
  *
  * <p><b>Thread safety.</b> A {@code KvClient} is safe for use by several threads: each call holds
  * the client's lock for one request and its response, including any reconnection and retry, so
@@ -107,7 +107,7 @@ import java.util.function.Consumer;
  * each answer to the oldest unanswered request and checks its request id. A future completes with
  * the result the synchronous call would return, or exceptionally with the {@link KvException} it
  * would throw; it is completed through {@link Builder#asyncExecutor} (the common fork-join pool by
- * default), never on the reader thread. At most {@link #MAX_IN_FLIGHT} requests are in flight;
+ * default), not on the reader thread unless that executor runs tasks in place. At most {@link #MAX_IN_FLIGHT} requests are in flight;
  * an asynchronous call beyond that <em>waits</em> in the calling thread for an answer (bounded
  * by the call timeout). Requests of several threads are sent one at a time, in the order they
  * take the client's lock; a synchronous call waits until no asynchronous request is in flight,
