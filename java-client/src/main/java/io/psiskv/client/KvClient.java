@@ -56,12 +56,13 @@ import java.util.function.Consumer;
  * refused, any I/O error while sending or receiving) or a request is answered {@link
  * Status#UNAVAILABLE}, the call reconnects on its own: HELLO to the Front Server address given at
  * connect time, a connection to the Data Server it names, SESSION with this client's session id
- * (resume), and then it sends the interrupted request again with the same request id. Attempts
- * are spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
- * KvConnectionException} ({@link Status#IO_ERROR}), only when the retry deadline has passed: by default 10 s after the failure,
- * or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read once), or {@link
- * Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol violation (an
- * answer that breaks PROTOCOL.md §8) and every other error status fail the call at once.
+ * (resume), and then it sends the interrupted request again with the same request id. Attempts are
+ * spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
+ * KvConnectionException} ({@link Status#IO_ERROR}), only when the retry deadline has passed: by
+ * default 10 s after the failure, or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read
+ * once), or {@link Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol
+ * violation (an answer that breaks PROTOCOL.md §8) and every other error status fail the call at
+ * once.
  *
  * <p><b>Call timeout.</b> With {@link Builder#callTimeout} a call that has not produced its result
  * within that time of its start (waiting for other threads' calls, the request, the answer, and
@@ -101,17 +102,17 @@ import java.util.function.Consumer;
  *
  * <p><b>Asynchronous calls.</b> {@link #getAsync}, {@link #putAsync}, {@link #putIfAbsentAsync} and
  * {@link #removeAsync} return a {@link CompletableFuture} as soon as their request is sent, so that
- * several requests are in flight together on the one data connection (pipelining, PROTOCOL.md
- * §2): the server answers them in the order they were sent, and the client's reader thread
- * ({@code psiskv-async-reader}, one per client, started by the first asynchronous call) matches
- * each answer to the oldest unanswered request and checks its request id. A future completes with
- * the result the synchronous call would return, or exceptionally with the {@link KvException} it
- * would throw; it is completed through {@link Builder#asyncExecutor} (the common fork-join pool by
- * default), not on the reader thread unless that executor runs tasks in place. At most {@link #MAX_IN_FLIGHT} requests are in flight;
- * an asynchronous call beyond that <em>waits</em> in the calling thread for an answer (bounded
- * by the call timeout). Requests of several threads are sent one at a time, in the order they
- * take the client's lock; a synchronous call waits until no asynchronous request is in flight,
- * then runs as usual.
+ * several requests are in flight together on the one data connection (pipelining, PROTOCOL.md §2):
+ * the server answers them in the order they were sent, and the client's reader thread ({@code
+ * psiskv-async-reader}, one per client, started by the first asynchronous call) matches each answer
+ * to the oldest unanswered request and checks its request id. A future completes with the result
+ * the synchronous call would return, or exceptionally with the {@link KvException} it would throw;
+ * it is completed through {@link Builder#asyncExecutor} (the common fork-join pool by default), not
+ * on the reader thread unless that executor runs tasks in place. At most {@link #MAX_IN_FLIGHT}
+ * requests are in flight; an asynchronous call beyond that <em>waits</em> in the calling thread for
+ * an answer (bounded by the call timeout). Requests of several threads are sent one at a time, in
+ * the order they take the client's lock; a synchronous call waits until no asynchronous request is
+ * in flight, then runs as usual.
  *
  * <p><b>Asynchronous calls are not retried.</b> If the connection breaks (or a request times out)
  * while requests are in flight, every one of them fails with {@link KvConnectionException} (the
