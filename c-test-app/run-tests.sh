@@ -16,7 +16,9 @@
 #    deadline, never a fixed sleep).
 # 3. Runs every program against 127.0.0.1:<port> (test_fork and test_read_returns again, against
 #    the real servers), stdin </dev/null (so the prompts of test1 do not wait), each bounded by
-#    PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
+#    PROGRAM_TIMEOUT_SECONDS; test_install.sh (build-scripts/install-libpsiskv into temporary
+#    prefixes, a program built through pkg-config run against the servers); then a short run of
+#    the benchmark's load
 #    generator (loadgen-psiskv, under a second): it must print a result line with ops, no errors
 #    and no misses. Before the servers start: test_histogram (the load generator's histogram) and
 #    loadgen-psiskv's answer to a bad option (exit 2).
@@ -211,6 +213,7 @@ run test2_cxx "$BIN/test2_cxx" "$HOST" "$port"
 run test_edge "$BIN/test_edge" "$HOST" "$port" ${MAX_VALUE_BYTES:+"$MAX_VALUE_BYTES"}
 run test_fork "$BIN/test_fork" "$HOST" "$port"
 run test_read_returns "$BIN/test_read_returns" "$HOST" "$port"
+run test_install ./test_install.sh "$HOST" "$port"
 run loadgen_smoke bash -c "$LOADGEN_SMOKE" "$BIN/loadgen-psiskv" "$port"
 
 log "=== stopping the servers"
