@@ -7,6 +7,10 @@
  *
  * Build and link:   cc -I<psiskv>/c-headers prog.c -L<psiskv>/native/target -lpsiskv
  * Run:              LD_LIBRARY_PATH=<psiskv>/native/target ./prog   (or link with -Wl,-rpath,...)
+ * Installed (build-scripts/install-libpsiskv --prefix P, default /usr/local):
+ *                   cc prog.c $(pkg-config --cflags --libs psiskv)
+ *                   (PKG_CONFIG_PATH=P/lib/pkgconfig, and -Wl,-rpath,P/lib or LD_LIBRARY_PATH=P/lib
+ *                   for a prefix outside the system's search paths)
  *
  * Return codes (every function; errno is set only when a function fails, see "errno" below):
  *
