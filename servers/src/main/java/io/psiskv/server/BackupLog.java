@@ -824,10 +824,10 @@ final class BackupLog implements AutoCloseable {
       }
     } catch (Throwable t) {
       // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.info("backup log sync thread died: " + t);
+      Log.info("backup log sync thread died: " + Log.describe(t));
       appendLock.lock();
       try {
-        failure = new IOException("backup log sync thread died: " + t, t);
+        failure = new IOException("backup log sync thread died: " + Log.describe(t), t);
       } finally {
         appendLock.unlock();
       }
@@ -899,7 +899,7 @@ final class BackupLog implements AutoCloseable {
    * running compaction is aborted. Caller holds fileLock.
    */
   private void enterFailed(IOException cause, Batch failedBatch, long batchFilePos) {
-    IOException f = new IOException("write to " + logPath + " failed: " + cause, cause);
+    IOException f = new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
     Compactor abort;
     appendLock.lock();
     try {
@@ -958,7 +958,7 @@ final class BackupLog implements AutoCloseable {
       } finally {
         appendLock.unlock();
       }
-      Log.info("backup log still failing: " + e);
+      Log.info("backup log still failing: " + Log.describe(e));
       return;
     }
     long seq = durableSeq;
@@ -1057,7 +1057,7 @@ final class BackupLog implements AutoCloseable {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        Log.info("background compaction of " + logPath + " failed: " + e);
+        Log.info("background compaction of " + logPath + " failed: " + Log.describe(e));
       } finally {
         compactorBusy.set(false);
       }
@@ -1224,7 +1224,7 @@ final class BackupLog implements AutoCloseable {
         noteSync();
       } catch (IOException e) {
         err = e;
-        failure = new IOException("final force of " + logPath + " failed: " + e, e);
+        failure = new IOException("final force of " + logPath + " failed: " + Log.describe(e), e);
       }
     } else if (!retained.isEmpty()) {
       long lost = 0;

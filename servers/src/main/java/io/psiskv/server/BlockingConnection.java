@@ -91,7 +91,7 @@ final class BlockingConnection implements Runnable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (RuntimeException e) {
-      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     } finally {
       handler.close();
       Wire.closeQuietly(channel);

@@ -112,6 +112,14 @@ public final class DataServer {
   public static void main(String[] args) {
     ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.DATA, args);
     Log.init(ServerConfig.Role.DATA.logName);
+    try {
+      Log.configure(config.logLevel, config.logFile);
+    } catch (IOException e) {
+      System.err.println("psiskv-server (data): " + e.getMessage());
+      System.exit(ServerConfig.EXIT_FAILURE);
+      return;
+    }
+    Console.ignoreTerminalStops(); // It shares the Front Server's process group and terminal.
     DataServer server = new DataServer(config);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal", NO_REPLY, true);
@@ -122,7 +130,8 @@ public final class DataServer {
       server.start();
     } catch (IOException | RuntimeException e) {
       if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
-        Log.info("start failed: " + e);
+        Log.error("start failed: " + Log.describe(e));
+        Log.debugTrace("start failure", e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
         server.stop("start failed", NO_REPLY, false);
       }

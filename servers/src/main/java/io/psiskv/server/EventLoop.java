@@ -153,7 +153,7 @@ final class EventLoop implements Runnable {
         }
       }
     } catch (IOException | RuntimeException e) {
-      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + e);
+      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + Log.describe(e));
     } finally {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);
@@ -211,7 +211,7 @@ final class EventLoop implements Runnable {
     } catch (IOException e) {
       c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
     } catch (RuntimeException e) {
-      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     }
   }
 
@@ -263,7 +263,7 @@ final class EventLoop implements Runnable {
       } catch (IOException e) {
         c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
     toFlush.clear();
@@ -283,7 +283,7 @@ final class EventLoop implements Runnable {
       } catch (IOException e) {
         c.close(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
   }

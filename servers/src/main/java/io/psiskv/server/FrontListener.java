@@ -324,7 +324,7 @@ final class FrontListener {
       }
     } catch (IOException | RuntimeException e) {
       if (!isClosed()) {
-        Log.info("front connections: the listener failed, no more front connections: " + e);
+        Log.info("front connections: the listener failed, no more front connections: " + Log.describe(e));
       }
     } finally {
       closeAll();
@@ -383,7 +383,7 @@ final class FrontListener {
       // A bug met by one connection ends that connection, not the loop that serves all.
       if (summary.record(internalErrors, now)) {
         Log.info("front connection " + Wire.peer(c.channel.socket()) + ": internal error, closing: "
-            + e);
+            + Log.describe(e));
       }
       close(c);
     }

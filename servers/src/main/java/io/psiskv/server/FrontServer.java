@@ -5,9 +5,7 @@ import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.BindException;
 import java.net.ProtocolException;
 import java.net.InetAddress;
@@ -17,7 +15,6 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
 import java.nio.channels.ServerSocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.time.Duration;
 import java.time.Instant;
@@ -162,6 +159,14 @@ public final class FrontServer {
       return;
     }
     Log.init(ServerConfig.Role.FRONT.logName);
+    try {
+      Log.configure(config.logLevel, config.logFile);
+    } catch (IOException e) {
+      System.err.println("psiskv-server: " + e.getMessage());
+      System.exit(ServerConfig.EXIT_FAILURE);
+      return;
+    }
+    Console.ignoreTerminalStops();
     FrontServer server = new FrontServer(config, frontLimits);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal");
@@ -176,7 +181,8 @@ public final class FrontServer {
         awaitQuietly(server.stopped);
         System.exit(server.exitCode);
       }
-      Log.info("start failed: " + (e instanceof StartException ? e.getMessage() : e.toString()));
+      Log.error("start failed: " + Log.describe(e));
+      Log.debugTrace("start failure", e);
       server.exitCode = ServerConfig.EXIT_FAILURE;
       // A launched Data Server was killed by its launch; an adopted one relaunches us.
       server.leaveDataServer = server.adopted;
@@ -194,7 +200,8 @@ public final class FrontServer {
     try {
       PrivateFiles.directory(config.dataDir);
     } catch (IOException e) {
-      throw new StartException("cannot create data directory " + config.dataDir + ": " + e);
+      throw new StartException("cannot create data directory " + config.dataDir + ": "
+          + Log.describe(e));
     }
     for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
       Optional<ProcessHandle> other = PidFile.livePeer(config.dataDir, name);
@@ -210,7 +217,13 @@ public final class FrontServer {
 
     // Bound before the Data Server starts: it must know the port, to bind it again should it
     // ever relaunch this process. Clients connecting before INIT wait in the backlog.
-    ServerSocketChannel channel = adopted ? bind(config.port) : bindClientPort();
+    ServerSocketChannel channel;
+    try {
+      channel = adopted ? bind(config.port) : bindClientPort();
+    } catch (BindException e) {
+      throw new StartException(
+          Log.describeBind(e, config.bindAddress.getHostAddress(), config.port));
+    }
     FrontListener clients;
     try {
       clients = new FrontListener(channel, frontLimits, helloAddress, config.maxValueBytes,
@@ -275,9 +288,11 @@ public final class FrontServer {
       Log.info("console off (started by the data server): stop with SIGTERM or"
           + " build-scripts/psiskv-stop");
     } else {
-      Thread console = new Thread(this::runConsole, "console");
-      console.setDaemon(true);
-      console.start();
+      Console console = new Console(Console.decideNow(config.console), consoleCommands(),
+          System.in, System.out);
+      Thread t = new Thread(console::run, "console");
+      t.setDaemon(true);
+      t.start();
     }
   }
 
@@ -581,6 +596,10 @@ public final class FrontServer {
         }
         return s;
       } catch (BindException e) {
+        if (!Log.portInUse(e)) {
+          throw new StartException(
+              Log.describeBind(e, config.bindAddress.getHostAddress(), port));
+        }
         // Taken: try the next one.
       }
     }
@@ -600,36 +619,24 @@ public final class FrontServer {
     }
   }
 
-  private void runConsole() {
-    BufferedReader reader =
-        new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-    try {
-      String line;
-      while ((line = reader.readLine()) != null) {
-        String command = line.trim();
-        switch (command) {
-          case "":
-            break;
-          case "quit":
-            requestStop("quit on the console");
-            return;
-          case "help":
-            System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
-                + " relaunches), help, quit (stop both servers)");
-            break;
-          case "status":
-            printStatus();
-            break;
-          default:
-            System.out.println("unknown command '" + command + "'; type help");
-        }
-        System.out.flush();
-      }
-      Log.info("console: end of stdin; the server keeps running (stop it with SIGTERM or"
-          + " build-scripts/psiskv-stop)");
-    } catch (IOException e) {
-      Log.info("console: stdin failed (" + e.getMessage() + "); the server keeps running");
-    }
+  /** The console's commands by name ({@link Console} matches them ignoring case). */
+  private java.util.Map<String, Console.Command> consoleCommands() {
+    Console.Command quit = () -> {
+      requestStop("quit on the console");
+      return false;
+    };
+    return java.util.Map.of(
+        "quit", quit,
+        "exit", quit,
+        "help", () -> {
+          System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
+              + " relaunches), help, quit or exit (stop both servers)");
+          return true;
+        },
+        "status", () -> {
+          printStatus();
+          return true;
+        });
   }
 
   /**

@@ -1,0 +1,188 @@
+package io.psiskv.server;
+
+import static com.google.common.truth.Truth.assertThat;
+import static com.google.common.truth.Truth.assertWithMessage;
+import static java.nio.charset.StandardCharsets.UTF_8;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.psiskv.client.KvClient;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The server as a service and as a background job, for real: the Front Server started with
+ * {@code &} by a job-control shell on a pseudo-terminal ({@code script(1)} makes one) keeps
+ * serving and is stopped by {@code psiskv-stop}, where before it stopped itself and its Data
+ * Server on SIGTTIN; in the foreground of that terminal it reads the console with a prompt; with
+ * {@code --no-console} and stdin closed it serves until {@code psiskv-stop}.
+ */
+class BackgroundStartTest {
+  private static final Duration TIMEOUT = Duration.ofSeconds(60);
+  private static final Pattern LISTENING =
+      Pattern.compile("psiskv front server listening on [0-9.]+:(\\d+)");
+  /** The repository: the tests run in servers/. */
+  private static final Path ROOT = Path.of(System.getProperty("user.dir")).getParent();
+
+  @TempDir Path dir;
+  private final List<Process> started = new ArrayList<>();
+  private final List<String> output = new CopyOnWriteArrayList<>();
+
+  @AfterEach
+  void killLeftovers() throws Exception {
+    Path data = dir.resolve("data");
+    for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
+      PidFile.livePeer(data, name).ifPresent(ProcessHandle::destroyForcibly);
+    }
+    for (Process p : started) {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+    }
+  }
+
+  @Test
+  void startedWithAmpersandOnATerminalKeepsServingAndPsiskvStopStopsIt() throws Exception {
+    assumeScript();
+    Process p = start(List.of("script", "-qec",
+        "bash -c " + quote("set -m; " + serverCommand() + " & wait"), "/dev/null"));
+    int port = awaitListening();
+    // Before the fix the console's read of the terminal stopped both JVMs here (SIGTTIN).
+    try (KvClient c = KvClient.builder("127.0.0.1", port).retryTimeout(Duration.ofSeconds(10))
+        .connect()) {
+      c.put(1, "background".getBytes(UTF_8));
+      assertThat(new String(c.get(1).orElseThrow(), UTF_8)).isEqualTo("background");
+    }
+    for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
+      long pid = PidFile.livePeer(dir.resolve("data"), name).orElseThrow().pid();
+      assertWithMessage(name + " state").that(state(pid)).isNotEqualTo('T');
+    }
+    Poll.require(TIMEOUT, () -> joined().contains("console off: stdin is a terminal and this"
+        + " process runs in the background"), this::joined);
+    assertStoppedByPsiskvStop(p);
+  }
+
+  @Test
+  void inTheForegroundOfATerminalTheConsolePromptsAndTakesAnyCase() throws Exception {
+    assumeScript();
+    Process p = start(List.of("script", "-qec", serverCommand(), "/dev/null"));
+    awaitListening();
+    OutputStream in = p.getOutputStream();
+    in.write("STATUS\n".getBytes(UTF_8));
+    in.flush();
+    Poll.require(TIMEOUT, () -> joined().contains("front server: pid"), this::joined);
+    assertThat(joined()).contains(Console.PROMPT);
+    in.write(" Exit \n".getBytes(UTF_8));
+    in.flush();
+    assertWithMessage(joined()).that(p.waitFor(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS))
+        .isTrue();
+    assertThat(p.exitValue()).isEqualTo(0);
+    assertThat(Files.exists(dir.resolve("data").resolve(PidFile.FRONT))).isFalse();
+  }
+
+  @Test
+  void noConsoleWithStdinClosedServesUntilPsiskvStop() throws Exception {
+    List<String> command = new ArrayList<>(javaCommand());
+    command.add("--no-console");
+    Process p = start(command);
+    p.getOutputStream().close(); // No terminal, and nothing to read.
+    int port = awaitListening();
+    Poll.require(TIMEOUT, () -> joined().contains("console off (--no-console)"), this::joined);
+    try (KvClient c = KvClient.builder("127.0.0.1", port).connect()) {
+      c.put(2, "service".getBytes(UTF_8));
+      assertThat(c.get(2)).isPresent();
+    }
+    assertThat(joined()).doesNotContain("end of stdin");
+    assertThat(p.isAlive()).isTrue();
+    assertStoppedByPsiskvStop(p);
+  }
+
+  // --- Helpers. ---
+
+  private static void assumeScript() {
+    assumeTrue(Files.isExecutable(Path.of("/usr/bin/script")), "needs script(1) (util-linux)");
+  }
+
+  private List<String> javaCommand() {
+    return new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
+        .toString(), "-cp", System.getProperty("java.class.path"),
+        FrontServer.class.getName(), "--port", "0", "--data-dir",
+        dir.resolve("data").toString()));
+  }
+
+  private String serverCommand() {
+    StringBuilder b = new StringBuilder();
+    for (String arg : javaCommand()) {
+      b.append(b.length() == 0 ? "" : " ").append(quote(arg));
+    }
+    return b.toString();
+  }
+
+  private static String quote(String s) {
+    return "'" + s.replace("'", "'\\''") + "'";
+  }
+
+  /** Starts {@code command} with stdout and stderr gathered line by line in {@link #output}. */
+  private Process start(List<String> command) throws IOException {
+    Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+    started.add(p);
+    Thread pump = new Thread(() -> {
+      try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
+          UTF_8))) {
+        String line;
+        while ((line = r.readLine()) != null) {
+          output.add(line.replace("\r", ""));
+        }
+      } catch (IOException e) {
+        // The process is gone.
+      }
+    }, "background-start-output");
+    pump.setDaemon(true);
+    pump.start();
+    return p;
+  }
+
+  private String joined() {
+    return String.join("\n", output);
+  }
+
+  private int awaitListening() {
+    Poll.require(TIMEOUT, () -> LISTENING.matcher(joined()).find(), this::joined);
+    Matcher m = LISTENING.matcher(joined());
+    assertThat(m.find()).isTrue();
+    return Integer.parseInt(m.group(1));
+  }
+
+  /** A process's state letter (proc(5) field 3). */
+  private static char state(long pid) throws IOException {
+    String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+    return stat.charAt(stat.lastIndexOf(')') + 2);
+  }
+
+  private void assertStoppedByPsiskvStop(Process p) throws Exception {
+    Optional<ProcessHandle> data = PidFile.livePeer(dir.resolve("data"), PidFile.DATA);
+    Process stop = new ProcessBuilder(ROOT.resolve("build-scripts/psiskv-stop").toString(),
+        "--data-dir", dir.resolve("data").toString()).redirectErrorStream(true).start();
+    String said = new String(stop.getInputStream().readAllBytes(), UTF_8);
+    assertWithMessage(said).that(stop.waitFor(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS))
+        .isTrue();
+    assertWithMessage(said + "\n" + joined()).that(stop.exitValue()).isEqualTo(0);
+    assertThat(said).contains("psiskv-stop: stopped");
+    assertWithMessage(joined()).that(p.waitFor(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS))
+        .isTrue();
+    assertThat(data.map(ProcessHandle::isAlive).orElse(false)).isFalse();
+  }
+}
