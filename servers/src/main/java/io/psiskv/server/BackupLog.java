@@ -28,7 +28,7 @@ import java.util.function.Consumer;
  * style), replayed at start, compacted in the background. PROTOCOL.md §11 is the normative
  * description; this comment states the contracts where they are enforced.
  *
- * <h2>File format ({@code <dataDir>/psiskv.log}, big-endian, see {@link LogFormat})</h2>
+ * <h2>File format ({@code <dataDir>/psiskv.data}, big-endian, see {@link LogFormat})</h2>
  *
  * <pre>
  * file    = header *record
@@ -114,8 +114,17 @@ import java.util.function.Consumer;
  */
 final class BackupLog implements AutoCloseable {
 
-  /** §11: the log file's name in the data directory. */
-  static final String FILE_NAME = "psiskv.log";
+  /**
+   * §11: the log file's name in the data directory. Not {@code *.log}: log-rotation globs take
+   * text logs by that suffix (the {@code front.log} beside it), and rotating or compressing this
+   * file would lose the store.
+   */
+  static final String FILE_NAME = "psiskv.data";
+  /**
+   * §11: the file's name before 0.1.0 (taken by {@code *.log} globs): a Data Server finding it
+   * alone renames it to {@link #FILE_NAME} at start ({@link #adoptOldName}).
+   */
+  static final String OLD_FILE_NAME = "psiskv.log";
   /** §11.5: the temporary file a compaction writes; deleted at open if a crash left it. */
   static final String COMPACT_FILE_NAME = FILE_NAME + ".compact";
   /** §11.3: prefix of the copy salvage keeps of a damaged log (followed by the time in millis). */
@@ -204,7 +213,7 @@ final class BackupLog implements AutoCloseable {
   /** Options of {@link #open}. Mutable, used only during open; defaults suit production. */
   static final class OpenOptions {
     /**
-     * §11.3: on damage before the tail, copy the file aside to {@code psiskv.log.damaged-<millis>}
+     * §11.3: on damage before the tail, copy the file aside to {@code psiskv.data.damaged-<millis>}
      * and truncate at the first bad record instead of refusing to start.
      */
     boolean salvage;
@@ -347,7 +356,7 @@ final class BackupLog implements AutoCloseable {
 
 
   /**
-   * Opens (or creates) {@code <dataDir>/psiskv.log} and replays every record into {@code sink}
+   * Opens (or creates) {@code <dataDir>/psiskv.data} and replays every record into {@code sink}
    * before returning, by the recovery rule of PROTOCOL.md §11.3: a torn tail is truncated (one
    * warning names the offset and the bytes dropped); damage before the tail, a bad magic or an
    * unknown version throw an IOException that names the file and offset and says what to do,
@@ -359,6 +368,7 @@ final class BackupLog implements AutoCloseable {
     Objects.requireNonNull(policy);
     Objects.requireNonNull(sink);
     PrivateFiles.directory(dataDir);
+    adoptOldName(dataDir);
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
@@ -443,8 +453,47 @@ final class BackupLog implements AutoCloseable {
   }
 
   /**
+   * §11: a data directory holding the backup file under its old name only ({@link
+   * #OLD_FILE_NAME}) gets it renamed to {@link #FILE_NAME}, once, atomically ({@code rename(2)},
+   * then the directory forced), with one log line; an interrupted compaction's temporary file of
+   * the old name is deleted. Both names present is ambiguous (which one is current?) and refused
+   * with a message saying what to do. The caller must hold the {@link DataDirLock}.
+   */
+  static void adoptOldName(Path dataDir) throws IOException {
+    Path old = dataDir.resolve(OLD_FILE_NAME);
+    Path log = dataDir.resolve(FILE_NAME);
+    if (!Files.exists(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      return;
+    }
+    if (Files.exists(log, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      throw new IOException("data directory " + dataDir + " holds both " + FILE_NAME
+          + " (the backup file) and " + OLD_FILE_NAME + " (its name before psiskv 0.1.0): keep"
+          + " the current one (build-scripts/psiskv-check shows what each holds), move the other"
+          + " out of the directory, and start again");
+    }
+    Files.move(old, log, StandardCopyOption.ATOMIC_MOVE);
+    fsyncDirectory(dataDir);
+    Log.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
+        + " *.log rotation takes)");
+    Path oldTmp = dataDir.resolve(OLD_FILE_NAME + ".compact");
+    if (Files.deleteIfExists(oldTmp)) {
+      Log.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
+    }
+  }
+
+  /**
+   * The backup file of {@code dataDir} as the offline tools see it: {@link #FILE_NAME}, or the
+   * old name if only that exists (no server has started there since the rename).
+   */
+  static Path fileIn(Path dataDir) {
+    Path log = dataDir.resolve(FILE_NAME);
+    Path old = dataDir.resolve(OLD_FILE_NAME);
+    return !Files.exists(log) && Files.exists(old) ? old : log;
+  }
+
+  /**
    * Creates a log holding only a header, atomically: the header is written to the temporary file,
-   * forced, and renamed into place, so {@code psiskv.log} never exists with a partial header.
+   * forced, and renamed into place, so {@code psiskv.data} never exists with a partial header.
    */
   private static void createEmpty(Path dataDir, Path log, Path tmp, OpenOptions opts)
       throws IOException {
