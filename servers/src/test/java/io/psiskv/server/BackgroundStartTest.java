@@ -25,8 +25,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The server as a service and as a background job, for real: the Front Server started with
- * {@code &} by a job-control shell on a pseudo-terminal ({@code script(1)} makes one) keeps
+ * The server as a service and as a background job, for real: {@code build-scripts/psiskv-server
+ * &} typed into a job-control shell on a pseudo-terminal ({@code script(1)} makes one) keeps
  * serving and is stopped by {@code psiskv-stop}, where before it stopped itself and its Data
  * Server on SIGTTIN; in the foreground of that terminal it reads the console with a prompt; with
  * {@code --no-console} and stdin closed it serves until {@code psiskv-stop}.
@@ -57,8 +57,12 @@ class BackgroundStartTest {
   @Test
   void startedWithAmpersandOnATerminalKeepsServingAndPsiskvStopStopsIt() throws Exception {
     assumeScript();
+    // As a user types it: build-scripts/psiskv-server & (on the test's classes, no build).
+    String user = "PSISKV_CLASSPATH=" + quote(System.getProperty("java.class.path")) + " "
+        + quote(ROOT.resolve("build-scripts/psiskv-server").toString()) + " --port 0 --data-dir "
+        + quote(dir.resolve("data").toString());
     Process p = start(List.of("script", "-qec",
-        "bash -c " + quote("set -m; " + serverCommand() + " & wait"), "/dev/null"));
+        "bash -c " + quote("set -m; " + user + " & wait"), "/dev/null"));
     int port = awaitListening();
     // Before the fix the console's read of the terminal stopped both JVMs here (SIGTTIN).
     try (KvClient c = KvClient.builder("127.0.0.1", port).retryTimeout(Duration.ofSeconds(10))
