@@ -33,6 +33,11 @@ import java.util.Map;
  * foreground again ({@code fg}). Without a console the server runs until SIGTERM, SIGINT or
  * {@code psiskv-stop}; the end of stdin ends only the console.
  *
+ * <p><b>Lines.</b> On an interactive terminal (stdin and stdout are the terminal, in the
+ * foreground) lines are read with line editing and history ({@link TerminalLines}, JLine) after
+ * the prompt {@value #PROMPT}; if JLine cannot drive the terminal, plainly after the prompt.
+ * Anything else is read plainly, without a prompt.
+ *
  * <p><b>Commands</b> are matched ignoring case and surrounding blanks; what each one does is the
  * Front Server's ({@link Command}). An unknown command is echoed with its control characters
  * shown as {@code ?}, so that an arrow key's escape sequence is not replayed to the terminal.
@@ -64,6 +69,44 @@ final class Console {
     boolean run();
   }
 
+  /** Where command lines come from. */
+  interface Lines extends java.io.Closeable {
+    /**
+     * The next line without its line end, or null at the end of input.
+     *
+     * @param prompt shown first, or null for none
+     */
+    String read(String prompt) throws IOException;
+
+    @Override
+    void close();
+  }
+
+  /** Lines read plainly from a stream; the prompt, if any, printed to {@code out}. */
+  static final class StreamLines implements Lines {
+    private final BufferedReader in;
+    private final PrintStream out;
+
+    StreamLines(InputStream in, PrintStream out) {
+      this.in = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
+      this.out = out;
+    }
+
+    @Override
+    public String read(String prompt) throws IOException {
+      if (prompt != null) {
+        out.print(prompt);
+        out.flush();
+      }
+      return in.readLine();
+    }
+
+    @Override
+    public void close() {
+      // Nothing to release: stdin belongs to the process and stays open.
+    }
+  }
+
   /** Printed before each command is read, on a terminal only. */
   static final String PROMPT = "psiskv> ";
   /** While a terminal read fails because the pair is in the background, it is retried this often. */
@@ -73,18 +116,36 @@ final class Console {
 
   private final Decision decision;
   private final Map<String, Command> commands;
-  private final BufferedReader in;
+  private final Lines lines;
+  private final boolean prompted;
   private final PrintStream out;
 
   /**
    * @param commands by lower-case name; the same command may have several names ({@code quit},
    *     {@code exit})
+   * @param prompted whether {@link #PROMPT} is shown before each line (an interactive terminal)
    */
-  Console(Decision decision, Map<String, Command> commands, InputStream in, PrintStream out) {
+  Console(Decision decision, Map<String, Command> commands, Lines lines, boolean prompted,
+      PrintStream out) {
     this.decision = decision;
     this.commands = Map.copyOf(commands);
-    this.in = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
+    this.lines = lines;
+    this.prompted = prompted;
     this.out = out;
+  }
+
+  /**
+   * The console of this process's stdin and stdout, as {@link #decideNow} decides: prompted and
+   * with line editing on an interactive terminal (JLine is loaded only then), else plain.
+   */
+  static Console forStdin(Mode mode, Map<String, Command> commands) {
+    Decision d = decideNow(mode);
+    boolean interactive = d == Decision.TERMINAL && System.console() != null;
+    Lines lines = interactive ? TerminalLines.open() : null;
+    if (lines == null) {
+      lines = new StreamLines(System.in, System.out);
+    }
+    return new Console(d, commands, lines, interactive, System.out);
   }
 
   /**
@@ -166,18 +227,22 @@ final class Console {
       Log.info(off);
       return;
     }
-    boolean interactive = decision == Decision.TERMINAL;
+    try {
+      readCommands();
+    } finally {
+      lines.close();
+    }
+  }
+
+  private void readCommands() {
+    boolean terminal = decision == Decision.TERMINAL;
     boolean paused = false;
     while (true) {
-      if (interactive && !paused) {
-        out.print(PROMPT);
-        out.flush();
-      }
       String line;
       try {
-        line = in.readLine();
+        line = lines.read(prompted && !paused ? PROMPT : null);
       } catch (IOException e) {
-        if (interactive && inBackground()) {
+        if (terminal && inBackground()) {
           if (!paused) {
             Log.info("console paused: the server runs in the background; fg resumes it");
             paused = true;
@@ -193,7 +258,7 @@ final class Console {
         paused = false;
       }
       if (line == null) {
-        if (interactive) {
+        if (prompted) {
           out.println();
         }
         Log.info("console: end of stdin; the server keeps running (stop it with SIGTERM or"

@@ -288,8 +288,7 @@ public final class FrontServer {
       Log.info("console off (started by the data server): stop with SIGTERM or"
           + " build-scripts/psiskv-stop");
     } else {
-      Console console = new Console(Console.decideNow(config.console), consoleCommands(),
-          System.in, System.out);
+      Console console = Console.forStdin(config.console, consoleCommands());
       Thread t = new Thread(console::run, "console");
       t.setDaemon(true);
       t.start();

@@ -80,17 +80,25 @@ class BackgroundStartTest {
   }
 
   @Test
-  void inTheForegroundOfATerminalTheConsolePromptsAndTakesAnyCase() throws Exception {
+  void inTheForegroundOfATerminalTheConsolePromptsEditsRecallsAndTakesAnyCase() throws Exception {
     assumeScript();
-    Process p = start(List.of("script", "-qec", serverCommand(), "/dev/null"));
+    // script(1) copies its stdin's window size, and a pipe has none: give the terminal one.
+    Process p = start(List.of("script", "-qec", "stty cols 100 rows 30; exec " + serverCommand(),
+        "/dev/null"));
     awaitListening();
     OutputStream in = p.getOutputStream();
-    in.write("STATUS\n".getBytes(UTF_8));
-    in.flush();
-    Poll.require(TIMEOUT, () -> joined().contains("front server: pid"), this::joined);
+    type(in, "STATUS\r");
+    Poll.require(TIMEOUT, () -> count("front server: pid") == 1, this::joined);
     assertThat(joined()).contains(Console.PROMPT);
-    in.write(" Exit \n".getBytes(UTF_8));
-    in.flush();
+    // Line editing: "staux", Backspace, "s", two Left arrows, "t": "status". Keys as a terminal
+    // in keypad mode (which the line editor turns on) sends them.
+    type(in, "staux\u007fs" + LEFT + LEFT + "t\r");
+    Poll.require(TIMEOUT, () -> count("front server: pid") == 2, this::joined);
+    // History: Up recalls the last command.
+    type(in, UP + "\r");
+    Poll.require(TIMEOUT, () -> count("front server: pid") == 3, this::joined);
+    assertThat(joined()).doesNotContain("unknown command");
+    type(in, " Exit \r");
     assertWithMessage(joined()).that(p.waitFor(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS))
         .isTrue();
     assertThat(p.exitValue()).isEqualTo(0);
@@ -115,6 +123,18 @@ class BackgroundStartTest {
   }
 
   // --- Helpers. ---
+
+  private static final String LEFT = "\u001bOD";
+  private static final String UP = "\u001bOA";
+
+  private static void type(OutputStream in, String keys) throws IOException {
+    in.write(keys.getBytes(UTF_8));
+    in.flush();
+  }
+
+  private int count(String fragment) {
+    return joined().split(java.util.regex.Pattern.quote(fragment), -1).length - 1;
+  }
 
   private static void assumeScript() {
     assumeTrue(Files.isExecutable(Path.of("/usr/bin/script")), "needs script(1) (util-linux)");
@@ -141,7 +161,9 @@ class BackgroundStartTest {
 
   /** Starts {@code command} with stdout and stderr gathered line by line in {@link #output}. */
   private Process start(List<String> command) throws IOException {
-    Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+    ProcessBuilder b = new ProcessBuilder(command).redirectErrorStream(true);
+    b.environment().put("TERM", "xterm"); // A terminal type the line editor knows.
+    Process p = b.start();
     started.add(p);
     Thread pump = new Thread(() -> {
       try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),

@@ -92,8 +92,9 @@ class ConsoleTest {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     byte[] in = "STATUS\n  Status \n\n\u001b[Abogus\n Exit\nstatus\n"
         .getBytes(StandardCharsets.UTF_8);
-    new Console(Decision.STREAM, commands, new ByteArrayInputStream(in),
-        new PrintStream(out, true, StandardCharsets.UTF_8)).run();
+    PrintStream print = new PrintStream(out, true, StandardCharsets.UTF_8);
+    new Console(Decision.STREAM, commands,
+        new Console.StreamLines(new ByteArrayInputStream(in), print), false, print).run();
     assertThat(ran).containsExactly("status", "status", "quit").inOrder();
     String printed = out.toString(StandardCharsets.UTF_8);
     // The escape sequence is not replayed to the terminal; no prompt on a stream.
@@ -103,8 +104,10 @@ class ConsoleTest {
   @Test
   void aTerminalGetsAPrompt() {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
-    new Console(Decision.TERMINAL, Map.of(), new ByteArrayInputStream("\n".getBytes()),
-        new PrintStream(out, true, StandardCharsets.UTF_8)).run();
+    PrintStream print = new PrintStream(out, true, StandardCharsets.UTF_8);
+    new Console(Decision.TERMINAL, Map.of(),
+        new Console.StreamLines(new ByteArrayInputStream("\n".getBytes()), print), true, print)
+        .run();
     assertThat(out.toString(StandardCharsets.UTF_8))
         .isEqualTo(Console.PROMPT + Console.PROMPT + System.lineSeparator());
   }
@@ -112,7 +115,8 @@ class ConsoleTest {
   @Test
   void anOffConsoleReadsNothing() {
     ByteArrayInputStream in = new ByteArrayInputStream("quit\n".getBytes());
-    new Console(Decision.OFF, Map.of("quit", () -> false), in, System.out).run();
+    new Console(Decision.OFF, Map.of("quit", () -> false),
+        new Console.StreamLines(in, System.out), false, System.out).run();
     assertThat(in.available()).isEqualTo(5);
   }
 }
