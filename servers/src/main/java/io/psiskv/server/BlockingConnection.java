@@ -86,7 +86,7 @@ final class BlockingConnection implements Runnable {
       limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
-        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();

@@ -481,7 +481,7 @@ public final class DataServer {
           try {
             link.sendOk(Opcode.SHUTDOWN, shutdownRequestId);
           } catch (IOException e) {
-            Log.info("could not answer SHUTDOWN: " + e.getMessage());
+            Log.info("could not answer SHUTDOWN: " + Log.describe(e));
           }
         }
         link.close();
@@ -511,7 +511,7 @@ public final class DataServer {
             + " purpose");
         return;
       } catch (IOException e) {
-        Log.info("could not send SHUTDOWN to the front server: " + e.getMessage());
+        Log.info("could not send SHUTDOWN to the front server: " + Log.describe(e));
       }
     }
     if (front.process != null) {

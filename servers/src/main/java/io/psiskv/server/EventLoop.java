@@ -209,7 +209,7 @@ final class EventLoop implements Runnable {
         c.readAndServe(true);
       }
     } catch (IOException e) {
-      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
     } catch (RuntimeException e) {
       c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     }
@@ -261,7 +261,7 @@ final class EventLoop implements Runnable {
       try {
         c.writeMore();
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
         c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
@@ -281,7 +281,7 @@ final class EventLoop implements Runnable {
       try {
         c.readAndServe(false);
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
         c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }

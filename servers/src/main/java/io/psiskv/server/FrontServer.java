@@ -263,7 +263,7 @@ public final class FrontServer {
             throw new StartException("stopped during start");
           }
           Log.info("no INIT from the adopted data server (pid " + first.pid() + "): "
-              + e.getMessage());
+              + Log.describe(e));
           supervisor.peerDown(first, "it sent no INIT to the relaunched front server");
         }
       }
@@ -425,7 +425,7 @@ public final class FrontServer {
           return;
         }
         Log.info("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
-            + " ms: " + e.getMessage());
+            + " ms: " + Log.describe(e));
         try {
           Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS); // A back-off, not a synchronisation.
         } catch (InterruptedException ie) {
@@ -534,7 +534,7 @@ public final class FrontServer {
         link.close(); // A second valid INIT from the same child: the first one stands.
       }
     } catch (IOException | RuntimeException e) {
-      attempt.end(e.getMessage());
+      attempt.end(Log.describe(e));
       if (link != null) {
         link.close();
       }
@@ -658,7 +658,7 @@ public final class FrontServer {
         b = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
       } catch (IOException ex) {
         System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
-            ex.getMessage());
+            Log.describe(ex));
         b = null;
       }
       if (b != null) {
@@ -764,7 +764,7 @@ public final class FrontServer {
           link.sendShutdown();
           asked = true;
         } catch (IOException e) {
-          Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
+          Log.info("could not send SHUTDOWN (" + Log.describe(e) + "); sending SIGTERM");
         }
       }
       if (!asked) {

@@ -423,7 +423,7 @@ final class Supervisor {
         if (isStopped()) {
           return;
         }
-        Log.info("relaunch " + count + " of the " + peerName + " failed: " + e.getMessage());
+        Log.info("relaunch " + count + " of the " + peerName + " failed: " + Log.describe(e));
         peer = null;
         reason = "relaunch " + count + " failed";
         livedMillis = (System.nanoTime() - launchNanos) / 1_000_000L;
