@@ -213,8 +213,9 @@ final class BackupLog implements AutoCloseable {
   /** Options of {@link #open}. Mutable, used only during open; defaults suit production. */
   static final class OpenOptions {
     /**
-     * §11.3: on damage before the tail, copy the file aside to {@code psiskv.data.damaged-<millis>}
-     * and truncate at the first bad record instead of refusing to start.
+     * §11.3: on damage before the tail, copy the file aside to {@code
+     * psiskv.data.damaged-<millis>} and truncate at the first bad record instead of refusing to
+     * start.
      */
     boolean salvage;
     /** {@link #maybeCompact} leaves smaller files alone. */
@@ -398,7 +399,7 @@ final class BackupLog implements AutoCloseable {
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        Log.info(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
+        Log.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
             + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
         truncate(ch, scan.goodEnd);
       } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
@@ -406,7 +407,7 @@ final class BackupLog implements AutoCloseable {
           throw new IOException(damageMessage(log, scan));
         }
         Path copy = salvage(dataDir, log, ch, scan);
-        Log.info(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
+        Log.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
             + "records, dropped %d bytes, the original is in %s",
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
@@ -873,7 +874,7 @@ final class BackupLog implements AutoCloseable {
       }
     } catch (Throwable t) {
       // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.info("backup log sync thread died: " + Log.describe(t));
+      Log.error("backup log sync thread died: " + Log.describe(t));
       appendLock.lock();
       try {
         failure = new IOException("backup log sync thread died: " + Log.describe(t), t);
@@ -948,7 +949,8 @@ final class BackupLog implements AutoCloseable {
    * running compaction is aborted. Caller holds fileLock.
    */
   private void enterFailed(IOException cause, Batch failedBatch, long batchFilePos) {
-    IOException f = new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
+    IOException f =
+        new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
     Compactor abort;
     appendLock.lock();
     try {
@@ -973,7 +975,7 @@ final class BackupLog implements AutoCloseable {
     if (abort != null) {
       abort.abort(f);
     }
-    Log.info(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
+    Log.error(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
         opts.failureRetryIntervalMillis, cause));
   }
 
@@ -1007,7 +1009,7 @@ final class BackupLog implements AutoCloseable {
       } finally {
         appendLock.unlock();
       }
-      Log.info("backup log still failing: " + Log.describe(e));
+      Log.error("backup log still failing: " + Log.describe(e));
       return;
     }
     long seq = durableSeq;
@@ -1106,7 +1108,7 @@ final class BackupLog implements AutoCloseable {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        Log.info("background compaction of " + logPath + " failed: " + Log.describe(e));
+        Log.warn("background compaction of " + logPath + " failed: " + Log.describe(e));
       } finally {
         compactorBusy.set(false);
       }
@@ -1280,7 +1282,7 @@ final class BackupLog implements AutoCloseable {
       for (Batch b : retained) {
         lost += b.records;
       }
-      Log.info("backup log closed while failed: " + lost + " records never reached the disk");
+      Log.error("backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
     closeQuietly(channel);

@@ -109,7 +109,7 @@ final class Console {
 
   /** Printed before each command is read, on a terminal only. */
   static final String PROMPT = "psiskv> ";
-  /** While a terminal read fails because the pair is in the background, it is retried this often. */
+  /** How often a console paused in the background looks whether it is in the foreground. */
   static final long FOREGROUND_POLL_MILLIS = 500;
   /** At most this many characters of an unknown command are echoed. */
   static final int ECHO_MAX_CHARS = 40;

@@ -355,7 +355,7 @@ final class ControlLink implements Closeable {
       try {
         handler.onSilent(silentMillis, first);
       } catch (RuntimeException e) {
-        Log.info("reaction to a silent " + peerName + " failed: " + Log.describe(e));
+        Log.error("reaction to a silent " + peerName + " failed: " + Log.describe(e));
       }
     } else if (peerSilent) {
       peerSilent = false;

@@ -465,7 +465,7 @@ public final class DataServer {
         try {
           current.close();
         } catch (IOException ex) {
-          Log.info("closing the backup file failed: " + ex.getMessage());
+          Log.error("closing the backup file failed: " + Log.describe(ex));
         }
       }
       DataDirLock lock = dataDirLock;
@@ -473,7 +473,7 @@ public final class DataServer {
         try {
           lock.close();
         } catch (IOException ex) {
-          Log.info("releasing the data directory lock failed: " + ex.getMessage());
+          Log.error("releasing the data directory lock failed: " + Log.describe(ex));
         }
       }
       if (link != null) {
@@ -481,7 +481,7 @@ public final class DataServer {
           try {
             link.sendOk(Opcode.SHUTDOWN, shutdownRequestId);
           } catch (IOException e) {
-            Log.info("could not answer SHUTDOWN: " + Log.describe(e));
+            Log.warn("could not answer SHUTDOWN: " + Log.describe(e));
           }
         }
         link.close();
@@ -511,7 +511,7 @@ public final class DataServer {
             + " purpose");
         return;
       } catch (IOException e) {
-        Log.info("could not send SHUTDOWN to the front server: " + Log.describe(e));
+        Log.warn("could not send SHUTDOWN to the front server: " + Log.describe(e));
       }
     }
     if (front.process != null) {

@@ -153,7 +153,8 @@ final class EventLoop implements Runnable {
         }
       }
     } catch (IOException | RuntimeException e) {
-      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + Log.describe(e));
+      Log.error(Thread.currentThread().getName() + " failed, closing its connections: "
+          + Log.describe(e));
     } finally {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);

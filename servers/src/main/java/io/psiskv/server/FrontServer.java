@@ -262,7 +262,7 @@ public final class FrontServer {
           if (isStopping()) {
             throw new StartException("stopped during start");
           }
-          Log.info("no INIT from the adopted data server (pid " + first.pid() + "): "
+          Log.warn("no INIT from the adopted data server (pid " + first.pid() + "): "
               + Log.describe(e));
           supervisor.peerDown(first, "it sent no INIT to the relaunched front server");
         }
@@ -424,7 +424,7 @@ public final class FrontServer {
         if (server.isClosed()) {
           return;
         }
-        Log.info("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
+        Log.warn("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
             + " ms: " + Log.describe(e));
         try {
           Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS); // A back-off, not a synchronisation.
@@ -543,7 +543,7 @@ public final class FrontServer {
 
   private void controlRejected(Socket socket, String why) {
     if (controlLog.record(controlRejections)) {
-      Log.info("control connection from " + Wire.peer(socket) + " rejected: " + why);
+      Log.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
     }
   }
 
@@ -591,7 +591,7 @@ public final class FrontServer {
       try {
         ServerSocketChannel s = bind(port);
         if (port != config.port) {
-          Log.info("port " + config.port + " is taken; using " + port);
+          Log.warn("port " + config.port + " is taken; using " + port);
         }
         return s;
       } catch (BindException e) {
@@ -764,14 +764,14 @@ public final class FrontServer {
           link.sendShutdown();
           asked = true;
         } catch (IOException e) {
-          Log.info("could not send SHUTDOWN (" + Log.describe(e) + "); sending SIGTERM");
+          Log.warn("could not send SHUTDOWN (" + Log.describe(e) + "); sending SIGTERM");
         }
       }
       if (!asked) {
         peer.handle.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
       }
       if (!Supervisor.awaitGone(peer, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS)) {
-        Log.info("data server (pid " + peer.pid() + ") did not exit within "
+        Log.error("data server (pid " + peer.pid() + ") did not exit within "
             + ServerConfig.SHUTDOWN_TIMEOUT_MILLIS + " ms; killing it");
         peer.handle.destroyForcibly();
         Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);

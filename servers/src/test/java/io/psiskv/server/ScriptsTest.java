@@ -181,6 +181,29 @@ class ScriptsTest {
     assertWithMessage(verify.out + verify.err).that(verify.exit).isEqualTo(0);
   }
 
+  /** README's synopsis of psiskv-server names every option the server's --help lists. */
+  @Test
+  void theReadmeSynopsisListsEveryOption() throws Exception {
+    String readme = Files.readString(ROOT.resolve("README.md"), UTF_8);
+    int from = readme.indexOf("## Running the servers");
+    int open = readme.indexOf("```", from);
+    String synopsis = readme.substring(open, readme.indexOf("```", open + 3));
+    java.io.ByteArrayOutputStream usage = new java.io.ByteArrayOutputStream();
+    ServerConfig.printUsage(ServerConfig.Role.FRONT, new java.io.PrintStream(usage, true, UTF_8));
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("^  (--[a-z-]+)",
+        java.util.regex.Pattern.MULTILINE).matcher(usage.toString(UTF_8));
+    int options = 0;
+    while (m.find()) {
+      if (m.group(1).equals("--adopt-data")) {
+        continue; // Internal: the Data Server's relaunch of a Front Server.
+      }
+      options++;
+      assertWithMessage("README synopsis").that(synopsis)
+          .containsMatch("[\\[ ]" + java.util.regex.Pattern.quote(m.group(1)) + "[ \\]]");
+    }
+    assertThat(options).isAtLeast(20);
+  }
+
   private static void executable(Path file, String content) throws IOException {
     Files.writeString(file, content);
     Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rwx------"));

@@ -28,7 +28,8 @@ class ServiceOptionsTest {
       "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z (ERROR|WARN |INFO |DEBUG) (front|data)"
           + " \\d+ \\S.*$");
   /** How a Java exception's class shows when printed: a dotted name ending in Exception. */
-  private static final Pattern EXCEPTION_NAME = Pattern.compile("\\b[a-z]+(\\.\\w+)+(Exception|Error)\\b");
+  private static final Pattern EXCEPTION_NAME =
+      Pattern.compile("\\b[a-z]+(\\.\\w+)+(Exception|Error)\\b");
 
   @TempDir Path dir;
 
@@ -73,9 +74,13 @@ class ServiceOptionsTest {
   @Test
   void aBindToAnAddressOfAnotherHostSaysSo() throws Exception {
     // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this host.
-    Result r = run("--bind", "192.0.2.1", "--data-dir", dir.resolve("data").toString());
+    Result r = run("--bind", "192.0.2.1", "--data-dir", dir.resolve("data").toString(),
+        "--log-level", "warn");
     assertThat(r.exit).isEqualTo(1);
     assertThat(r.stderr).contains("start failed: address 192.0.2.1 is not available");
+    // At warn level the failure is there, as an error, and the info lines are not.
+    assertThat(r.stderr).contains(" ERROR front ");
+    assertThat(r.stderr).doesNotContain(" INFO ");
     assertThat(EXCEPTION_NAME.matcher(r.stderr).find()).isFalse();
     assertThat(r.stderr).doesNotContain("Exception");
   }
