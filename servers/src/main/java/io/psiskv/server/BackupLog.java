@@ -425,10 +425,9 @@ final class BackupLog implements AutoCloseable {
     return String.format(
         "%s is damaged at offset %d: %s. The %d bytes from there to the end of the file (%d "
             + "bytes) cannot be replayed, and they are not a torn tail, so the server refuses to "
-            + "start; nothing was changed. Inspect the file with 'java -cp psiskv-server.jar "
-            + "io.psiskv.server.BackupCheck %s'. To start with the %d records before the damage, "
-            + "restart with salvage enabled (or run BackupCheck --fix): the file is first copied "
-            + "to %s<time>.",
+            + "start; nothing was changed. Inspect the file with 'build-scripts/psiskv-check %s'. "
+            + "To start with the %d records before the damage, restart with --salvage (or run "
+            + "build-scripts/psiskv-check --fix): the file is first copied to %s<time>.",
         log, scan.goodEnd, scan.reason, scan.badBytes(), scan.fileSize, log, scan.records,
         DAMAGED_FILE_PREFIX);
   }

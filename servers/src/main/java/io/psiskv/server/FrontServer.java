@@ -60,7 +60,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *   <li>{@code front-listener}: every client connection, in one non-blocking selector loop
  *       ({@link FrontListener}: HELLO, PING, the request deadline, idle timeout and connection
  *       cap); no thread per connection.
- *   <li>{@code console}: reads stdin lines; end of stdin ends only the console.
+ *   <li>{@code console}: reads commands from stdin when {@link Console#decide} allows it (never
+ *       a terminal of a background job: SIGTTIN would stop both servers); end of stdin ends
+ *       only the console.
  *   <li>{@code data-server-supervisor}: the relaunch loop ({@link Supervisor}), which also runs
  *       the launches and INIT handshakes after the first.
  *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
