@@ -86,12 +86,12 @@ final class BlockingConnection implements Runnable {
       limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
-        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (RuntimeException e) {
-      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     } finally {
       handler.close();
       Wire.closeQuietly(channel);

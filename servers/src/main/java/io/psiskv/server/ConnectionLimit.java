@@ -186,7 +186,7 @@ final class ConnectionLimit implements AutoCloseable {
         flushLog(now);
       }
     } catch (IOException | RuntimeException e) {
-      Log.info("data-refuser stopped: " + e);
+      Log.error("data-refuser stopped: " + Log.describe(e));
     }
   }
 

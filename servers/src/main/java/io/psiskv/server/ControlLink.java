@@ -311,7 +311,7 @@ final class ControlLink implements Closeable {
     } catch (IOException e) {
       reason = closed.get() ? "closed" : e.toString();
     } catch (RuntimeException e) {
-      reason = "failed: " + e;
+      reason = "failed: " + Log.describe(e);
     }
     end(reason);
   }
@@ -355,7 +355,7 @@ final class ControlLink implements Closeable {
       try {
         handler.onSilent(silentMillis, first);
       } catch (RuntimeException e) {
-        Log.info("reaction to a silent " + peerName + " failed: " + e);
+        Log.error("reaction to a silent " + peerName + " failed: " + Log.describe(e));
       }
     } else if (peerSilent) {
       peerSilent = false;

@@ -112,6 +112,14 @@ public final class DataServer {
   public static void main(String[] args) {
     ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.DATA, args);
     Log.init(ServerConfig.Role.DATA.logName);
+    try {
+      Log.configure(config.logLevel, config.logFile);
+    } catch (IOException e) {
+      System.err.println("psiskv-server (data): " + e.getMessage());
+      System.exit(ServerConfig.EXIT_FAILURE);
+      return;
+    }
+    Console.ignoreTerminalStops(); // It shares the Front Server's process group and terminal.
     DataServer server = new DataServer(config);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal", NO_REPLY, true);
@@ -122,7 +130,8 @@ public final class DataServer {
       server.start();
     } catch (IOException | RuntimeException e) {
       if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
-        Log.info("start failed: " + e);
+        Log.error("start failed: " + Log.describe(e));
+        Log.debugTrace("start failure", e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
         server.stop("start failed", NO_REPLY, false);
       }
@@ -456,7 +465,7 @@ public final class DataServer {
         try {
           current.close();
         } catch (IOException ex) {
-          Log.info("closing the backup file failed: " + ex.getMessage());
+          Log.error("closing the backup file failed: " + Log.describe(ex));
         }
       }
       DataDirLock lock = dataDirLock;
@@ -464,7 +473,7 @@ public final class DataServer {
         try {
           lock.close();
         } catch (IOException ex) {
-          Log.info("releasing the data directory lock failed: " + ex.getMessage());
+          Log.error("releasing the data directory lock failed: " + Log.describe(ex));
         }
       }
       if (link != null) {
@@ -472,7 +481,7 @@ public final class DataServer {
           try {
             link.sendOk(Opcode.SHUTDOWN, shutdownRequestId);
           } catch (IOException e) {
-            Log.info("could not answer SHUTDOWN: " + e.getMessage());
+            Log.warn("could not answer SHUTDOWN: " + Log.describe(e));
           }
         }
         link.close();
@@ -502,7 +511,7 @@ public final class DataServer {
             + " purpose");
         return;
       } catch (IOException e) {
-        Log.info("could not send SHUTDOWN to the front server: " + e.getMessage());
+        Log.warn("could not send SHUTDOWN to the front server: " + Log.describe(e));
       }
     }
     if (front.process != null) {

@@ -153,7 +153,8 @@ final class EventLoop implements Runnable {
         }
       }
     } catch (IOException | RuntimeException e) {
-      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + e);
+      Log.error(Thread.currentThread().getName() + " failed, closing its connections: "
+          + Log.describe(e));
     } finally {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);
@@ -209,9 +210,9 @@ final class EventLoop implements Runnable {
         c.readAndServe(true);
       }
     } catch (IOException e) {
-      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
     } catch (RuntimeException e) {
-      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     }
   }
 
@@ -261,9 +262,9 @@ final class EventLoop implements Runnable {
       try {
         c.writeMore();
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
     toFlush.clear();
@@ -281,9 +282,9 @@ final class EventLoop implements Runnable {
       try {
         c.readAndServe(false);
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
   }
