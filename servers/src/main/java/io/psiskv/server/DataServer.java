@@ -166,7 +166,7 @@ public final class DataServer {
         + " sessions from " + engine.log().path() + " in "
         + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
 
-    ControlLink link = handshake(config.controlPort, -1);
+    ControlLink link = handshakeRetrying(config.controlPort, -1);
     long frontPid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
     Optional<ProcessHandle> front = ProcessHandle.of(frontPid);
     Supervisor.Peer peer;
@@ -218,6 +218,34 @@ public final class DataServer {
     }, "data-maintenance");
     t.setDaemon(true);
     t.start();
+  }
+
+  /**
+   * {@link #handshake}, tried up to {@value ServerConfig#CONTROL_HANDSHAKE_ATTEMPTS} times. The
+   * front closes a handshake not done within {@value
+   * ServerConfig#CONTROL_HANDSHAKE_TIMEOUT_MILLIS} ms of its accept; a starved machine (a load
+   * average of 12 in a test run) can make this side miss that, and another attempt on a new
+   * connection is cheaper than the front relaunching this process. The last failure is thrown.
+   */
+  private ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return handshake(controlPort, expectedPid);
+      } catch (IOException e) {
+        if (attempt >= ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS) {
+          throw e;
+        }
+        Log.warn(Log.describe(e) + "; trying again (attempt " + (attempt + 1) + " of "
+            + ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS + ")");
+        try {
+          // A back-off, not a synchronisation.
+          Thread.sleep(ServerConfig.CONTROL_HANDSHAKE_RETRY_MILLIS);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          throw e;
+        }
+      }
+    }
   }
 
   /**
@@ -305,7 +333,7 @@ public final class DataServer {
         Thread.currentThread().interrupt();
         throw new IOException("interrupted");
       }
-      ControlLink link = handshake(port, peer.pid());
+      ControlLink link = handshakeRetrying(port, peer.pid());
       synchronized (lifecycleLock) {
         if (stopping) {
           link.close(); // The stop found no link and sends SIGTERM to the front.

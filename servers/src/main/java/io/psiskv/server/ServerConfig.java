@@ -47,6 +47,10 @@ final class ServerConfig {
    * §7.1) within this long from its accept, else it is closed. The real child needs milliseconds.
    */
   static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
+  /** Data Server: control handshakes it tries before giving up (and being relaunched). */
+  static final int CONTROL_HANDSHAKE_ATTEMPTS = 3;
+  /** Data Server: the pause between two of those attempts. */
+  static final long CONTROL_HANDSHAKE_RETRY_MILLIS = 100;
   /**
    * Front Server: control handshakes in progress at once, each on its own thread. Accepting one
    * more closes the oldest, so silent connections cannot keep the real child out.
