@@ -1,6 +1,8 @@
 package io.psiskv.cli;
 
 import io.psiskv.client.KvClient;
+import io.psiskv.client.KvException;
+import io.psiskv.protocol.Status;
 import java.io.PrintStream;
 import java.time.Duration;
 import java.util.Map;
@@ -37,6 +39,12 @@ final class StatusCommand implements Callable<Integer> {
     Map<String, Object> stats;
     try (KvClient kv = cli.connect()) {
       stats = kv.stats();
+    } catch (KvException e) {
+      if (e.status() == Status.UNKNOWN_OPCODE) { // PROTOCOL.md §3.4: a server older than STATS.
+        throw new PsiskvCli.Failure("the server at " + cli.host + ":" + cli.port
+            + " does not answer STATS (it is older than this psiskv-cli)", e);
+      }
+      throw e;
     }
     PrintStream out = cli.stdout();
     out.print(json ? json(stats) : human(stats, cli.host + ":" + cli.port));
