@@ -615,8 +615,9 @@ public final class FrontServer {
             requestStop("quit on the console");
             return;
           case "help":
-            System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
-                + " relaunches), help, quit (stop both servers)");
+            System.out.println("commands: status (pids, ports, uptime, keys, connections,"
+                + " requests, backup file and fsync, memory, relaunches), help, quit (stop both"
+                + " servers)");
             break;
           case "status":
             printStatus();

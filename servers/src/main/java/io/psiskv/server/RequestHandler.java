@@ -29,8 +29,8 @@ import java.util.Arrays;
  *   AWAIT_SESSION --broken rule, or PUT/GET/DELETE (NO_SESSION)--> CLOSING
  * </pre>
  *
- * PING and STATS are answered in both open states. Within a request, the handler waits for a whole header,
- * then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from the input
+ * PING and STATS are answered in both open states. Within a request, the handler waits for a whole
+ * header, then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from the input
  * when it is all there, else accumulated as it arrives in an array that grows with what arrived
  * (never to more than twice that, never past the declared length), each growth charged to the
  * server's {@link BodyBudget}. The transport closes a connection that ends or stalls mid-request

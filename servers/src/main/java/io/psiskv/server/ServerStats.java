@@ -51,6 +51,12 @@ final class ServerStats {
 
   private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(long[].class);
 
+  /**
+   * The RSS is read from {@code /proc} at most this often: a file read is the dearest part of a
+   * snapshot, and a peer that sends STATS in a loop must not make every one pay it.
+   */
+  static final long RSS_REFRESH_MILLIS = 1000;
+
   /** One serving thread's counters; written by that thread only. */
   static final class Counters {
     /**
@@ -97,6 +103,9 @@ final class ServerStats {
   /** Guarded by itself: the sums of the counters of threads that ended. */
   private final long[] retired = new long[COUNTERS];
   private volatile ProcessFigures process;
+  /** Guarded by this: the last RSS read and when (System.nanoTime), 0 = never. */
+  private long rss = -1;
+  private long rssReadNanos;
 
   ServerStats(Engine engine) {
     this.engine = engine;
@@ -175,11 +184,21 @@ final class ServerStats {
     MemoryUsage heap = ManagementFactory.getMemoryMXBean().getHeapMemoryUsage();
     m.put("heap_used_bytes", heap.getUsed());
     m.put("heap_committed_bytes", heap.getCommitted());
-    long rss = rssBytes();
-    if (rss >= 0) {
-      m.put("rss_bytes", rss);
+    long rssNow = recentRssBytes();
+    if (rssNow >= 0) {
+      m.put("rss_bytes", rssNow);
     }
     return m;
+  }
+
+  /** {@link #rssBytes}, read again only if the last read is {@link #RSS_REFRESH_MILLIS} old. */
+  private synchronized long recentRssBytes() {
+    long now = System.nanoTime();
+    if (rssReadNanos == 0 || now - rssReadNanos >= RSS_REFRESH_MILLIS * 1_000_000L) {
+      rss = rssBytes();
+      rssReadNanos = now == 0 ? 1 : now;
+    }
+    return rss;
   }
 
   /** VmRSS of {@code /proc/self/status} in bytes, or -1 where there is none (not Linux). */
