@@ -76,8 +76,8 @@ public final class Rules {
    * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 28, INIT 40 bytes, else empty),
    * for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
    * length: {@link #checkGetOkBody}), and for STATS and STATUS a counters body of 2 to {@value
-   * Protocol#STATS_MAX_BODY_BYTES} bytes (its content: {@link StatsBody#decode}); KEY_EXISTS only to PUT and NOT_FOUND only to GET and DELETE,
-   * both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
+   * Protocol#STATS_MAX_BODY_BYTES} bytes (its content: {@link StatsBody#decode}); KEY_EXISTS only
+   * to PUT and NOT_FOUND only to GET and DELETE, both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
    *
    * @param key the request's key (0 for keyless opcodes)
    * @return a description of the first mismatch, or {@code null} if the response is allowed

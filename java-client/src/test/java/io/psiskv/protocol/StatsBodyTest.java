@@ -33,7 +33,8 @@ class StatsBodyTest {
 
   @Test
   void encoderRefusesBadNamesLongStringsAndOversizedBodies() {
-    assertThrows(IllegalArgumentException.class, () -> StatsBody.encode(Map.of("Upper", 1L), buf, 0));
+    assertThrows(IllegalArgumentException.class,
+        () -> StatsBody.encode(Map.of("Upper", 1L), buf, 0));
     assertThrows(IllegalArgumentException.class, () -> StatsBody.encode(Map.of("", 1L), buf, 0));
     assertThrows(IllegalArgumentException.class,
         () -> StatsBody.encode(Map.of("a".repeat(65), 1L), buf, 0));

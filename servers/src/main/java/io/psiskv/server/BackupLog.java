@@ -902,7 +902,7 @@ final class BackupLog implements AutoCloseable {
     }
   }
 
-  /** Caller holds fileLock: a commit force that began at {@code startNanos} made records durable. */
+  /** Caller holds fileLock: a commit force begun at {@code startNanos} made records durable. */
   private void noteCommitSync(long startNanos, long records) {
     commitSyncLatency.record(System.nanoTime() - startNanos);
     commitSyncRecords += records;

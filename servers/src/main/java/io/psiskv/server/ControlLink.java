@@ -98,7 +98,8 @@ final class ControlLink implements Closeable {
   /** Guarded by writeLock. */
   private final byte[] writeBuf = new byte[Messages.MAX_CONTROL_BYTES];
 
-  private final Map<Long, CompletableFuture<Map<String, Object>>> pendingStatus = new ConcurrentHashMap<>();
+  private final Map<Long, CompletableFuture<Map<String, Object>>> pendingStatus =
+      new ConcurrentHashMap<>();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile Handler handler;
   private volatile long lastReadNanos = System.nanoTime();

@@ -29,13 +29,13 @@ import java.util.Arrays;
  *   AWAIT_SESSION --broken rule, or PUT/GET/DELETE (NO_SESSION)--> CLOSING
  * </pre>
  *
- * PING and STATS are answered in both open states. Within a request, the handler waits for a whole
- * header, then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from the input
- * when it is all there, else accumulated as it arrives in an array that grows with what arrived
- * (never to more than twice that, never past the declared length), each growth charged to the
- * server's {@link BodyBudget}. The transport closes a connection that ends or stalls mid-request
- * ({@link #partialSinceNanos}, {@link #describePartial}); nothing of a partial request is
- * applied.
+ * PING and STATS are answered in both open states. Within a request, the handler waits for a
+ * whole header, then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from
+ * the input when it is all there, else accumulated as it arrives in an array that grows with what
+ * arrived (never to more than twice that, never past the declared length), each growth charged to
+ * the server's {@link BodyBudget}. The transport closes a connection that ends or stalls
+ * mid-request ({@link #partialSinceNanos}, {@link #describePartial}); nothing of a partial request
+ * is applied.
  *
  * <p><b>Feeding.</b> {@link #feed} consumes requests from the buffer's position to its limit and
  * says why it stopped ({@link Outcome}); the bytes it leaves are the start of a request it will
@@ -79,6 +79,9 @@ final class RequestHandler {
   private final ServerStats.Counters counters;
   /** A STATS answer is encoded here before it is queued; allocated at the first STATS. */
   private byte[] statsScratch;
+  /** The input position and queued answer bytes counted so far in this feed (countBytes). */
+  private int inMark;
+  private long outMark;
   private final byte[] scratch = new byte[Messages.MAX_FIXED_BYTES];
   private final Header h = new Header();
 
@@ -144,14 +147,26 @@ final class RequestHandler {
    * that is left partly received.
    */
   Outcome feed(ByteBuffer in, long nowNanos) {
-    int consumedFrom = in.position();
-    long queuedFrom = replies.queuedBytes();
+    inMark = in.position();
+    outMark = replies.queuedBytes();
     try {
       return serve(in, nowNanos);
     } finally {
-      counters.add(ServerStats.BYTES_IN, in.position() - consumedFrom);
-      counters.add(ServerStats.BYTES_OUT, replies.queuedBytes() - queuedFrom);
+      countBytes(in);
     }
+  }
+
+  /**
+   * Adds the bytes consumed from {@code in} and queued as answers since the last call (or the
+   * start of this feed) to the counters: once per feed, and before a STATS answer, so that it
+   * counts every byte before it.
+   */
+  private void countBytes(ByteBuffer in) {
+    counters.add(ServerStats.BYTES_IN, in.position() - inMark);
+    inMark = in.position();
+    long queued = replies.queuedBytes();
+    counters.add(ServerStats.BYTES_OUT, queued - outMark);
+    outMark = queued;
   }
 
   private Outcome serve(ByteBuffer in, long nowNanos) {
@@ -248,6 +263,7 @@ final class RequestHandler {
         break;
       case STATS:
         counters.add(ServerStats.STATS_REQUESTS, 1);
+        countBytes(in);
         answerStats();
         break;
       case SESSION:
