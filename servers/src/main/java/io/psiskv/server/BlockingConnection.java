@@ -72,9 +72,11 @@ final class BlockingConnection implements Runnable {
   public void run() {
     String peer = Wire.peer(channel.socket());
     ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES, 1);
+    // Per connection: this thread's counters, added to the server's totals when it ends.
+    ServerStats.Counters counters = engine.stats().register();
     RequestHandler handler =
         new RequestHandler(engine, config.maxValueBytes, budget, new ReplyQueue(pool), peer,
-            problems, this::forceClose);
+            problems, this::forceClose, counters);
     try {
       channel.socket().setTcpNoDelay(true);
       serve(handler);
@@ -94,6 +96,7 @@ final class BlockingConnection implements Runnable {
       handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     } finally {
       handler.close();
+      engine.stats().retire(counters);
       Wire.closeQuietly(channel);
       onClosed.accept(this);
     }

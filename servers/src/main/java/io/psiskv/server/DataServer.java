@@ -84,7 +84,8 @@ public final class DataServer {
   private static final long NO_REPLY = -1;
 
   private final ServerConfig config;
-  private final long startNanos = System.nanoTime();
+  /** The Front Server of the last completed INIT (STATS {@code front_pid}); 0 before any. */
+  private volatile long linkedFrontPid;
   /** Set by start() before any connection is accepted. */
   private volatile Engine engine;
   private volatile DataDirLock dataDirLock;
@@ -284,6 +285,7 @@ public final class DataServer {
         throw new IOException("INIT OK from pid " + pid + ", expected " + expectedPid);
       }
       link.setReadTimeoutMillis(0);
+      linkedFrontPid = pid;
       return link;
     } catch (IOException e) {
       Wire.closeQuietly(socket);
@@ -414,18 +416,12 @@ public final class DataServer {
     };
   }
 
-  /** Answers STATUS (PROTOCOL.md §7.4) with this process's figures. */
+  /**
+   * Answers STATUS (PROTOCOL.md §7.4) with the same counters a client's STATS gets (§6.7): one
+   * snapshot ({@link ServerStats}) serves both.
+   */
   private void sendStatus(ControlLink link, long requestId) throws IOException {
-    Engine e = engine;
-    BackupLog.Stats stats = e.log().stats();
-    int fsync = config.fsync == FsyncPolicy.ALWAYS ? Protocol.STATUS_FSYNC_ALWAYS
-        : config.fsync == FsyncPolicy.EVERYSEC ? Protocol.STATUS_FSYNC_EVERYSEC
-        : Protocol.STATUS_FSYNC_NO;
-    link.sendStatusOk(requestId, ProcessHandle.current().pid(),
-        (System.nanoTime() - startNanos) / 1_000_000L, e.store().size(),
-        e.store().valueBytes(), e.sessions().size(), openConnections(), supervisor.relaunches(),
-        stats.fileBytes(), stats.lastSyncMillis(), fsync,
-        stats.failed() ? Protocol.STATUS_FLAG_BACKUP_FAILED : 0);
+    link.sendStatusOk(requestId, engine.stats().snapshot());
   }
 
   /** Caller holds lifecycleLock: starts the serving threads of the {@code --threads} policy. */
@@ -435,13 +431,36 @@ public final class DataServer {
     DataTransport t = config.threads.kind() == ServerConfig.ThreadPolicy.Kind.EVENT_LOOP
         ? new EventLoopTransport(engine, config, budget, connectionLimit, problems)
         : new BlockingTransport(engine, config, budget, connectionLimit, problems);
+    // Before the first connection is accepted, so that every STATS has these figures.
+    ConnectionLimit limit = connectionLimit;
+    engine.stats().setProcessFigures(new ServerStats.ProcessFigures() {
+      @Override
+      public int openConnections() {
+        return limit.open();
+      }
+
+      @Override
+      public long connectionsAccepted() {
+        return limit.accepted();
+      }
+
+      @Override
+      public long connectionsRefused() {
+        return limit.refused();
+      }
+
+      @Override
+      public long frontPid() {
+        return linkedFrontPid;
+      }
+
+      @Override
+      public int frontRelaunches() {
+        return supervisor.relaunches();
+      }
+    });
     t.start(server);
     transport = t;
-  }
-
-  private int openConnections() {
-    DataTransport t = transport;
-    return t == null ? 0 : t.openConnections();
   }
 
   private boolean isStopping() {

@@ -76,6 +76,8 @@ final class EventLoop implements Runnable {
   private long nextDeadlineCheckNanos;
   /** Written by the loop's thread only; read by others as a figure. */
   private volatile int open;
+  /** The requests this loop served, for STATS; registered for the server's life. */
+  private final ServerStats.Counters counters;
 
   EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
       ProblemLog problems, CommitPolicy commitPolicy) throws IOException {
@@ -86,6 +88,7 @@ final class EventLoop implements Runnable {
     this.limit = limit;
     this.problems = problems;
     this.selector = Selector.open();
+    this.counters = engine.stats().register();
   }
 
   /** Hands a new connection (counted by the limit) to this loop; any thread. */
@@ -364,7 +367,7 @@ final class EventLoop implements Runnable {
           Wire.peer(channel.socket()), problems, () -> {
             takenOver.add(this);
             selector.wakeup();
-          });
+          }, counters);
       this.lastInputNanos = now;
       this.lastOutputNanos = now;
     }

@@ -19,6 +19,7 @@ import java.nio.file.Files;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.ArrayDeque;
 import java.util.concurrent.CompletableFuture;
@@ -630,8 +631,9 @@ public final class FrontServer {
         "quit", quit,
         "exit", quit,
         "help", () -> {
-          System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
-              + " relaunches), help, quit or exit (stop both servers)");
+          System.out.println("commands: status (pids, ports, uptime, keys, connections,"
+              + " requests, backup file and fsync, memory, relaunches), help, quit or exit (stop"
+              + " both servers)");
           return true;
         },
         "status", () -> {
@@ -655,57 +657,72 @@ public final class FrontServer {
     if (e == null || peer == null) {
       System.out.println("data server: not available (being started or relaunched)");
     } else {
-      byte[] b;
+      Map<String, Object> st;
       try {
-        b = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
+        st = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
       } catch (IOException ex) {
         System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
             Log.describe(ex));
-        b = null;
+        st = null;
       }
-      if (b != null) {
-        long lastSync = Header.getU64(b, Protocol.STATUS_OFF_LAST_SYNC_MILLIS);
-        int flags = Header.getU32(b, Protocol.STATUS_OFF_FLAGS);
-        System.out.printf("data server: pid %d, port %d, up %s, threads %s, max value %d bytes,"
-                + " front server relaunches %d%n",
-            Header.getU64(b, Protocol.STATUS_OFF_PID), e.port,
-            formatDuration(Header.getU64(b, Protocol.STATUS_OFF_UPTIME_MILLIS) * 1_000_000L),
-            config.threads, config.maxValueBytes,
-            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_FRONT_RELAUNCHES)));
-        System.out.printf("store: %d keys, %d value bytes, %d sessions, %d connected clients%n",
-            Header.getU64(b, Protocol.STATUS_OFF_KEYS),
-            Header.getU64(b, Protocol.STATUS_OFF_VALUE_BYTES),
-            Header.getU64(b, Protocol.STATUS_OFF_SESSIONS),
-            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_CONNECTIONS)));
-        System.out.printf("backup file: %s, %d bytes, last sync %s, fsync %s%s%n",
-            config.dataDir.resolve(BackupLog.FILE_NAME),
-            Header.getU64(b, Protocol.STATUS_OFF_BACKUP_FILE_BYTES),
-            lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(),
-            fsyncName(Header.getU32(b, Protocol.STATUS_OFF_FSYNC_POLICY)),
-            (flags & Protocol.STATUS_FLAG_BACKUP_FAILED) != 0
-                ? ", FAILED: writes are refused until it recovers" : "");
+      if (st != null) {
+        printDataStatus(st, e.port);
       }
     }
     System.out.println("data dir: " + config.dataDir);
+  }
+
+  /**
+   * The Data Server's lines of {@code status}, from its counters (the STATS body, PROTOCOL.md
+   * §6.7, which {@code psiskv-cli status} prints too). A counter the Data Server left out shows
+   * as {@code ?}.
+   */
+  private void printDataStatus(Map<String, Object> st, int port) {
+    long lastSync = number(st, "log_last_sync_ms");
+    long fsyncs = number(st, "fsyncs");
+    System.out.printf("data server: pid %s, port %d, up %s, threads %s, max value %d bytes,"
+            + " front server relaunches %s%n",
+        figure(st, "pid"), port, formatDuration(number(st, "uptime_ms") * 1_000_000L),
+        config.threads, config.maxValueBytes, figure(st, "front_relaunches"));
+    System.out.printf("store: %s keys, %s value bytes, %s sessions, %s connected clients%n",
+        figure(st, "keys"), figure(st, "value_bytes"), figure(st, "sessions"),
+        figure(st, "connections"));
+    System.out.printf("connections: %s accepted, %s refused at the limit%n",
+        figure(st, "connections_total"), figure(st, "connections_refused"));
+    System.out.printf("requests: %s get (%s hits, %s misses), %s put, %s put-if-absent,"
+            + " %s delete, %s stats; %s bytes in, %s bytes out%n",
+        figure(st, "ops_get"), figure(st, "get_hits"), figure(st, "get_misses"),
+        figure(st, "ops_put"), figure(st, "ops_put_if_absent"), figure(st, "ops_delete"),
+        figure(st, "ops_stats"), figure(st, "bytes_in"), figure(st, "bytes_out"));
+    System.out.printf("backup file: %s, %s bytes, last sync %s, fsync %s%s%n",
+        config.dataDir.resolve(BackupLog.FILE_NAME), figure(st, "log_file_bytes"),
+        lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(), figure(st, "fsync"),
+        number(st, "log_failed") != 0 ? ", FAILED: writes are refused until it recovers" : "");
+    System.out.printf("fsync: %d commits, %s records per fsync, latency p50 %s us, p99 %s us%n",
+        fsyncs, fsyncs == 0 ? "-"
+            : String.format("%.1f", (double) number(st, "fsync_records") / fsyncs),
+        figure(st, "fsync_p50_us"), figure(st, "fsync_p99_us"));
+    System.out.printf("process: version %s, heap %s bytes used of %s committed, rss %s bytes%n",
+        figure(st, "version"), figure(st, "heap_used_bytes"), figure(st, "heap_committed_bytes"),
+        figure(st, "rss_bytes"));
+  }
+
+  /** A counter as the console shows it: unsigned decimal, the string, or ? if absent. */
+  private static String figure(Map<String, Object> st, String name) {
+    Object v = st.get(name);
+    return v == null ? "?" : v instanceof Long ? Long.toUnsignedString((Long) v) : v.toString();
+  }
+
+  /** A u64 counter, 0 if absent or not a number. */
+  private static long number(Map<String, Object> st, String name) {
+    Object v = st.get(name);
+    return v instanceof Long ? (Long) v : 0;
   }
 
   /** The Data Server being served to clients, if its control link is up. */
   private Supervisor.Peer currentLinkedPeer() {
     Supervisor.Peer p = supervisor.current();
     return p != null && p.link() != null && !p.link().isClosed() ? p : null;
-  }
-
-  private static String fsyncName(int code) {
-    switch (code) {
-      case Protocol.STATUS_FSYNC_ALWAYS:
-        return "always";
-      case Protocol.STATUS_FSYNC_EVERYSEC:
-        return "everysec";
-      case Protocol.STATUS_FSYNC_NO:
-        return "no";
-      default:
-        return "unknown (" + code + ")";
-    }
   }
 
   private static String formatDuration(long nanos) {
