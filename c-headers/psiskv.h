@@ -7,6 +7,10 @@
  *
  * Build and link:   cc -I<psiskv>/c-headers prog.c -L<psiskv>/native/target -lpsiskv
  * Run:              LD_LIBRARY_PATH=<psiskv>/native/target ./prog   (or link with -Wl,-rpath,...)
+ * Installed (build-scripts/install-libpsiskv --prefix P, default /usr/local):
+ *                   cc prog.c $(pkg-config --cflags --libs psiskv)
+ *                   (PKG_CONFIG_PATH=P/lib/pkgconfig, and -Wl,-rpath,P/lib or LD_LIBRARY_PATH=P/lib
+ *                   for a prefix outside the system's search paths)
  *
  * Return codes (every function; errno is set only when a function fails, see "errno" below):
  *
@@ -28,6 +32,8 @@
  *                      were copied to value; the library NEVER writes more than value_length
  *                      bytes, so a return value > value_length means the value was truncated.
  *                      value_length 0 (value may then be NULL) asks for the length only.
+ *                 0    instead, with PSISKV_READ_RETURNS=zero: found (see "kv_read's return
+ *                      value" below)
  *                -2    no such key
  *                -1    error (as for kv_write)
  *   kv_delete     0    the key was removed
@@ -94,6 +100,18 @@
  * off or answers UNAVAILABLE, are retried as above until the retry deadline (then ETIMEDOUT).
  * On -1 from kv_read, the bytes of value are unspecified (a response may have been cut short).
  *
+ * kv_read's return value (PSISKV_READ_RETURNS): an older lab API, for which many programs of the
+ * course were written (its own cli-exe-1.c among them), returned 0 from a successful kv_read, and
+ * those programs test kv_read(...) == 0 for success; with the stored length they take every
+ * non-empty value for a failure. Setting the environment variable PSISKV_READ_RETURNS to exactly
+ * "zero" makes a successful kv_read return 0 instead of the stored length, for such programs to
+ * run unchanged. The value is still copied, at most value_length bytes, and -2 and -1 keep their
+ * meaning; the stored length is then not reported, so a truncated value cannot be told from a
+ * whole one (a program that needs the length must not set the variable). Any other value, or
+ * none, keeps the specified behaviour, the stored length. Read once, at the first kv_connect of
+ * the process (like PSISKV_RETRY_TIMEOUT_MS): setting it later changes nothing, and a forked child
+ * keeps its parent's choice.
+ *
  * Thread safety: every function may be called from any thread. The descriptor table is guarded
  * by one mutex, held only for a table look-up. One descriptor MAY be used by several threads at
  * once: its requests are serialised by a mutex of that descriptor (one request and its response
@@ -142,9 +160,9 @@
  * (libpsiskv.so.1). MINOR adds compatible features; PATCH fixes.
  */
 #define PSISKV_VERSION_MAJOR 1
-#define PSISKV_VERSION_MINOR 2
+#define PSISKV_VERSION_MINOR 3
 #define PSISKV_VERSION_PATCH 0
-#define PSISKV_VERSION_STRING "1.2.0"
+#define PSISKV_VERSION_STRING "1.3.0"
 
 /*
  * The library is built with -fvisibility=hidden: only what carries PSISKV_API is exported from
@@ -190,6 +208,7 @@ PSISKV_API int kv_write(int kv_descriptor, uint32_t key, const char *value, uint
 /*
  * Copies at most value_length bytes of the value stored under key into value and returns the
  * stored length (which may exceed value_length), -2 if there is no such key, or -1.
+ * With PSISKV_READ_RETURNS=zero in the environment, 0 instead of the stored length (see above).
  */
 PSISKV_API int kv_read(int kv_descriptor, uint32_t key, char *value, uint32_t value_length);
 

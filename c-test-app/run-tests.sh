@@ -6,15 +6,19 @@
 #    through a crash of that fake's Data Server (reconnect, resume, resend; it sets
 #    PSISKV_RETRY_TIMEOUT_MS itself, per child process); test_descriptor: descriptors are file
 #    descriptors the library owns; test_fork: a descriptor used by a parent and its forked child
-#    at once, against the fake; then each libFuzzer target (fuzz/run-fuzz.sh) for FUZZ_SECONDS.
-#    None of them needs the servers.
+#    at once, against the fake; test_read_returns: what kv_read returns with and without
+#    PSISKV_READ_RETURNS=zero (it sets the variable itself, per child process), against the fake;
+#    then each libFuzzer target (fuzz/run-fuzz.sh) for FUZZ_SECONDS. None of them needs the
+#    servers.
 # 2. Starts the servers: $SERVER_CMD --port $PORT --data-dir <fresh temp dir> [--max-value-bytes N]
 #    and waits, with a deadline, for the Front Server's stdout line
 #    "psiskv front server listening on <bind>:<port>" (polling its output file: a condition with a
 #    deadline, never a fixed sleep).
-# 3. Runs every program against 127.0.0.1:<port> (test_fork again, against the real servers),
-#    stdin </dev/null (so the prompts of test1 do not wait), each bounded by
-#    PROGRAM_TIMEOUT_SECONDS; then a short run of the benchmark's load
+# 3. Runs every program against 127.0.0.1:<port> (test_fork and test_read_returns again, against
+#    the real servers), stdin </dev/null (so the prompts of test1 do not wait), each bounded by
+#    PROGRAM_TIMEOUT_SECONDS; test_install.sh (build-scripts/install-libpsiskv into temporary
+#    prefixes, a program built through pkg-config run against the servers); then a short run of
+#    the benchmark's load
 #    generator (loadgen-psiskv, under a second): it must print a result line with ops, no errors
 #    and no misses. Before the servers start: test_histogram (the load generator's histogram) and
 #    loadgen-psiskv's answer to a bad option (exit 2).
@@ -140,8 +144,9 @@ finish() {
   exit $?
 }
 
-for p in test_golden test_hostile test_retry test_descriptor test_fork test1 test1_cxx test2 \
-         test2_cxx test_edge test_histogram loadgen-psiskv fuzz/fuzz_response fuzz/fuzz_reader; do
+for p in test_golden test_hostile test_retry test_descriptor test_fork test_read_returns test1 \
+         test1_cxx test2 test2_cxx test_edge test_histogram loadgen-psiskv fuzz/fuzz_response \
+         fuzz/fuzz_reader; do
   if [ ! -x "$BIN/$p" ]; then
     log "missing $BIN/$p: run make first"
     exit 2
@@ -153,6 +158,7 @@ run test_hostile "$BIN/test_hostile"
 run test_retry "$BIN/test_retry"
 run test_descriptor "$BIN/test_descriptor"
 run test_fork_fake "$BIN/test_fork"
+run test_read_returns_fake "$BIN/test_read_returns"
 for t in $FUZZ_TARGETS; do
   run "$t" fuzz/run-fuzz.sh "$t" "$FUZZ_SECONDS"
 done
@@ -206,6 +212,8 @@ run test2 "$BIN/test2" "$HOST" "$port"
 run test2_cxx "$BIN/test2_cxx" "$HOST" "$port"
 run test_edge "$BIN/test_edge" "$HOST" "$port" ${MAX_VALUE_BYTES:+"$MAX_VALUE_BYTES"}
 run test_fork "$BIN/test_fork" "$HOST" "$port"
+run test_read_returns "$BIN/test_read_returns" "$HOST" "$port"
+run test_install ./test_install.sh "$HOST" "$port"
 run loadgen_smoke bash -c "$LOADGEN_SMOKE" "$BIN/loadgen-psiskv" "$port"
 
 log "=== stopping the servers"

@@ -14,8 +14,8 @@
  * missing vector); exits 1 on any failure.
  *
  * Control messages (section 7: CHALLENGE, INIT, HEARTBEAT, SHUTDOWN, STATUS) pass only between
- * the two Java servers; the C codec has no bodies for them (their nonces and HMACs are checked
- * by the Java tests). Their vectors are checked here as far as the shared header goes: the
+ * the two Java servers, and the C library does not send STATS (6.7); the C codec has no bodies
+ * for them (their nonces, HMACs and counters are checked by the Java tests). Their vectors are checked here as far as the shared header goes: the
  * header encoded from its fields with psiskv_header_encode must equal the file's first 20
  * bytes, the decoded header must hold those fields, and the body length must be the bytes that
  * follow. So a change of the header or of the version byte shows here too.
@@ -84,6 +84,9 @@ static const struct vector VECTORS[] = {
     {"session_response_forbidden", RESPONSE(PSISKV_OP_SESSION, PSISKV_ST_FORBIDDEN, 0, 2)},
     {"ping_request", K_PING, PSISKV_OP_PING, 0, 0, 3, 0, 0, SECRET_ZERO, NULL, 0},
     {"ping_response", RESPONSE(PSISKV_OP_PING, PSISKV_ST_OK, 0, 3)},
+    /* 6.7, header only like the control messages; b is the body length. */
+    {"stats_request", CONTROL(K_CONTROL_REQUEST, PSISKV_OP_STATS, 13, 0)},
+    {"stats_response", CONTROL(K_CONTROL_RESPONSE, PSISKV_OP_STATS, 13, 50)},
     {"put_request", K_PUT, PSISKV_OP_PUT, 0, 7, 4, 0, 0, SECRET_ZERO, "7\0", 2},
     {"put_request_overwrite", K_PUT, PSISKV_OP_PUT, PSISKV_FLAG_OVERWRITE, 0xffffffffu, 5, 0, 0,
      SECRET_ZERO, "\x00\xff\x80", 3},
@@ -117,7 +120,7 @@ static const struct vector VECTORS[] = {
     {"shutdown_request", CONTROL(K_CONTROL_REQUEST, PSISKV_OP_SHUTDOWN, 2, 0)},
     {"shutdown_response", CONTROL(K_CONTROL_RESPONSE, PSISKV_OP_SHUTDOWN, 2, 0)},
     {"status_request", CONTROL(K_CONTROL_REQUEST, PSISKV_OP_STATUS, 3, 0)},
-    {"status_response", CONTROL(K_CONTROL_RESPONSE, PSISKV_OP_STATUS, 3, 72)},
+    {"status_response", CONTROL(K_CONTROL_RESPONSE, PSISKV_OP_STATUS, 3, 50)},
 };
 #define VECTOR_COUNT (sizeof VECTORS / sizeof VECTORS[0])
 

@@ -140,6 +140,11 @@
 #define RETRY_TIMEOUT_ENV "PSISKV_RETRY_TIMEOUT_MS"
 /* Larger values are taken as this (about 35,000 years), so deadlines never overflow. */
 #define RETRY_TIMEOUT_LIMIT_MS (INT64_C(1) << 50)
+/* Environment variable selecting what a successful kv_read returns (psiskv.h, "kv_read's return
+ * value"): READ_RETURNS_ZERO makes it 0, as in the older lab API; anything else or unset, the
+ * stored length, as specified. */
+#define READ_RETURNS_ENV "PSISKV_READ_RETURNS"
+#define READ_RETURNS_ZERO "zero"
 /* A PUT whose value is at most this long is copied behind its header and sent from one buffer
  * (send); a longer one goes as two iovecs (sendmsg), header and the caller's value, without a
  * copy. Either way one call. A copy of at most 1 KiB is cheap next to the call, and the buffer
@@ -182,6 +187,10 @@ static int table_slots;         /* allocated length of table */
 /* PSISKV_RETRY_TIMEOUT_MS as read by library_init; written once, before any descriptor exists. */
 static int64_t retry_timeout_ms;
 
+/* Whether PSISKV_READ_RETURNS is "zero", as read by library_init; written once, before any
+ * descriptor exists (kv_read needs one, so it always sees the value read). */
+static int read_returns_zero;
+
 /* How many forks the library has seen on the way to this process (the atfork child handler
  * increments it; nothing else writes it, and the child then has a single thread). */
 static unsigned process_generation;
@@ -201,6 +210,12 @@ static int64_t read_retry_timeout_ms(void) {
     }
   }
   return DEFAULT_RETRY_TIMEOUT_MS;
+}
+
+/* Whether PSISKV_READ_RETURNS is exactly "zero" (any other value, or none: the stored length). */
+static int env_read_returns_zero(void) {
+  const char *s = getenv(READ_RETURNS_ENV);
+  return s != NULL && strcmp(s, READ_RETURNS_ZERO) == 0;
 }
 
 /* A condition variable that waits on CLOCK_MONOTONIC. 0 or an error number. */
@@ -252,6 +267,7 @@ static void library_init(void) {
   int saved = errno;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   retry_timeout_ms = read_retry_timeout_ms();
+  read_returns_zero = env_read_returns_zero();
   errno = saved;
 }
 
@@ -1088,6 +1104,8 @@ PSISKV_API int kv_read(int kv_descriptor, uint32_t key, char *value, uint32_t va
     r.value_length = value_length;
     r.out = value;
     rc = perform(e, &r);
+    /* rc >= 0 is the stored length; the value is copied (at most value_length bytes) either way. */
+    if (rc >= 0 && read_returns_zero) rc = 0;
   }
   end(e);
   return rc;

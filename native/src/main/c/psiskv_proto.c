@@ -59,6 +59,7 @@ const char *psiskv_opcode_name(unsigned code) {
     case PSISKV_OP_HELLO: return "HELLO";
     case PSISKV_OP_SESSION: return "SESSION";
     case PSISKV_OP_PING: return "PING";
+    case PSISKV_OP_STATS: return "STATS";
     case PSISKV_OP_PUT: return "PUT";
     case PSISKV_OP_GET: return "GET";
     case PSISKV_OP_DELETE: return "DELETE";

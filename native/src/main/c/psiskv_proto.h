@@ -74,6 +74,7 @@ enum psiskv_opcode {
   PSISKV_OP_HELLO = 0x01,     /* 6.1 client to Front Server: where is the Data Server? */
   PSISKV_OP_SESSION = 0x02,   /* 6.2 first message of a data connection */
   PSISKV_OP_PING = 0x03,      /* 6.3 liveness check on any client connection */
+  PSISKV_OP_STATS = 0x04,     /* 6.7 the Data Server's counters (the C library does not send it) */
   PSISKV_OP_PUT = 0x10,       /* 6.4 store a value */
   PSISKV_OP_GET = 0x11,       /* 6.5 read a value (at most the caller's capacity) */
   PSISKV_OP_DELETE = 0x12,    /* 6.6 remove a key */

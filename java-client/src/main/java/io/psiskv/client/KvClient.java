@@ -9,6 +9,7 @@ import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Rules;
+import io.psiskv.protocol.StatsBody;
 import io.psiskv.protocol.Status;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -20,6 +21,7 @@ import java.nio.channels.ClosedByInterruptException;
 import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -606,6 +608,32 @@ public final class KvClient implements AutoCloseable {
    */
   public CompletableFuture<Boolean> removeAsync(int key) {
     return submit(Opcode.DELETE, key, false, null);
+  }
+
+  /**
+   * The Data Server's named counters (STATS, PROTOCOL.md §6.7), in the server's order: values are
+   * {@link Long} (unsigned 64-bit: print with {@link Long#toUnsignedString(long)}) or {@link
+   * String}. Which names appear is the server's choice; PROTOCOL.md lists psiskv's. Retried
+   * across reconnections (it changes nothing).
+   *
+   * @return an unmodifiable map
+   * @throws KvRejectedException {@link Status#UNKNOWN_OPCODE} from a server older than STATS;
+   *     see the class comment for the others
+   */
+  public Map<String, Object> stats() {
+    return call(Opcode.STATS, 0, id -> {
+      out.write(buf, 0, Messages.stats(buf, id));
+      readResult(Opcode.STATS, 0, id);
+      int length = (int) header.bodyLength; // Rules.checkResponse bounded it.
+      Map<String, Object> counters;
+      try {
+        counters = StatsBody.decode(in.bytes(), in.take(length), length);
+      } catch (IllegalArgumentException e) {
+        throw protocolError(e.getMessage());
+      }
+      expectEnd(in, Opcode.STATS);
+      return counters;
+    });
   }
 
   /**

@@ -16,11 +16,12 @@ public final class Messages {
   public static final int MAX_FIXED_BYTES = HEADER_BYTES + SESSION_RESPONSE_BODY_BYTES;
 
   /**
-   * Bytes a buffer needs for any control message (§7): header plus the largest control body, the
-   * INIT request. Larger than {@link #MAX_FIXED_BYTES}, which covers the client messages.
+   * Bytes a buffer needs for any control message (§7): header plus the largest control body, a
+   * STATUS answer's counters (§7.4). Larger than {@link #MAX_FIXED_BYTES}, which covers the fixed
+   * client messages.
    */
   public static final int MAX_CONTROL_BYTES =
-      HEADER_BYTES + Math.max(STATUS_RESPONSE_BODY_BYTES, INIT_REQUEST_BODY_BYTES);
+      HEADER_BYTES + Math.max(STATS_MAX_BODY_BYTES, INIT_REQUEST_BODY_BYTES);
 
   /** §6.1 HELLO request. */
   public static int hello(byte[] buf, long requestId) {
@@ -207,27 +208,24 @@ public final class Messages {
     return HEADER_BYTES;
   }
 
+  /** §6.7 STATS request. */
+  public static int stats(byte[] buf, long requestId) {
+    Header.encodeRequest(buf, 0, Opcode.STATS, 0, 0, requestId, 0);
+    return HEADER_BYTES;
+  }
+
   /**
-   * §7.4 STATUS OK response from the Data Server; {@code buf} needs {@link #MAX_CONTROL_BYTES}.
-   * The arguments are the body's fields in wire order.
+   * §6.7 STATS OK, or §7.4 STATUS OK ({@code opcode}), at {@code buf[off..)}: the header and the
+   * counters' body ({@link StatsBody}). {@code buf} needs {@code HEADER_BYTES +
+   * STATS_MAX_BODY_BYTES} bytes from {@code off}.
+   *
+   * @throws IllegalArgumentException if a counter breaks a §6.7 rule or the body would exceed
+   *     {@link Protocol#STATS_MAX_BODY_BYTES}
    */
-  public static int statusOk(byte[] buf, long requestId, long pid, long uptimeMillis, long keys,
-      long valueBytes, long sessions, int connections, int frontRelaunches, long backupFileBytes,
-      long lastSyncMillis, int fsyncPolicy, int flags) {
-    Header.encodeResponse(buf, 0, Opcode.STATUS.code(), Status.OK, 0, requestId,
-        STATUS_RESPONSE_BODY_BYTES);
-    int b = HEADER_BYTES;
-    Header.putU64(buf, b + STATUS_OFF_PID, pid);
-    Header.putU64(buf, b + STATUS_OFF_UPTIME_MILLIS, uptimeMillis);
-    Header.putU64(buf, b + STATUS_OFF_KEYS, keys);
-    Header.putU64(buf, b + STATUS_OFF_VALUE_BYTES, valueBytes);
-    Header.putU64(buf, b + STATUS_OFF_SESSIONS, sessions);
-    Header.putU32(buf, b + STATUS_OFF_CONNECTIONS, connections);
-    Header.putU32(buf, b + STATUS_OFF_FRONT_RELAUNCHES, frontRelaunches);
-    Header.putU64(buf, b + STATUS_OFF_BACKUP_FILE_BYTES, backupFileBytes);
-    Header.putU64(buf, b + STATUS_OFF_LAST_SYNC_MILLIS, lastSyncMillis);
-    Header.putU32(buf, b + STATUS_OFF_FSYNC_POLICY, fsyncPolicy);
-    Header.putU32(buf, b + STATUS_OFF_FLAGS, flags);
-    return HEADER_BYTES + STATUS_RESPONSE_BODY_BYTES;
+  public static int statsOk(byte[] buf, int off, Opcode opcode, long requestId,
+      java.util.Map<String, ?> counters) {
+    int body = StatsBody.encode(counters, buf, off + HEADER_BYTES);
+    Header.encodeResponse(buf, off, opcode.code(), Status.OK, 0, requestId, body);
+    return HEADER_BYTES + body;
   }
 }

@@ -8,6 +8,8 @@ public enum Opcode {
   SESSION(0x02),
   /** §6.3 liveness check on any client connection. */
   PING(0x03),
+  /** §6.7 any client connection of a Data Server: its named counters. */
+  STATS(0x04),
   /** §6.4 store a value. */
   PUT(0x10),
   /** §6.5 read a value (at most the caller's capacity). */
@@ -23,7 +25,10 @@ public enum Opcode {
    * "I am stopping on purpose, stop too".
    */
   SHUTDOWN(0x22),
-  /** §7.4 Front Server to Data Server: report your figures (the console's {@code status}). */
+  /**
+   * §7.4 Front Server to Data Server: report your figures (the console's {@code status}); the
+   * answer's body is the STATS body (§6.7).
+   */
   STATUS(0x23),
   /** §7.1 Front Server to Data Server, first control message: the nonce INIT must answer. */
   CHALLENGE(0x24);

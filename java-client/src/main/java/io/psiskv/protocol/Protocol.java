@@ -56,30 +56,21 @@ public final class Protocol {
   public static final int INIT_REQUEST_BODY_BYTES = 2 + 8 + NONCE_BYTES + MAC_BYTES;
   /** PROTOCOL.md §7.1: INIT response body: u64 pid of the Front Server, MAC. */
   public static final int INIT_RESPONSE_BODY_BYTES = 8 + MAC_BYTES;
-  /** PROTOCOL.md §7.4: STATUS OK response body, fixed fields at the offsets below. */
-  public static final int STATUS_RESPONSE_BODY_BYTES = 72;
-  /** PROTOCOL.md §7.4: STATUS response body field offsets (u64 unless marked u32). */
-  public static final int STATUS_OFF_PID = 0;
-  public static final int STATUS_OFF_UPTIME_MILLIS = 8;
-  public static final int STATUS_OFF_KEYS = 16;
-  public static final int STATUS_OFF_VALUE_BYTES = 24;
-  public static final int STATUS_OFF_SESSIONS = 32;
-  /** u32. */
-  public static final int STATUS_OFF_CONNECTIONS = 40;
-  /** u32. */
-  public static final int STATUS_OFF_FRONT_RELAUNCHES = 44;
-  public static final int STATUS_OFF_BACKUP_FILE_BYTES = 48;
-  public static final int STATUS_OFF_LAST_SYNC_MILLIS = 56;
-  /** u32: one of the STATUS_FSYNC_ codes. */
-  public static final int STATUS_OFF_FSYNC_POLICY = 64;
-  /** u32: STATUS_FLAG_ bits. */
-  public static final int STATUS_OFF_FLAGS = 68;
-  /** PROTOCOL.md §7.4: fsync policy codes of the STATUS response (§11.4). */
-  public static final int STATUS_FSYNC_ALWAYS = 0;
-  public static final int STATUS_FSYNC_EVERYSEC = 1;
-  public static final int STATUS_FSYNC_NO = 2;
-  /** PROTOCOL.md §7.4: STATUS flag bit 0, the backup log failed and refuses writes. */
-  public static final int STATUS_FLAG_BACKUP_FAILED = 0x01;
+  /**
+   * PROTOCOL.md §6.7: the most bytes a STATS (or §7.4 STATUS) OK body may have; a server never
+   * sends more and a client refuses more before it reads the body.
+   */
+  public static final int STATS_MAX_BODY_BYTES = 4096;
+  /** PROTOCOL.md §6.7: the smallest STATS OK body, a u16 count of 0. */
+  public static final int STATS_MIN_BODY_BYTES = 2;
+  /** PROTOCOL.md §6.7: a counter's name is 1 to this many bytes of {@code [a-z0-9_]}. */
+  public static final int STATS_NAME_MAX_BYTES = 64;
+  /** PROTOCOL.md §6.7: a string value is at most this many bytes of UTF-8 (u8 length). */
+  public static final int STATS_STRING_MAX_BYTES = 255;
+  /** PROTOCOL.md §6.7: entry type u64, an unsigned 64-bit value follows. */
+  public static final int STATS_TYPE_U64 = 1;
+  /** PROTOCOL.md §6.7: entry type string, a u8 length and that many bytes of UTF-8 follow. */
+  public static final int STATS_TYPE_STRING = 2;
 
   /** PROTOCOL.md §9: default server maximum for a value, 64 MiB. */
   public static final int DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024;

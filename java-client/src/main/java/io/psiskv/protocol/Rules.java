@@ -73,10 +73,11 @@ public final class Rules {
    * connection as broken (a protocol violation: not retried, §12.1).
    *
    * <p>The allowed answers: any error status ({@code 0x10} and up) with an empty body; OK to every
-   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 28, INIT 40, STATUS 72 bytes,
-   * else empty) and for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
-   * length: {@link #checkGetOkBody}); KEY_EXISTS only to PUT and NOT_FOUND only to GET and DELETE,
-   * both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
+   * answered opcode, with the fixed body of §4 (HELLO 6, SESSION 28, INIT 40 bytes, else empty),
+   * for GET at least the 4-byte stored length (the exact length needs the capacity and the stored
+   * length: {@link #checkGetOkBody}), and for STATS and STATUS a counters body of 2 to {@value
+   * Protocol#STATS_MAX_BODY_BYTES} bytes (its content: {@link StatsBody#decode}); KEY_EXISTS only
+   * to PUT and NOT_FOUND only to GET and DELETE, both with an empty body. HEARTBEAT is never answered, so no response to it is allowed.
    *
    * @param key the request's key (0 for keyless opcodes)
    * @return a description of the first mismatch, or {@code null} if the response is allowed
@@ -121,6 +122,11 @@ public final class Rules {
       return h.bodyLength >= GET_RESPONSE_PREFIX_BYTES
           ? null : bodyMismatch(h, status, expected, "at least " + GET_RESPONSE_PREFIX_BYTES);
     }
+    if (expected == Opcode.STATS || expected == Opcode.STATUS) {
+      return h.bodyLength >= STATS_MIN_BODY_BYTES && h.bodyLength <= STATS_MAX_BODY_BYTES
+          ? null : bodyMismatch(h, status, expected,
+              STATS_MIN_BODY_BYTES + " to " + STATS_MAX_BODY_BYTES);
+    }
     long okBody = okResponseBodyBytes(expected);
     return h.bodyLength == okBody ? null : bodyMismatch(h, status, expected, "" + okBody);
   }
@@ -154,8 +160,6 @@ public final class Rules {
         return SESSION_RESPONSE_BODY_BYTES;
       case INIT:
         return INIT_RESPONSE_BODY_BYTES;
-      case STATUS:
-        return STATUS_RESPONSE_BODY_BYTES;
       default:
         return 0;
     }

@@ -125,7 +125,23 @@ class RulesTest {
     assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.INIT, 0, 3)).isNull();
     Messages.status(b, Opcode.STATUS.code(), Status.OK, 0, 4);
     assertThat(Rules.checkResponse(new Header().decode(b, 0), Opcode.STATUS, 0, 4))
-        .contains("allowed 72");
+        .contains("allowed 2 to 4096");
+  }
+
+  @Test
+  void statsAnswersHaveABoundedCountersBody() {
+    for (Opcode op : new Opcode[] {Opcode.STATS, Opcode.STATUS}) {
+      Header.encodeResponse(b, 0, op.code(), Status.OK, 0, 5, Protocol.STATS_MIN_BODY_BYTES);
+      assertThat(Rules.checkResponse(new Header().decode(b, 0), op, 0, 5)).isNull();
+      Header.encodeResponse(b, 0, op.code(), Status.OK, 0, 5, Protocol.STATS_MAX_BODY_BYTES);
+      assertThat(Rules.checkResponse(new Header().decode(b, 0), op, 0, 5)).isNull();
+      Header.encodeResponse(b, 0, op.code(), Status.OK, 0, 5, Protocol.STATS_MAX_BODY_BYTES + 1);
+      assertThat(Rules.checkResponse(new Header().decode(b, 0), op, 0, 5))
+          .contains("allowed 2 to 4096");
+    }
+    // A STATS request is keyless with an empty body, like PING.
+    Messages.stats(b, 6);
+    assertThat(Rules.checkRequest(new Header().decode(b, 0), 100)).isNull();
   }
 
   @Test

@@ -137,8 +137,7 @@ public final class Bench {
     try {
       options = BenchOptions.parse(List.of(args));
     } catch (UsageException e) {
-      System.err.println("psiskv-bench: " + e.getMessage());
-      System.err.println(BenchOptions.USAGE);
+      System.err.println("psiskv-bench: " + e.getMessage() + " (try --help)");
       System.exit(2);
       return;
     }

@@ -21,7 +21,7 @@ import java.time.Instant;
  * and where the first bad record is, using the same reader and recovery rule as {@link
  * BackupLog#open}. Exit status: 0 clean (or fixed), 1 damaged (torn tail, damage, bad header), 2
  * usage or I/O error. {@code --fix} truncates a torn tail, or salvages damage (copy aside to
- * {@code psiskv.log.damaged-<millis>}, then truncate at the first bad record); it takes the data
+ * {@code psiskv.data.damaged-<millis>}, then truncate at the first bad record); it takes the data
  * directory's {@link DataDirLock}, so it refuses to touch the log of a running Data Server. Without
  * {@code --fix} the file is only read (a running server's tail may then look torn).
  */
@@ -36,42 +36,84 @@ public final class BackupCheck {
     System.exit(run(args, System.out, System.err));
   }
 
+  /** The usage text, printed by {@code --help} (stdout) and after a usage error (stderr). */
+  static final String USAGE = String.join("\n",
+      "usage: psiskv-check [--fix] DIR|FILE",
+      "Checks a psiskv backup file (DIR/" + BackupLog.FILE_NAME + ", or the FILE given) the way the"
+          + " Data Server replays it at start, and prints its header, records, live keys and the"
+          + " first bad record.",
+      "  --fix    truncate a torn tail; or, if damaged before its end, copy the file aside ("
+          + BackupLog.FILE_NAME + ".damaged-<millis>) and keep the records before the damage."
+          + " Refused while a Data Server uses the directory.",
+      "  --help   this text",
+      "exit status: " + EXIT_CLEAN + " clean (or fixed), " + EXIT_DAMAGED + " damaged (torn tail,"
+          + " damage, bad header), " + EXIT_USAGE + " usage error or the file cannot be read");
+
   /** The tool without {@code System.exit}, for tests. */
   @SuppressWarnings("try") // the lock is held, not used, while the body runs
   static int run(String[] args, PrintStream out, PrintStream err) {
     boolean fix = false;
     Path target = null;
     for (String a : args) {
-      if (a.equals("--fix")) {
+      if (a.equals("--help") || a.equals("-h")) {
+        out.println(USAGE);
+        return EXIT_CLEAN;
+      } else if (a.equals("--fix")) {
         fix = true;
-      } else if (a.startsWith("-") || target != null) {
-        err.println("usage: BackupCheck [--fix] <data-dir or " + BackupLog.FILE_NAME + ">");
+      } else if (a.startsWith("-")) {
+        err.println("psiskv-check: unknown option '" + a + "' (try --help)");
+        return EXIT_USAGE;
+      } else if (target != null) {
+        err.println("psiskv-check: one DIR or FILE only, not '" + target + "' and '" + a
+            + "' (try --help)");
         return EXIT_USAGE;
       } else {
         target = Path.of(a);
       }
     }
     if (target == null) {
-      err.println("usage: BackupCheck [--fix] <data-dir or " + BackupLog.FILE_NAME + ">");
+      err.println("psiskv-check: which data directory or backup file? (try --help)");
       return EXIT_USAGE;
     }
-    Path file = Files.isDirectory(target) ? target.resolve(BackupLog.FILE_NAME) : target;
+    if (!Files.exists(target)) {
+      err.println("psiskv-check: " + target + ": no such file or directory");
+      return EXIT_USAGE;
+    }
+    Path file = Files.isDirectory(target) ? BackupLog.fileIn(target) : target;
     Path dir = file.toAbsolutePath().getParent();
+    if (!Files.exists(file)) {
+      err.println("psiskv-check: " + target + " holds no backup file (" + BackupLog.FILE_NAME
+          + "): not a psiskv data directory, or no Data Server has started there");
+      return EXIT_USAGE;
+    }
     try {
       if (!fix) {
         return check(file, dir, false, out);
       }
+      // --fix takes the directory's lock; a lock file it had to create is removed again (after
+      // the fix, still locked: a Data Server starting meanwhile fails on our lock, or locks a
+      // new file once the fix is done), so that checking a copied file leaves nothing behind.
+      Path lockFile = dir.resolve(DataDirLock.FILE_NAME);
+      boolean hadLockFile = Files.exists(lockFile);
       try (DataDirLock lock = DataDirLock.acquire(dir)) {
-        return check(file, dir, true, out);
+        try {
+          return check(file, dir, true, out);
+        } finally {
+          if (!hadLockFile) {
+            Files.deleteIfExists(lockFile);
+          }
+        }
       }
     } catch (IOException e) {
-      err.println("BackupCheck: " + e.getMessage());
+      err.println("psiskv-check: " + Log.describe(e));
       return EXIT_USAGE;
     }
   }
 
   private static int check(Path file, Path dir, boolean fix, PrintStream out) throws IOException {
-    out.println("file: " + file);
+    out.println("file: " + file + (file.getFileName().toString().equals(BackupLog.OLD_FILE_NAME)
+        ? " (the old name: the Data Server renames it to " + BackupLog.FILE_NAME + " at start)"
+        : ""));
     try (FileChannel ch = fix
         ? FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE)
         : FileChannel.open(file, StandardOpenOption.READ)) {

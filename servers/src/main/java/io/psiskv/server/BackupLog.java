@@ -28,7 +28,7 @@ import java.util.function.Consumer;
  * style), replayed at start, compacted in the background. PROTOCOL.md §11 is the normative
  * description; this comment states the contracts where they are enforced.
  *
- * <h2>File format ({@code <dataDir>/psiskv.log}, big-endian, see {@link LogFormat})</h2>
+ * <h2>File format ({@code <dataDir>/psiskv.data}, big-endian, see {@link LogFormat})</h2>
  *
  * <pre>
  * file    = header *record
@@ -114,8 +114,17 @@ import java.util.function.Consumer;
  */
 final class BackupLog implements AutoCloseable {
 
-  /** §11: the log file's name in the data directory. */
-  static final String FILE_NAME = "psiskv.log";
+  /**
+   * §11: the log file's name in the data directory. Not {@code *.log}: log-rotation globs take
+   * text logs by that suffix (the {@code front.log} beside it), and rotating or compressing this
+   * file would lose the store.
+   */
+  static final String FILE_NAME = "psiskv.data";
+  /**
+   * §11: the file's name before 0.1.0 (taken by {@code *.log} globs): a Data Server finding it
+   * alone renames it to {@link #FILE_NAME} at start ({@link #adoptOldName}).
+   */
+  static final String OLD_FILE_NAME = "psiskv.log";
   /** §11.5: the temporary file a compaction writes; deleted at open if a crash left it. */
   static final String COMPACT_FILE_NAME = FILE_NAME + ".compact";
   /** §11.3: prefix of the copy salvage keeps of a damaged log (followed by the time in millis). */
@@ -204,8 +213,9 @@ final class BackupLog implements AutoCloseable {
   /** Options of {@link #open}. Mutable, used only during open; defaults suit production. */
   static final class OpenOptions {
     /**
-     * §11.3: on damage before the tail, copy the file aside to {@code psiskv.log.damaged-<millis>}
-     * and truncate at the first bad record instead of refusing to start.
+     * §11.3: on damage before the tail, copy the file aside to {@code
+     * psiskv.data.damaged-<millis>} and truncate at the first bad record instead of refusing to
+     * start.
      */
     boolean salvage;
     /** {@link #maybeCompact} leaves smaller files alone. */
@@ -248,7 +258,15 @@ final class BackupLog implements AutoCloseable {
       /** Completed compactions since open. */
       long compactions,
       /** Whether the log is in the failed state (appends refused). */
-      boolean failed) {}
+      boolean failed,
+      /** Commit forces since open (ALWAYS: one per batch; EVERYSEC: the periodic ones). */
+      long commitSyncs,
+      /** Records those forces made durable: records per fsync is this over commitSyncs. */
+      long commitSyncRecords,
+      /** Median duration of a commit force, microseconds (within 12.5 %), 0 if none yet. */
+      long commitSyncP50Micros,
+      /** 99th percentile of the same. */
+      long commitSyncP99Micros) {}
 
   /** Records taken by one commit; immutable once taken. */
   static final class Batch {
@@ -303,6 +321,8 @@ final class BackupLog implements AutoCloseable {
   private long filePos;
   private boolean dirty;
   private long lastSyncNanos = System.nanoTime();
+  /** EVERYSEC and NO: records written since the last commit force. */
+  private long unsyncedRecords;
   /** Failed state: batches not durable, to be rewritten from {@code retainFilePos}. */
   private final ArrayList<Batch> retained = new ArrayList<>();
   private long retainFilePos;
@@ -320,6 +340,9 @@ final class BackupLog implements AutoCloseable {
   private volatile long syncs;
   private volatile long lastSyncMillis;
   private volatile long compactions;
+  private volatile long commitSyncRecords;
+  /** Durations of the commit forces (ALWAYS batches, EVERYSEC periodic), for STATS. */
+  private final LatencyHistogram commitSyncLatency = new LatencyHistogram();
   /** See {@link #isOlderFormat}. */
   private volatile boolean olderFormat;
 
@@ -347,7 +370,7 @@ final class BackupLog implements AutoCloseable {
 
 
   /**
-   * Opens (or creates) {@code <dataDir>/psiskv.log} and replays every record into {@code sink}
+   * Opens (or creates) {@code <dataDir>/psiskv.data} and replays every record into {@code sink}
    * before returning, by the recovery rule of PROTOCOL.md §11.3: a torn tail is truncated (one
    * warning names the offset and the bytes dropped); damage before the tail, a bad magic or an
    * unknown version throw an IOException that names the file and offset and says what to do,
@@ -359,6 +382,7 @@ final class BackupLog implements AutoCloseable {
     Objects.requireNonNull(policy);
     Objects.requireNonNull(sink);
     PrivateFiles.directory(dataDir);
+    adoptOldName(dataDir);
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
@@ -388,7 +412,7 @@ final class BackupLog implements AutoCloseable {
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        Log.info(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
+        Log.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
             + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
         truncate(ch, scan.goodEnd);
       } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
@@ -396,7 +420,7 @@ final class BackupLog implements AutoCloseable {
           throw new IOException(damageMessage(log, scan));
         }
         Path copy = salvage(dataDir, log, ch, scan);
-        Log.info(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
+        Log.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
             + "records, dropped %d bytes, the original is in %s",
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
@@ -414,10 +438,9 @@ final class BackupLog implements AutoCloseable {
     return String.format(
         "%s is damaged at offset %d: %s. The %d bytes from there to the end of the file (%d "
             + "bytes) cannot be replayed, and they are not a torn tail, so the server refuses to "
-            + "start; nothing was changed. Inspect the file with 'java -cp psiskv-server.jar "
-            + "io.psiskv.server.BackupCheck %s'. To start with the %d records before the damage, "
-            + "restart with salvage enabled (or run BackupCheck --fix): the file is first copied "
-            + "to %s<time>.",
+            + "start; nothing was changed. Inspect the file with 'build-scripts/psiskv-check %s'. "
+            + "To start with the %d records before the damage, restart with --salvage (or run "
+            + "build-scripts/psiskv-check --fix): the file is first copied to %s<time>.",
         log, scan.goodEnd, scan.reason, scan.badBytes(), scan.fileSize, log, scan.records,
         DAMAGED_FILE_PREFIX);
   }
@@ -443,8 +466,47 @@ final class BackupLog implements AutoCloseable {
   }
 
   /**
+   * §11: a data directory holding the backup file under its old name only ({@link
+   * #OLD_FILE_NAME}) gets it renamed to {@link #FILE_NAME}, once, atomically ({@code rename(2)},
+   * then the directory forced), with one log line; an interrupted compaction's temporary file of
+   * the old name is deleted. Both names present is ambiguous (which one is current?) and refused
+   * with a message saying what to do. The caller must hold the {@link DataDirLock}.
+   */
+  static void adoptOldName(Path dataDir) throws IOException {
+    Path old = dataDir.resolve(OLD_FILE_NAME);
+    Path log = dataDir.resolve(FILE_NAME);
+    if (!Files.exists(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      return;
+    }
+    if (Files.exists(log, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      throw new IOException("data directory " + dataDir + " holds both " + FILE_NAME
+          + " (the backup file) and " + OLD_FILE_NAME + " (its name before psiskv 0.1.0): keep"
+          + " the current one (build-scripts/psiskv-check shows what each holds), move the other"
+          + " out of the directory, and start again");
+    }
+    Files.move(old, log, StandardCopyOption.ATOMIC_MOVE);
+    fsyncDirectory(dataDir);
+    Log.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
+        + " *.log rotation takes)");
+    Path oldTmp = dataDir.resolve(OLD_FILE_NAME + ".compact");
+    if (Files.deleteIfExists(oldTmp)) {
+      Log.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
+    }
+  }
+
+  /**
+   * The backup file of {@code dataDir} as the offline tools see it: {@link #FILE_NAME}, or the
+   * old name if only that exists (no server has started there since the rename).
+   */
+  static Path fileIn(Path dataDir) {
+    Path log = dataDir.resolve(FILE_NAME);
+    Path old = dataDir.resolve(OLD_FILE_NAME);
+    return !Files.exists(log) && Files.exists(old) ? old : log;
+  }
+
+  /**
    * Creates a log holding only a header, atomically: the header is written to the temporary file,
-   * forced, and renamed into place, so {@code psiskv.log} never exists with a partial header.
+   * forced, and renamed into place, so {@code psiskv.data} never exists with a partial header.
    */
   private static void createEmpty(Path dataDir, Path log, Path tmp, OpenOptions opts)
       throws IOException {
@@ -690,10 +752,12 @@ final class BackupLog implements AutoCloseable {
       long end = writeParts(channel, b.parts, start);
       filePos = end;
       if (policy == FsyncPolicy.ALWAYS) {
+        long t0 = System.nanoTime();
         channel.force(false);
-        noteSync();
+        noteCommitSync(t0, b.records);
       } else {
         dirty = true;
+        unsyncedRecords += b.records;
       }
     } catch (IOException e) {
       filePos = start;
@@ -824,10 +888,10 @@ final class BackupLog implements AutoCloseable {
       }
     } catch (Throwable t) {
       // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.info("backup log sync thread died: " + t);
+      Log.error("backup log sync thread died: " + Log.describe(t));
       appendLock.lock();
       try {
-        failure = new IOException("backup log sync thread died: " + t, t);
+        failure = new IOException("backup log sync thread died: " + Log.describe(t), t);
       } finally {
         appendLock.unlock();
       }
@@ -878,11 +942,20 @@ final class BackupLog implements AutoCloseable {
   /** EVERYSEC: the periodic force. Caller holds fileLock. */
   private void syncWritten() {
     try {
+      long t0 = System.nanoTime();
       channel.force(false);
-      noteSync();
+      noteCommitSync(t0, unsyncedRecords);
+      unsyncedRecords = 0;
     } catch (IOException e) {
       enterFailed(e, null, filePos);
     }
+  }
+
+  /** Caller holds fileLock: a commit force begun at {@code startNanos} made records durable. */
+  private void noteCommitSync(long startNanos, long records) {
+    commitSyncLatency.record(System.nanoTime() - startNanos);
+    commitSyncRecords += records;
+    noteSync();
   }
 
   /** Caller holds fileLock. */
@@ -899,7 +972,8 @@ final class BackupLog implements AutoCloseable {
    * running compaction is aborted. Caller holds fileLock.
    */
   private void enterFailed(IOException cause, Batch failedBatch, long batchFilePos) {
-    IOException f = new IOException("write to " + logPath + " failed: " + cause, cause);
+    IOException f =
+        new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
     Compactor abort;
     appendLock.lock();
     try {
@@ -924,7 +998,7 @@ final class BackupLog implements AutoCloseable {
     if (abort != null) {
       abort.abort(f);
     }
-    Log.info(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
+    Log.error(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
         opts.failureRetryIntervalMillis, cause));
   }
 
@@ -958,7 +1032,7 @@ final class BackupLog implements AutoCloseable {
       } finally {
         appendLock.unlock();
       }
-      Log.info("backup log still failing: " + e);
+      Log.error("backup log still failing: " + Log.describe(e));
       return;
     }
     long seq = durableSeq;
@@ -1057,7 +1131,7 @@ final class BackupLog implements AutoCloseable {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        Log.info("background compaction of " + logPath + " failed: " + e);
+        Log.warn("background compaction of " + logPath + " failed: " + Log.describe(e));
       } finally {
         compactorBusy.set(false);
       }
@@ -1165,7 +1239,8 @@ final class BackupLog implements AutoCloseable {
 
   Stats stats() {
     return new Stats(fileBytes, fileRecords, appends, batches, syncs, lastSyncMillis, compactions,
-        failure != null);
+        failure != null, commitSyncLatency.count(), commitSyncRecords,
+        commitSyncLatency.percentileMicros(50), commitSyncLatency.percentileMicros(99));
   }
 
   FsyncPolicy policy() {
@@ -1224,14 +1299,14 @@ final class BackupLog implements AutoCloseable {
         noteSync();
       } catch (IOException e) {
         err = e;
-        failure = new IOException("final force of " + logPath + " failed: " + e, e);
+        failure = new IOException("final force of " + logPath + " failed: " + Log.describe(e), e);
       }
     } else if (!retained.isEmpty()) {
       long lost = 0;
       for (Batch b : retained) {
         lost += b.records;
       }
-      Log.info("backup log closed while failed: " + lost + " records never reached the disk");
+      Log.error("backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
     closeQuietly(channel);

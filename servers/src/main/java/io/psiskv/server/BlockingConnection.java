@@ -72,9 +72,11 @@ final class BlockingConnection implements Runnable {
   public void run() {
     String peer = Wire.peer(channel.socket());
     ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES, 1);
+    // Per connection: this thread's counters, added to the server's totals when it ends.
+    ServerStats.Counters counters = engine.stats().register();
     RequestHandler handler =
         new RequestHandler(engine, config.maxValueBytes, budget, new ReplyQueue(pool), peer,
-            problems, this::forceClose);
+            problems, this::forceClose, counters);
     try {
       channel.socket().setTcpNoDelay(true);
       serve(handler);
@@ -86,14 +88,15 @@ final class BlockingConnection implements Runnable {
       limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
-        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (RuntimeException e) {
-      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     } finally {
       handler.close();
+      engine.stats().retire(counters);
       Wire.closeQuietly(channel);
       onClosed.accept(this);
     }

@@ -90,7 +90,7 @@ final class BlockingTransport implements DataTransport {
         channel = listener.accept();
       } catch (IOException e) {
         if (!isStopping()) {
-          Log.info("accept failed, " + consequence + ": " + e.getMessage());
+          Log.info("accept failed, " + consequence + ": " + Log.describe(e));
         }
         return null;
       }

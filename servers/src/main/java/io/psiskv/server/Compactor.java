@@ -14,7 +14,7 @@ import java.util.List;
 
 /**
  * One compaction of a {@link BackupLog} (PROTOCOL.md §11.5): the temporary file {@code
- * psiskv.log.compact}, the snapshot written into it, and the rewrite buffer of the batches
+ * psiskv.data.compact}, the snapshot written into it, and the rewrite buffer of the batches
  * appended meanwhile. {@link BackupLog#compactOwned} drives it and explains why the result is
  * exact.
  *

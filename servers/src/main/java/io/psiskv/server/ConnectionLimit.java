@@ -15,6 +15,7 @@ import java.nio.channels.SocketChannel;
 import java.util.Iterator;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The cap on open data connections ({@code --max-connections}, and below the process's file
@@ -34,6 +35,9 @@ final class ConnectionLimit implements AutoCloseable {
   private final int max;
   private final AtomicInteger open = new AtomicInteger();
   private final AtomicInteger refusing = new AtomicInteger();
+  /** Since start, for STATS: connections counted in, and refused at the limit. */
+  private final AtomicLong accepted = new AtomicLong();
+  private final AtomicLong refused = new AtomicLong();
   private final ConcurrentLinkedQueue<SocketChannel> toRefuse = new ConcurrentLinkedQueue<>();
   private final LogSummary summary;
   private final LogSummary.Kind refusals;
@@ -100,13 +104,25 @@ final class ConnectionLimit implements AutoCloseable {
     while (true) {
       int n = open.get();
       if (n >= max) {
+        refused.incrementAndGet();
         refuse(channel);
         return false;
       }
       if (open.compareAndSet(n, n + 1)) {
+        accepted.incrementAndGet();
         return true;
       }
     }
+  }
+
+  /** Connections {@link #tryOpen} counted in since start. */
+  long accepted() {
+    return accepted.get();
+  }
+
+  /** Connections {@link #tryOpen} refused since start. */
+  long refused() {
+    return refused.get();
   }
 
   /** A connection counted by {@link #tryOpen} closed. */
@@ -186,7 +202,7 @@ final class ConnectionLimit implements AutoCloseable {
         flushLog(now);
       }
     } catch (IOException | RuntimeException e) {
-      Log.info("data-refuser stopped: " + e);
+      Log.error("data-refuser stopped: " + Log.describe(e));
     }
   }
 

@@ -7,6 +7,7 @@ import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
+import io.psiskv.protocol.StatsBody;
 import io.psiskv.protocol.Status;
 import java.io.Closeable;
 import java.io.EOFException;
@@ -97,7 +98,8 @@ final class ControlLink implements Closeable {
   /** Guarded by writeLock. */
   private final byte[] writeBuf = new byte[Messages.MAX_CONTROL_BYTES];
 
-  private final Map<Long, CompletableFuture<byte[]>> pendingStatus = new ConcurrentHashMap<>();
+  private final Map<Long, CompletableFuture<Map<String, Object>>> pendingStatus =
+      new ConcurrentHashMap<>();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile Handler handler;
   private volatile long lastReadNanos = System.nanoTime();
@@ -211,14 +213,10 @@ final class ControlLink implements Closeable {
     }
   }
 
-  /** The STATUS OK answer (§7.4); the arguments are the body's fields in wire order. */
-  void sendStatusOk(long requestId, long pid, long uptimeMillis, long keys, long valueBytes,
-      long sessions, int connections, int frontRelaunches, long backupFileBytes,
-      long lastSyncMillis, int fsyncPolicy, int flags) throws IOException {
+  /** The STATUS OK answer (§7.4): the Data Server's counters, the STATS body (§6.7). */
+  void sendStatusOk(long requestId, Map<String, ?> counters) throws IOException {
     synchronized (writeLock) {
-      out.write(writeBuf, 0, Messages.statusOk(writeBuf, requestId, pid, uptimeMillis, keys,
-          valueBytes, sessions, connections, frontRelaunches, backupFileBytes, lastSyncMillis,
-          fsyncPolicy, flags));
+      out.write(writeBuf, 0, Messages.statsOk(writeBuf, 0, Opcode.STATUS, requestId, counters));
     }
   }
 
@@ -231,14 +229,13 @@ final class ControlLink implements Closeable {
 
   /**
    * Sends STATUS (§7.4) and waits for its answer; any thread but the reader, after {@link
-   * #start}. Returns a copy of the response body ({@value Protocol#STATUS_RESPONSE_BODY_BYTES}
-   * bytes, fields at the {@code Protocol.STATUS_OFF_} offsets).
+   * #start}. Returns the Data Server's counters, decoded from the answer's STATS body (§6.7).
    *
    * @throws IOException if the link fails or closes, or no answer comes within the timeout
    */
-  byte[] requestStatus(long timeoutMillis) throws IOException {
+  Map<String, Object> requestStatus(long timeoutMillis) throws IOException {
     long id = requestIds.incrementAndGet();
-    CompletableFuture<byte[]> answer = new CompletableFuture<>();
+    CompletableFuture<Map<String, Object>> answer = new CompletableFuture<>();
     pendingStatus.put(id, answer);
     try {
       if (closed.get()) {
@@ -292,16 +289,18 @@ final class ControlLink implements Closeable {
           continue;
         }
         if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.STATUS.code()) {
-          CompletableFuture<byte[]> answer = pendingStatus.get(h.requestId);
+          CompletableFuture<Map<String, Object>> answer = pendingStatus.get(h.requestId);
           if (answer == null) {
             continue; // Its requester timed out already.
           }
-          if (!isOkResponse(h, Opcode.STATUS, h.requestId)
-              || h.bodyLength != Protocol.STATUS_RESPONSE_BODY_BYTES) {
+          if (!isOkResponse(h, Opcode.STATUS, h.requestId)) {
             throw new ProtocolException("bad STATUS answer " + h);
           }
-          answer.complete(Arrays.copyOfRange(readBuf, HEADER_BYTES,
-              HEADER_BYTES + Protocol.STATUS_RESPONSE_BODY_BYTES));
+          try {
+            answer.complete(StatsBody.decode(readBuf, HEADER_BYTES, (int) h.bodyLength));
+          } catch (IllegalArgumentException e) {
+            throw new ProtocolException("bad STATUS answer: " + e.getMessage());
+          }
           continue;
         }
         handler.onMessage(h, readBuf);
@@ -311,7 +310,7 @@ final class ControlLink implements Closeable {
     } catch (IOException e) {
       reason = closed.get() ? "closed" : e.toString();
     } catch (RuntimeException e) {
-      reason = "failed: " + e;
+      reason = "failed: " + Log.describe(e);
     }
     end(reason);
   }
@@ -355,7 +354,7 @@ final class ControlLink implements Closeable {
       try {
         handler.onSilent(silentMillis, first);
       } catch (RuntimeException e) {
-        Log.info("reaction to a silent " + peerName + " failed: " + e);
+        Log.error("reaction to a silent " + peerName + " failed: " + Log.describe(e));
       }
     } else if (peerSilent) {
       peerSilent = false;
@@ -378,7 +377,7 @@ final class ControlLink implements Closeable {
       w.shutdownNow();
     }
     Wire.closeQuietly(socket);
-    for (CompletableFuture<byte[]> f : pendingStatus.values()) {
+    for (CompletableFuture<Map<String, Object>> f : pendingStatus.values()) {
       f.completeExceptionally(new IOException("control connection ended: " + reason));
     }
     Handler owner = handler;

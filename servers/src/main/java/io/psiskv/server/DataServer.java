@@ -84,7 +84,8 @@ public final class DataServer {
   private static final long NO_REPLY = -1;
 
   private final ServerConfig config;
-  private final long startNanos = System.nanoTime();
+  /** The Front Server of the last completed INIT (STATS {@code front_pid}); 0 before any. */
+  private volatile long linkedFrontPid;
   /** Set by start() before any connection is accepted. */
   private volatile Engine engine;
   private volatile DataDirLock dataDirLock;
@@ -112,6 +113,14 @@ public final class DataServer {
   public static void main(String[] args) {
     ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.DATA, args);
     Log.init(ServerConfig.Role.DATA.logName);
+    try {
+      Log.configure(config.logLevel, config.logFile);
+    } catch (IOException e) {
+      System.err.println("psiskv-server (data): " + e.getMessage());
+      System.exit(ServerConfig.EXIT_FAILURE);
+      return;
+    }
+    Console.ignoreTerminalStops(); // It shares the Front Server's process group and terminal.
     DataServer server = new DataServer(config);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal", NO_REPLY, true);
@@ -122,7 +131,8 @@ public final class DataServer {
       server.start();
     } catch (IOException | RuntimeException e) {
       if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
-        Log.info("start failed: " + e);
+        Log.error("start failed: " + Log.describe(e));
+        Log.debugTrace("start failure", e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
         server.stop("start failed", NO_REPLY, false);
       }
@@ -157,7 +167,7 @@ public final class DataServer {
         + " sessions from " + engine.log().path() + " in "
         + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
 
-    ControlLink link = handshake(config.controlPort, -1);
+    ControlLink link = handshakeRetrying(config.controlPort, -1);
     long frontPid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
     Optional<ProcessHandle> front = ProcessHandle.of(frontPid);
     Supervisor.Peer peer;
@@ -212,6 +222,34 @@ public final class DataServer {
   }
 
   /**
+   * {@link #handshake}, tried up to {@value ServerConfig#CONTROL_HANDSHAKE_ATTEMPTS} times. The
+   * front closes a handshake not done within {@value
+   * ServerConfig#CONTROL_HANDSHAKE_TIMEOUT_MILLIS} ms of its accept; a starved machine (a load
+   * average of 12 in a test run) can make this side miss that, and another attempt on a new
+   * connection is cheaper than the front relaunching this process. The last failure is thrown.
+   */
+  private ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return handshake(controlPort, expectedPid);
+      } catch (IOException e) {
+        if (attempt >= ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS) {
+          throw e;
+        }
+        Log.warn(Log.describe(e) + "; trying again (attempt " + (attempt + 1) + " of "
+            + ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS + ")");
+        try {
+          // A back-off, not a synchronisation.
+          Thread.sleep(ServerConfig.CONTROL_HANDSHAKE_RETRY_MILLIS);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          throw e;
+        }
+      }
+    }
+  }
+
+  /**
    * Connects to a front's control port and does the handshake (PROTOCOL.md §7.1: CHALLENGE,
    * INIT with our proof of the pair secret, INIT OK with the front's); returns the link, with the
    * INIT OK (the front's pid first) in its {@link ControlLink#body()}. A relaunched front must answer with {@code
@@ -247,6 +285,7 @@ public final class DataServer {
         throw new IOException("INIT OK from pid " + pid + ", expected " + expectedPid);
       }
       link.setReadTimeoutMillis(0);
+      linkedFrontPid = pid;
       return link;
     } catch (IOException e) {
       Wire.closeQuietly(socket);
@@ -296,7 +335,7 @@ public final class DataServer {
         Thread.currentThread().interrupt();
         throw new IOException("interrupted");
       }
-      ControlLink link = handshake(port, peer.pid());
+      ControlLink link = handshakeRetrying(port, peer.pid());
       synchronized (lifecycleLock) {
         if (stopping) {
           link.close(); // The stop found no link and sends SIGTERM to the front.
@@ -377,18 +416,12 @@ public final class DataServer {
     };
   }
 
-  /** Answers STATUS (PROTOCOL.md §7.4) with this process's figures. */
+  /**
+   * Answers STATUS (PROTOCOL.md §7.4) with the same counters a client's STATS gets (§6.7): one
+   * snapshot ({@link ServerStats}) serves both.
+   */
   private void sendStatus(ControlLink link, long requestId) throws IOException {
-    Engine e = engine;
-    BackupLog.Stats stats = e.log().stats();
-    int fsync = config.fsync == FsyncPolicy.ALWAYS ? Protocol.STATUS_FSYNC_ALWAYS
-        : config.fsync == FsyncPolicy.EVERYSEC ? Protocol.STATUS_FSYNC_EVERYSEC
-        : Protocol.STATUS_FSYNC_NO;
-    link.sendStatusOk(requestId, ProcessHandle.current().pid(),
-        (System.nanoTime() - startNanos) / 1_000_000L, e.store().size(),
-        e.store().valueBytes(), e.sessions().size(), openConnections(), supervisor.relaunches(),
-        stats.fileBytes(), stats.lastSyncMillis(), fsync,
-        stats.failed() ? Protocol.STATUS_FLAG_BACKUP_FAILED : 0);
+    link.sendStatusOk(requestId, engine.stats().snapshot());
   }
 
   /** Caller holds lifecycleLock: starts the serving threads of the {@code --threads} policy. */
@@ -398,13 +431,36 @@ public final class DataServer {
     DataTransport t = config.threads.kind() == ServerConfig.ThreadPolicy.Kind.EVENT_LOOP
         ? new EventLoopTransport(engine, config, budget, connectionLimit, problems)
         : new BlockingTransport(engine, config, budget, connectionLimit, problems);
+    // Before the first connection is accepted, so that every STATS has these figures.
+    ConnectionLimit limit = connectionLimit;
+    engine.stats().setProcessFigures(new ServerStats.ProcessFigures() {
+      @Override
+      public int openConnections() {
+        return limit.open();
+      }
+
+      @Override
+      public long connectionsAccepted() {
+        return limit.accepted();
+      }
+
+      @Override
+      public long connectionsRefused() {
+        return limit.refused();
+      }
+
+      @Override
+      public long frontPid() {
+        return linkedFrontPid;
+      }
+
+      @Override
+      public int frontRelaunches() {
+        return supervisor.relaunches();
+      }
+    });
     t.start(server);
     transport = t;
-  }
-
-  private int openConnections() {
-    DataTransport t = transport;
-    return t == null ? 0 : t.openConnections();
   }
 
   private boolean isStopping() {
@@ -456,7 +512,7 @@ public final class DataServer {
         try {
           current.close();
         } catch (IOException ex) {
-          Log.info("closing the backup file failed: " + ex.getMessage());
+          Log.error("closing the backup file failed: " + Log.describe(ex));
         }
       }
       DataDirLock lock = dataDirLock;
@@ -464,7 +520,7 @@ public final class DataServer {
         try {
           lock.close();
         } catch (IOException ex) {
-          Log.info("releasing the data directory lock failed: " + ex.getMessage());
+          Log.error("releasing the data directory lock failed: " + Log.describe(ex));
         }
       }
       if (link != null) {
@@ -472,7 +528,7 @@ public final class DataServer {
           try {
             link.sendOk(Opcode.SHUTDOWN, shutdownRequestId);
           } catch (IOException e) {
-            Log.info("could not answer SHUTDOWN: " + e.getMessage());
+            Log.warn("could not answer SHUTDOWN: " + Log.describe(e));
           }
         }
         link.close();
@@ -502,7 +558,7 @@ public final class DataServer {
             + " purpose");
         return;
       } catch (IOException e) {
-        Log.info("could not send SHUTDOWN to the front server: " + e.getMessage());
+        Log.warn("could not send SHUTDOWN to the front server: " + Log.describe(e));
       }
     }
     if (front.process != null) {

@@ -56,11 +56,13 @@ final class Engine implements AutoCloseable {
   private final Store store;
   private final Sessions sessions;
   private final BackupLog log;
+  private final ServerStats stats;
 
   Engine(Store store, Sessions sessions, BackupLog log) {
     this.store = store;
     this.sessions = sessions;
     this.log = log;
+    this.stats = new ServerStats(this);
   }
 
   /**
@@ -120,6 +122,11 @@ final class Engine implements AutoCloseable {
           + LogFormat.VERSION + " (its sessions are not kept: they had no secret)");
     }
     return engine;
+  }
+
+  /** The counters of the requests served with this engine, and their snapshot (STATS). */
+  ServerStats stats() {
+    return stats;
   }
 
   Store store() {

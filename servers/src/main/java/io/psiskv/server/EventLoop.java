@@ -76,6 +76,8 @@ final class EventLoop implements Runnable {
   private long nextDeadlineCheckNanos;
   /** Written by the loop's thread only; read by others as a figure. */
   private volatile int open;
+  /** The requests this loop served, for STATS; registered for the server's life. */
+  private final ServerStats.Counters counters;
 
   EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
       ProblemLog problems, CommitPolicy commitPolicy) throws IOException {
@@ -86,6 +88,7 @@ final class EventLoop implements Runnable {
     this.limit = limit;
     this.problems = problems;
     this.selector = Selector.open();
+    this.counters = engine.stats().register();
   }
 
   /** Hands a new connection (counted by the limit) to this loop; any thread. */
@@ -153,7 +156,8 @@ final class EventLoop implements Runnable {
         }
       }
     } catch (IOException | RuntimeException e) {
-      Log.info(Thread.currentThread().getName() + " failed, closing its connections: " + e);
+      Log.error(Thread.currentThread().getName() + " failed, closing its connections: "
+          + Log.describe(e));
     } finally {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);
@@ -209,9 +213,9 @@ final class EventLoop implements Runnable {
         c.readAndServe(true);
       }
     } catch (IOException e) {
-      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
     } catch (RuntimeException e) {
-      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
     }
   }
 
@@ -261,9 +265,9 @@ final class EventLoop implements Runnable {
       try {
         c.writeMore();
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
     toFlush.clear();
@@ -281,9 +285,9 @@ final class EventLoop implements Runnable {
       try {
         c.readAndServe(false);
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, "connection failed: " + e.getMessage());
+        c.close(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + e);
+        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
       }
     }
   }
@@ -363,7 +367,7 @@ final class EventLoop implements Runnable {
           Wire.peer(channel.socket()), problems, () -> {
             takenOver.add(this);
             selector.wakeup();
-          });
+          }, counters);
       this.lastInputNanos = now;
       this.lastOutputNanos = now;
     }

@@ -48,8 +48,9 @@ final class EventLoopTransport implements DataTransport {
       try {
         channel = listener.accept();
       } catch (IOException e) {
-        if (!stopping) {
-          Log.info("accept failed, no more connections: " + e.getMessage());
+        // A listener closed by the stop (before the transport's own stop) is no failure.
+        if (!stopping && listener.isOpen()) {
+          Log.error("accept failed, no more connections: " + Log.describe(e));
         }
         return;
       }

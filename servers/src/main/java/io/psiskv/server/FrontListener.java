@@ -324,7 +324,8 @@ final class FrontListener {
       }
     } catch (IOException | RuntimeException e) {
       if (!isClosed()) {
-        Log.info("front connections: the listener failed, no more front connections: " + e);
+        Log.error("front connections: the listener failed, no more front connections: "
+            + Log.describe(e));
       }
     } finally {
       closeAll();
@@ -382,8 +383,8 @@ final class FrontListener {
     } catch (RuntimeException e) {
       // A bug met by one connection ends that connection, not the loop that serves all.
       if (summary.record(internalErrors, now)) {
-        Log.info("front connection " + Wire.peer(c.channel.socket()) + ": internal error, closing: "
-            + e);
+        Log.error("front connection " + Wire.peer(c.channel.socket())
+            + ": internal error, closing: " + Log.describe(e));
       }
       close(c);
     }
@@ -424,7 +425,7 @@ final class FrontListener {
   private void acceptFailed(IOException e) {
     long now = System.nanoTime();
     if (summary.record(acceptFailed, now)) {
-      Log.info("front connections: accept failed (" + e.getMessage() + "); closing the oldest"
+      Log.warn("front connections: accept failed (" + Log.describe(e) + "); closing the oldest"
           + " incomplete connection to make room");
     }
     Conn victim = oldestIncomplete();

@@ -5,9 +5,7 @@ import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.BindException;
 import java.net.ProtocolException;
 import java.net.InetAddress;
@@ -17,11 +15,11 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
 import java.nio.channels.ServerSocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.ArrayDeque;
 import java.util.concurrent.CompletableFuture;
@@ -63,7 +61,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *   <li>{@code front-listener}: every client connection, in one non-blocking selector loop
  *       ({@link FrontListener}: HELLO, PING, the request deadline, idle timeout and connection
  *       cap); no thread per connection.
- *   <li>{@code console}: reads stdin lines; end of stdin ends only the console.
+ *   <li>{@code console}: reads commands from stdin when {@link Console#decide} allows it (never
+ *       a terminal of a background job: SIGTTIN would stop both servers); end of stdin ends
+ *       only the console.
  *   <li>{@code data-server-supervisor}: the relaunch loop ({@link Supervisor}), which also runs
  *       the launches and INIT handshakes after the first.
  *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
@@ -162,6 +162,14 @@ public final class FrontServer {
       return;
     }
     Log.init(ServerConfig.Role.FRONT.logName);
+    try {
+      Log.configure(config.logLevel, config.logFile);
+    } catch (IOException e) {
+      System.err.println("psiskv-server: " + e.getMessage());
+      System.exit(ServerConfig.EXIT_FAILURE);
+      return;
+    }
+    Console.ignoreTerminalStops();
     FrontServer server = new FrontServer(config, frontLimits);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       server.stop("signal");
@@ -176,7 +184,8 @@ public final class FrontServer {
         awaitQuietly(server.stopped);
         System.exit(server.exitCode);
       }
-      Log.info("start failed: " + (e instanceof StartException ? e.getMessage() : e.toString()));
+      Log.error("start failed: " + Log.describe(e));
+      Log.debugTrace("start failure", e);
       server.exitCode = ServerConfig.EXIT_FAILURE;
       // A launched Data Server was killed by its launch; an adopted one relaunches us.
       server.leaveDataServer = server.adopted;
@@ -194,7 +203,8 @@ public final class FrontServer {
     try {
       PrivateFiles.directory(config.dataDir);
     } catch (IOException e) {
-      throw new StartException("cannot create data directory " + config.dataDir + ": " + e);
+      throw new StartException("cannot create data directory " + config.dataDir + ": "
+          + Log.describe(e));
     }
     for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
       Optional<ProcessHandle> other = PidFile.livePeer(config.dataDir, name);
@@ -210,7 +220,13 @@ public final class FrontServer {
 
     // Bound before the Data Server starts: it must know the port, to bind it again should it
     // ever relaunch this process. Clients connecting before INIT wait in the backlog.
-    ServerSocketChannel channel = adopted ? bind(config.port) : bindClientPort();
+    ServerSocketChannel channel;
+    try {
+      channel = adopted ? bind(config.port) : bindClientPort();
+    } catch (BindException e) {
+      throw new StartException(
+          Log.describeBind(e, config.bindAddress.getHostAddress(), config.port));
+    }
     FrontListener clients;
     try {
       clients = new FrontListener(channel, frontLimits, helloAddress, config.maxValueBytes,
@@ -249,8 +265,8 @@ public final class FrontServer {
           if (isStopping()) {
             throw new StartException("stopped during start");
           }
-          Log.info("no INIT from the adopted data server (pid " + first.pid() + "): "
-              + e.getMessage());
+          Log.warn("no INIT from the adopted data server (pid " + first.pid() + "): "
+              + Log.describe(e));
           supervisor.peerDown(first, "it sent no INIT to the relaunched front server");
         }
       }
@@ -275,9 +291,10 @@ public final class FrontServer {
       Log.info("console off (started by the data server): stop with SIGTERM or"
           + " build-scripts/psiskv-stop");
     } else {
-      Thread console = new Thread(this::runConsole, "console");
-      console.setDaemon(true);
-      console.start();
+      Console console = Console.forStdin(config.console, consoleCommands());
+      Thread t = new Thread(console::run, "console");
+      t.setDaemon(true);
+      t.start();
     }
   }
 
@@ -410,8 +427,8 @@ public final class FrontServer {
         if (server.isClosed()) {
           return;
         }
-        Log.info("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
-            + " ms: " + e.getMessage());
+        Log.warn("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
+            + " ms: " + Log.describe(e));
         try {
           Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS); // A back-off, not a synchronisation.
         } catch (InterruptedException ie) {
@@ -520,7 +537,7 @@ public final class FrontServer {
         link.close(); // A second valid INIT from the same child: the first one stands.
       }
     } catch (IOException | RuntimeException e) {
-      attempt.end(e.getMessage());
+      attempt.end(Log.describe(e));
       if (link != null) {
         link.close();
       }
@@ -529,7 +546,7 @@ public final class FrontServer {
 
   private void controlRejected(Socket socket, String why) {
     if (controlLog.record(controlRejections)) {
-      Log.info("control connection from " + Wire.peer(socket) + " rejected: " + why);
+      Log.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
     }
   }
 
@@ -577,10 +594,14 @@ public final class FrontServer {
       try {
         ServerSocketChannel s = bind(port);
         if (port != config.port) {
-          Log.info("port " + config.port + " is taken; using " + port);
+          Log.warn("port " + config.port + " is taken; using " + port);
         }
         return s;
       } catch (BindException e) {
+        if (!Log.portInUse(e)) {
+          throw new StartException(
+              Log.describeBind(e, config.bindAddress.getHostAddress(), port));
+        }
         // Taken: try the next one.
       }
     }
@@ -600,36 +621,25 @@ public final class FrontServer {
     }
   }
 
-  private void runConsole() {
-    BufferedReader reader =
-        new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-    try {
-      String line;
-      while ((line = reader.readLine()) != null) {
-        String command = line.trim();
-        switch (command) {
-          case "":
-            break;
-          case "quit":
-            requestStop("quit on the console");
-            return;
-          case "help":
-            System.out.println("commands: status (pids, ports, uptime, keys, clients, backup file,"
-                + " relaunches), help, quit (stop both servers)");
-            break;
-          case "status":
-            printStatus();
-            break;
-          default:
-            System.out.println("unknown command '" + command + "'; type help");
-        }
-        System.out.flush();
-      }
-      Log.info("console: end of stdin; the server keeps running (stop it with SIGTERM or"
-          + " build-scripts/psiskv-stop)");
-    } catch (IOException e) {
-      Log.info("console: stdin failed (" + e.getMessage() + "); the server keeps running");
-    }
+  /** The console's commands by name ({@link Console} matches them ignoring case). */
+  private java.util.Map<String, Console.Command> consoleCommands() {
+    Console.Command quit = () -> {
+      requestStop("quit on the console");
+      return false;
+    };
+    return java.util.Map.of(
+        "quit", quit,
+        "exit", quit,
+        "help", () -> {
+          System.out.println("commands: status (pids, ports, uptime, keys, connections,"
+              + " requests, backup file and fsync, memory, relaunches), help, quit or exit (stop"
+              + " both servers)");
+          return true;
+        },
+        "status", () -> {
+          printStatus();
+          return true;
+        });
   }
 
   /**
@@ -647,57 +657,72 @@ public final class FrontServer {
     if (e == null || peer == null) {
       System.out.println("data server: not available (being started or relaunched)");
     } else {
-      byte[] b;
+      Map<String, Object> st;
       try {
-        b = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
+        st = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
       } catch (IOException ex) {
         System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
-            ex.getMessage());
-        b = null;
+            Log.describe(ex));
+        st = null;
       }
-      if (b != null) {
-        long lastSync = Header.getU64(b, Protocol.STATUS_OFF_LAST_SYNC_MILLIS);
-        int flags = Header.getU32(b, Protocol.STATUS_OFF_FLAGS);
-        System.out.printf("data server: pid %d, port %d, up %s, threads %s, max value %d bytes,"
-                + " front server relaunches %d%n",
-            Header.getU64(b, Protocol.STATUS_OFF_PID), e.port,
-            formatDuration(Header.getU64(b, Protocol.STATUS_OFF_UPTIME_MILLIS) * 1_000_000L),
-            config.threads, config.maxValueBytes,
-            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_FRONT_RELAUNCHES)));
-        System.out.printf("store: %d keys, %d value bytes, %d sessions, %d connected clients%n",
-            Header.getU64(b, Protocol.STATUS_OFF_KEYS),
-            Header.getU64(b, Protocol.STATUS_OFF_VALUE_BYTES),
-            Header.getU64(b, Protocol.STATUS_OFF_SESSIONS),
-            Integer.toUnsignedLong(Header.getU32(b, Protocol.STATUS_OFF_CONNECTIONS)));
-        System.out.printf("backup file: %s, %d bytes, last sync %s, fsync %s%s%n",
-            config.dataDir.resolve(BackupLog.FILE_NAME),
-            Header.getU64(b, Protocol.STATUS_OFF_BACKUP_FILE_BYTES),
-            lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(),
-            fsyncName(Header.getU32(b, Protocol.STATUS_OFF_FSYNC_POLICY)),
-            (flags & Protocol.STATUS_FLAG_BACKUP_FAILED) != 0
-                ? ", FAILED: writes are refused until it recovers" : "");
+      if (st != null) {
+        printDataStatus(st, e.port);
       }
     }
     System.out.println("data dir: " + config.dataDir);
+  }
+
+  /**
+   * The Data Server's lines of {@code status}, from its counters (the STATS body, PROTOCOL.md
+   * §6.7, which {@code psiskv-cli status} prints too). A counter the Data Server left out shows
+   * as {@code ?}.
+   */
+  private void printDataStatus(Map<String, Object> st, int port) {
+    long lastSync = number(st, "log_last_sync_ms");
+    long fsyncs = number(st, "fsyncs");
+    System.out.printf("data server: pid %s, port %d, up %s, threads %s, max value %d bytes,"
+            + " front server relaunches %s%n",
+        figure(st, "pid"), port, formatDuration(number(st, "uptime_ms") * 1_000_000L),
+        config.threads, config.maxValueBytes, figure(st, "front_relaunches"));
+    System.out.printf("store: %s keys, %s value bytes, %s sessions, %s connected clients%n",
+        figure(st, "keys"), figure(st, "value_bytes"), figure(st, "sessions"),
+        figure(st, "connections"));
+    System.out.printf("connections: %s accepted, %s refused at the limit%n",
+        figure(st, "connections_total"), figure(st, "connections_refused"));
+    System.out.printf("requests: %s get (%s hits, %s misses), %s put, %s put-if-absent,"
+            + " %s delete, %s stats; %s bytes in, %s bytes out%n",
+        figure(st, "ops_get"), figure(st, "get_hits"), figure(st, "get_misses"),
+        figure(st, "ops_put"), figure(st, "ops_put_if_absent"), figure(st, "ops_delete"),
+        figure(st, "ops_stats"), figure(st, "bytes_in"), figure(st, "bytes_out"));
+    System.out.printf("backup file: %s, %s bytes, last sync %s, fsync %s%s%n",
+        config.dataDir.resolve(BackupLog.FILE_NAME), figure(st, "log_file_bytes"),
+        lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(), figure(st, "fsync"),
+        number(st, "log_failed") != 0 ? ", FAILED: writes are refused until it recovers" : "");
+    System.out.printf("fsync: %d commits, %s records per fsync, latency p50 %s us, p99 %s us%n",
+        fsyncs, fsyncs == 0 ? "-"
+            : String.format("%.1f", (double) number(st, "fsync_records") / fsyncs),
+        figure(st, "fsync_p50_us"), figure(st, "fsync_p99_us"));
+    System.out.printf("process: version %s, heap %s bytes used of %s committed, rss %s bytes%n",
+        figure(st, "version"), figure(st, "heap_used_bytes"), figure(st, "heap_committed_bytes"),
+        figure(st, "rss_bytes"));
+  }
+
+  /** A counter as the console shows it: unsigned decimal, the string, or ? if absent. */
+  private static String figure(Map<String, Object> st, String name) {
+    Object v = st.get(name);
+    return v == null ? "?" : v instanceof Long ? Long.toUnsignedString((Long) v) : v.toString();
+  }
+
+  /** A u64 counter, 0 if absent or not a number. */
+  private static long number(Map<String, Object> st, String name) {
+    Object v = st.get(name);
+    return v instanceof Long ? (Long) v : 0;
   }
 
   /** The Data Server being served to clients, if its control link is up. */
   private Supervisor.Peer currentLinkedPeer() {
     Supervisor.Peer p = supervisor.current();
     return p != null && p.link() != null && !p.link().isClosed() ? p : null;
-  }
-
-  private static String fsyncName(int code) {
-    switch (code) {
-      case Protocol.STATUS_FSYNC_ALWAYS:
-        return "always";
-      case Protocol.STATUS_FSYNC_EVERYSEC:
-        return "everysec";
-      case Protocol.STATUS_FSYNC_NO:
-        return "no";
-      default:
-        return "unknown (" + code + ")";
-    }
   }
 
   private static String formatDuration(long nanos) {
@@ -758,14 +783,14 @@ public final class FrontServer {
           link.sendShutdown();
           asked = true;
         } catch (IOException e) {
-          Log.info("could not send SHUTDOWN (" + e.getMessage() + "); sending SIGTERM");
+          Log.warn("could not send SHUTDOWN (" + Log.describe(e) + "); sending SIGTERM");
         }
       }
       if (!asked) {
         peer.handle.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
       }
       if (!Supervisor.awaitGone(peer, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS)) {
-        Log.info("data server (pid " + peer.pid() + ") did not exit within "
+        Log.error("data server (pid " + peer.pid() + ") did not exit within "
             + ServerConfig.SHUTDOWN_TIMEOUT_MILLIS + " ms; killing it");
         peer.handle.destroyForcibly();
         Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);

@@ -120,7 +120,7 @@ final class LogRecordReader {
     if (stored != headerCrc(h)) {
       throw new IOException(String.format(
           "%s: header checksum mismatch at offset %d (stored 0x%08x, computed 0x%08x). The "
-              + "header is damaged; run BackupCheck on the file.",
+              + "header is damaged; run build-scripts/psiskv-check on the file.",
           file, OFF_HEADER_CRC, stored, headerCrc(h)));
     }
     this.version = version;

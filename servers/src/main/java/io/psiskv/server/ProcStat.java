@@ -82,6 +82,50 @@ final class ProcStat {
   }
 
   /**
+   * The job-control fields of a stat line, for the console's question "may this process read its
+   * terminal?" ({@link Console#decide}): field 5 pgrp (its process group), field 7 tty_nr (its
+   * controlling terminal as a device number, 0 for none) and field 8 tpgid (the foreground process
+   * group of that terminal, -1 for none).
+   */
+  record JobControl(long pgrp, long ttyNr, long tpgid) {
+    /** Whether this process's group is the foreground group of its controlling terminal. */
+    boolean foreground() {
+      return ttyNr != 0 && pgrp == tpgid;
+    }
+  }
+
+  /** Parses the job-control fields of a stat line; null if it is not one. Does no I/O. */
+  static JobControl parseJobControl(String line) {
+    int close = line.lastIndexOf(')');
+    if (close < 0 || close + 2 >= line.length()) {
+      return null;
+    }
+    String[] f = line.substring(close + 2).trim().split(" ");
+    // f[0] is field 3, so pgrp (5), tty_nr (7) and tpgid (8) are f[2], f[4] and f[5].
+    if (f.length < 6) {
+      return null;
+    }
+    try {
+      return new JobControl(Long.parseLong(f[2]), Long.parseLong(f[4]), Long.parseLong(f[5]));
+    } catch (NumberFormatException e) {
+      return null;
+    }
+  }
+
+  /** This process's job-control fields, read now (they change with fg and bg); null if unknown. */
+  static JobControl selfJobControl() {
+    if (!AVAILABLE) {
+      return null;
+    }
+    try {
+      return parseJobControl(new String(Files.readAllBytes(PROC.resolve("self/stat")),
+          StandardCharsets.ISO_8859_1));
+    } catch (IOException e) {
+      return null;
+    }
+  }
+
+  /**
    * Whether process {@code pid} has ended although it may still have an entry: every one of its
    * threads is a zombie or dead, or it has no entry at all. A dead orphan stays a zombie until
    * init reaps it; the main thread of a multi-threaded process shows as a zombie while its other

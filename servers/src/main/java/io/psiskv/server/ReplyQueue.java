@@ -88,6 +88,11 @@ final class ReplyQueue {
     return at;
   }
 
+  /** Bytes queued since the queue was last empty (grows with every answer until {@link #reset}). */
+  long queuedBytes() {
+    return total;
+  }
+
   /** The buffer answers are encoded into; valid until the queue is empty again. */
   byte[] buffer() {
     return buf;

@@ -4,6 +4,7 @@ import static io.psiskv.protocol.Protocol.FLAG_OVERWRITE;
 import static io.psiskv.protocol.Protocol.GET_RESPONSE_PREFIX_BYTES;
 import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 import static io.psiskv.protocol.Protocol.SESSION_RESPONSE_BODY_BYTES;
+import static io.psiskv.protocol.Protocol.STATS_MAX_BODY_BYTES;
 
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Messages;
@@ -28,13 +29,13 @@ import java.util.Arrays;
  *   AWAIT_SESSION --broken rule, or PUT/GET/DELETE (NO_SESSION)--> CLOSING
  * </pre>
  *
- * PING is answered in both open states. Within a request, the handler waits for a whole header,
- * then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from the input
- * when it is all there, else accumulated as it arrives in an array that grows with what arrived
- * (never to more than twice that, never past the declared length), each growth charged to the
- * server's {@link BodyBudget}. The transport closes a connection that ends or stalls mid-request
- * ({@link #partialSinceNanos}, {@link #describePartial}); nothing of a partial request is
- * applied.
+ * PING and STATS are answered in both open states. Within a request, the handler waits for a
+ * whole header, then for a whole fixed body (GET 4 bytes, SESSION 24); a PUT's value is taken from
+ * the input when it is all there, else accumulated as it arrives in an array that grows with what
+ * arrived (never to more than twice that, never past the declared length), each growth charged to
+ * the server's {@link BodyBudget}. The transport closes a connection that ends or stalls
+ * mid-request ({@link #partialSinceNanos}, {@link #describePartial}); nothing of a partial request
+ * is applied.
  *
  * <p><b>Feeding.</b> {@link #feed} consumes requests from the buffer's position to its limit and
  * says why it stopped ({@link Outcome}); the bytes it leaves are the start of a request it will
@@ -74,6 +75,13 @@ final class RequestHandler {
   private final ProblemLog problems;
   /** Asks the transport to close this connection (any thread): a resume took its session. */
   private final Runnable closeRequest;
+  /** The serving thread's counters (ServerStats: plain per-thread longs, no lock). */
+  private final ServerStats.Counters counters;
+  /** A STATS answer is encoded here before it is queued; allocated at the first STATS. */
+  private byte[] statsScratch;
+  /** The input position and queued answer bytes counted so far in this feed (countBytes). */
+  private int inMark;
+  private long outMark;
   private final byte[] scratch = new byte[Messages.MAX_FIXED_BYTES];
   private final Header h = new Header();
 
@@ -99,9 +107,12 @@ final class RequestHandler {
    * @param peer how log lines name the connection ({@code address:port})
    * @param closeRequest asks the transport to close this connection; any thread may run it (a
    *     SESSION on another connection that resumes this one's session, PROTOCOL.md §6.2)
+   * @param counters the counters of the thread that feeds this handler ({@link
+   *     ServerStats#register})
    */
   RequestHandler(Engine engine, int maxValueBytes, BodyBudget budget, ReplyQueue replies,
-      String peer, ProblemLog problems, Runnable closeRequest) {
+      String peer, ProblemLog problems, Runnable closeRequest, ServerStats.Counters counters) {
+    this.counters = counters;
     this.engine = engine;
     this.maxValueBytes = maxValueBytes;
     this.budget = budget;
@@ -136,6 +147,29 @@ final class RequestHandler {
    * that is left partly received.
    */
   Outcome feed(ByteBuffer in, long nowNanos) {
+    inMark = in.position();
+    outMark = replies.queuedBytes();
+    try {
+      return serve(in, nowNanos);
+    } finally {
+      countBytes(in);
+    }
+  }
+
+  /**
+   * Adds the bytes consumed from {@code in} and queued as answers since the last call (or the
+   * start of this feed) to the counters: once per feed, and before a STATS answer, so that it
+   * counts every byte before it.
+   */
+  private void countBytes(ByteBuffer in) {
+    counters.add(ServerStats.BYTES_IN, in.position() - inMark);
+    inMark = in.position();
+    long queued = replies.queuedBytes();
+    counters.add(ServerStats.BYTES_OUT, queued - outMark);
+    outMark = queued;
+  }
+
+  private Outcome serve(ByteBuffer in, long nowNanos) {
     if (closing) {
       return Outcome.CLOSE;
     }
@@ -184,6 +218,7 @@ final class RequestHandler {
     Opcode op = Opcode.of(h.opcode);
     switch (op) {
       case PING:
+      case STATS:
       case SESSION:
       case GET:
       case DELETE:
@@ -200,7 +235,7 @@ final class RequestHandler {
     if (op == Opcode.SESSION && session != null) {
       return reject(Status.BAD_REQUEST, "second SESSION on one connection");
     }
-    if (op != Opcode.PING && op != Opcode.SESSION && session == null) {
+    if (op != Opcode.PING && op != Opcode.STATS && op != Opcode.SESSION && session == null) {
       return reject(Status.NO_SESSION, op + " before SESSION");
     }
     // Rules.checkRequest bounded the body of these opcodes to their fixed length.
@@ -218,11 +253,18 @@ final class RequestHandler {
       if (!replies.hasRoom(room)) {
         return Outcome.OUTPUT_FULL;
       }
+    } else if (op == Opcode.STATS && !replies.hasRoom(HEADER_BYTES + STATS_MAX_BODY_BYTES)) {
+      return Outcome.OUTPUT_FULL;
     }
     in.position(in.position() + need);
     switch (op) {
       case PING:
         answer(Status.OK, 0);
+        break;
+      case STATS:
+        counters.add(ServerStats.STATS_REQUESTS, 1);
+        countBytes(in);
+        answerStats();
         break;
       case SESSION:
         Sessions.Attached a = engine.openSession(Header.getU64(scratch, HEADER_BYTES),
@@ -241,12 +283,17 @@ final class RequestHandler {
             maxValueBytes);
         break;
       case GET:
+        counters.add(ServerStats.GETS, 1);
         getCapacity = capacity;
-        if (!engine.read(h.key, getAnswer)) {
+        if (engine.read(h.key, getAnswer)) {
+          counters.add(ServerStats.GET_HITS, 1);
+        } else {
+          counters.add(ServerStats.GET_MISSES, 1);
           answer(Status.NOT_FOUND, h.key);
         }
         break;
       default:
+        counters.add(ServerStats.DELETES, 1);
         Engine.WriteResult w = engine.delete(session, h.requestId, h.key);
         answerWrite(w);
         break;
@@ -379,6 +426,7 @@ final class RequestHandler {
 
   private void applyPut(byte[] value) {
     boolean overwrite = (h.flagsOrStatus & FLAG_OVERWRITE) != 0;
+    counters.add(overwrite ? ServerStats.PUTS : ServerStats.PUTS_IF_ABSENT, 1);
     answerWrite(engine.put(session, h.requestId, h.key, value, overwrite));
   }
 
@@ -397,6 +445,20 @@ final class RequestHandler {
     int at = replies.claim(HEADER_BYTES);
     Messages.status(replies.buffer(), at, h.opcode, w.status(), h.key, h.requestId);
     replies.awaitRecord(at, w.durableSeq());
+  }
+
+  /**
+   * Queues the STATS answer (PROTOCOL.md §6.7): the server's snapshot, encoded here and copied
+   * into the queue, which the caller checked has room for the largest body.
+   */
+  private void answerStats() {
+    if (statsScratch == null) {
+      statsScratch = new byte[HEADER_BYTES + STATS_MAX_BODY_BYTES];
+    }
+    int n = Messages.statsOk(statsScratch, 0, Opcode.STATS, h.requestId,
+        engine.stats().snapshot());
+    int at = replies.claim(n); // Before buffer(): an empty queue takes its buffer in claim.
+    System.arraycopy(statsScratch, 0, replies.buffer(), at, n);
   }
 
   private void answer(Status status, int key) {

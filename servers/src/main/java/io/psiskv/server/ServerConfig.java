@@ -47,6 +47,10 @@ final class ServerConfig {
    * §7.1) within this long from its accept, else it is closed. The real child needs milliseconds.
    */
   static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
+  /** Data Server: control handshakes it tries before giving up (and being relaunched). */
+  static final int CONTROL_HANDSHAKE_ATTEMPTS = 3;
+  /** Data Server: the pause between two of those attempts. */
+  static final long CONTROL_HANDSHAKE_RETRY_MILLIS = 100;
   /**
    * Front Server: control handshakes in progress at once, each on its own thread. Accepting one
    * more closes the oldest, so silent connections cannot keep the real child out.
@@ -226,7 +230,10 @@ final class ServerConfig {
       "--bind", "--data-dir", "--threads", "--max-connections", "--request-timeout-ms",
       "--idle-timeout-ms", "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-value-bytes",
       "--max-sessions", "--fsync", "--control-port", "--front-port", "--adopt-data",
-      "--hang-timeout-ms");
+      "--hang-timeout-ms", "--log-file", "--log-level");
+
+  /** The log level when {@code --log-level} is not given. */
+  static final Log.Level DEFAULT_LOG_LEVEL = Log.Level.INFO;
 
   /** Which process is parsing: some options belong to one of them only. */
   enum Role {
@@ -290,6 +297,14 @@ final class ServerConfig {
   final int maxSessions;
   /** See {@link #DEFAULT_HANG_TIMEOUT_MILLIS}. */
   final int hangTimeoutMillis;
+  /** Front Server: whether it reads the console ({@code --console}, {@code --no-console}). */
+  final Console.Mode console;
+  /** Absolute path of {@code --log-file}; null: the log goes to stderr. */
+  final Path logFile;
+  /** {@code --log-level}. */
+  final Log.Level logLevel;
+  /** {@code --version} was given: print the version and exit; the other fields are defaults. */
+  final boolean versionRequested;
 
   /**
    * {@code --threads}: how the Data Server serves its connections (DESIGN.md §4 says when each
@@ -328,7 +343,8 @@ final class ServerConfig {
       Role role, int port, InetAddress bindAddress, Path dataDir, ThreadPolicy threads,
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
-      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions, int hangTimeoutMillis) {
+      int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions, int hangTimeoutMillis,
+      Console.Mode console, Path logFile, Log.Level logLevel, boolean versionRequested) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;
@@ -347,6 +363,10 @@ final class ServerConfig {
     this.bodyBudgetBytes = bodyBudgetBytes;
     this.maxSessions = maxSessions;
     this.hangTimeoutMillis = hangTimeoutMillis;
+    this.console = console;
+    this.logFile = logFile;
+    this.logLevel = logLevel;
+    this.versionRequested = versionRequested;
   }
 
   /** Parses and checks the options; {@code null} means {@code --help} was asked for. */
@@ -368,10 +388,18 @@ final class ServerConfig {
     long adoptDataPid = 0;
     FsyncPolicy fsync = DEFAULT_FSYNC;
     boolean salvage = false;
+    Console.Mode console = Console.Mode.AUTO;
+    String logFile = null;
+    Log.Level logLevel = DEFAULT_LOG_LEVEL;
+    boolean version = false;
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
       if (arg.equals("--help") || arg.equals("-h")) {
         return null;
+      }
+      if (arg.equals("--version")) {
+        version = true; // The options before it are still checked; those after it are not.
+        break;
       }
       String name = arg;
       String value = null;
@@ -427,6 +455,25 @@ final class ServerConfig {
         case "--salvage":
           salvage = true;
           break;
+        case "--console":
+          console = Console.Mode.ON;
+          break;
+        case "--no-console":
+          console = Console.Mode.OFF;
+          break;
+        case "--log-file":
+          if (value.isEmpty()) {
+            throw new ConfigException("--log-file must not be empty");
+          }
+          logFile = value;
+          break;
+        case "--log-level":
+          logLevel = Log.Level.parse(value);
+          if (logLevel == null) {
+            throw new ConfigException(
+                "--log-level must be error, warn, info or debug, not '" + value + "'");
+          }
+          break;
         case "--control-port":
           if (role != Role.DATA) {
             throw new ConfigException(
@@ -451,11 +498,11 @@ final class ServerConfig {
           throw new ConfigException("unknown option '" + arg + "' (try --help)");
       }
     }
-    if (role == Role.DATA && controlPort < 0) {
+    if (!version && role == Role.DATA && controlPort < 0) {
       throw new ConfigException("--control-port is required: the Data Server is started by the"
           + " Front Server (run io.psiskv.server.FrontServer)");
     }
-    if (role == Role.DATA && frontPort < 0) {
+    if (!version && role == Role.DATA && frontPort < 0) {
       throw new ConfigException("--front-port is required: the Data Server is started by the"
           + " Front Server (run io.psiskv.server.FrontServer)");
     }
@@ -465,7 +512,8 @@ final class ServerConfig {
     return new ServerConfig(role, port, parseBind(bind), parseDir(dataDir), threads,
         maxValueBytes, controlPort, frontPort, adoptDataPid, fsync, salvage, maxConnections,
         requestTimeoutMillis, idleTimeoutMillis, poolIdleTimeoutMillis, bodyBudgetBytes,
-        maxSessions, hangTimeoutMillis);
+        maxSessions, hangTimeoutMillis, console,
+        logFile == null ? null : parsePath("--log-file", logFile), logLevel, version);
   }
 
   /**
@@ -479,12 +527,34 @@ final class ServerConfig {
         printUsage(role, System.out);
         System.exit(EXIT_OK);
       }
+      if (config.versionRequested) {
+        System.out.println("psiskv " + version());
+        System.exit(EXIT_OK);
+      }
       return config;
     } catch (ConfigException e) {
       System.err.println("psiskv-server: " + e.getMessage());
       System.exit(EXIT_BAD_OPTION);
       throw new AssertionError("unreachable");
     }
+  }
+
+  /**
+   * The servers' version ({@code servers/pom.xml}'s, written into the resource {@code
+   * version.txt} by the build), or "unknown" when the classes were not built by Maven.
+   */
+  static String version() {
+    try (java.io.InputStream in = ServerConfig.class.getResourceAsStream("version.txt")) {
+      if (in != null) {
+        String v = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
+        if (!v.isEmpty() && !v.startsWith("${")) {
+          return v;
+        }
+      }
+    } catch (java.io.IOException e) {
+      // Reported as unknown below.
+    }
+    return "unknown";
   }
 
   static void printUsage(Role role, PrintStream out) {
@@ -521,6 +591,16 @@ final class ServerConfig {
         + " acknowledged), everysec (synced every second) or no (left to the OS)");
     out.println("  --salvage              start even if the backup file is damaged before its end:"
         + " keep what precedes the damage (the damaged file is copied aside)");
+    out.println("  --log-file F           append the log to file F instead of stderr (both"
+        + " servers write to it)");
+    out.println("  --log-level L          error, warn, info (default) or debug");
+    if (role == Role.FRONT) {
+      out.println("  --console              read console commands from stdin even when it is a"
+          + " terminal of a background job");
+      out.println("  --no-console           never read stdin (as a service; stop with SIGTERM or"
+          + " build-scripts/psiskv-stop). Default: read stdin unless it is a terminal this"
+          + " process is not in the foreground of (started with &)");
+    }
     if (role == Role.DATA) {
       out.println("  --control-port P       the Front Server's control port (set by the Front"
           + " Server)");
@@ -530,8 +610,9 @@ final class ServerConfig {
       out.println("  --adopt-data PID       (internal) started by the Data Server PID after the"
           + " Front Server died: adopt it, bind exactly --port, no console");
     }
+    out.println("  --version              print the version and exit");
     out.println("  --help                 this text");
-    out.println("console commands: status, help, quit");
+    out.println("console commands (any case): status, help, quit or exit");
   }
 
   /** The options the Front Server passes to the Data Server it launches. */
@@ -587,6 +668,12 @@ final class ServerConfig {
     if (salvage) {
       args.add("--salvage");
     }
+    if (logFile != null) {
+      args.add("--log-file");
+      args.add(logFile.toString());
+    }
+    args.add("--log-level");
+    args.add(logLevel.optionName());
     return args;
   }
 
@@ -661,10 +748,14 @@ final class ServerConfig {
     if (dir.isEmpty()) {
       throw new ConfigException("--data-dir must not be empty");
     }
+    return parsePath("--data-dir", dir);
+  }
+
+  private static Path parsePath(String name, String path) throws ConfigException {
     try {
-      return Path.of(dir).toAbsolutePath().normalize();
+      return Path.of(path).toAbsolutePath().normalize();
     } catch (InvalidPathException e) {
-      throw new ConfigException("--data-dir: bad path '" + dir + "': " + e.getReason());
+      throw new ConfigException(name + ": bad path '" + path + "': " + e.getReason());
     }
   }
 

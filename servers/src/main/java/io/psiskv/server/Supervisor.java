@@ -293,7 +293,7 @@ final class Supervisor {
     HangJudge.Verdict verdict = peer.judge.judge(ProcStat.sample(peer.pid()), silentMillis);
     switch (verdict.action()) {
       case HUNG:
-        Log.info("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL: "
+        Log.warn("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL: "
             + verdict.reason());
         peer.handle.destroyForcibly();
         peerDown(peer, "hung (" + verdict.reason() + "), killed");
@@ -405,7 +405,7 @@ final class Supervisor {
         }
         count = ++relaunches;
       }
-      Log.info(peerName + (peer != null ? " (pid " + peer.pid() + ")" : "") + " is down: "
+      Log.warn(peerName + (peer != null ? " (pid " + peer.pid() + ")" : "") + " is down: "
           + reason + ", after running " + livedMillis + " ms; relaunch " + count
           + (delay == 0 ? " now"
               : " in " + delay + " ms (back-off: early death " + backoff.earlyDeaths()
@@ -423,7 +423,7 @@ final class Supervisor {
         if (isStopped()) {
           return;
         }
-        Log.info("relaunch " + count + " of the " + peerName + " failed: " + e.getMessage());
+        Log.error("relaunch " + count + " of the " + peerName + " failed: " + Log.describe(e));
         peer = null;
         reason = "relaunch " + count + " failed";
         livedMillis = (System.nanoTime() - launchNanos) / 1_000_000L;
@@ -480,7 +480,7 @@ final class Supervisor {
         + " ms after its control connection broke; killing it (SIGKILL)");
     peer.handle.destroyForcibly();
     if (!awaitGone(peer, PEER_KILL_WAIT_MILLIS)) {
-      Log.info(peerName + " (pid " + peer.pid() + ") did not exit within "
+      Log.warn(peerName + " (pid " + peer.pid() + ") did not exit within "
           + PEER_KILL_WAIT_MILLIS + " ms of SIGKILL; relaunching anyway");
     }
     return !isStopped();

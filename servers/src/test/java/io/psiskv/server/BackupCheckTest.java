@@ -112,8 +112,46 @@ class BackupCheckTest {
   @Test
   void usageErrorsExitTwo() {
     assertThat(run()).isEqualTo(2);
-    assertThat(err).contains("usage");
+    assertThat(err).contains("try --help");
     assertThat(run("--frobnicate", dir.toString())).isEqualTo(2);
+    assertThat(err).isEqualTo("psiskv-check: unknown option '--frobnicate' (try --help)\n");
     assertThat(run(dir.resolve("missing").toString())).isEqualTo(2);
+    assertThat(err).isEqualTo(
+        "psiskv-check: " + dir.resolve("missing") + ": no such file or directory\n");
+  }
+
+  @Test
+  void helpExitsZeroAndDocumentsTheExitCodes() {
+    assertThat(run("--help")).isEqualTo(0);
+    assertThat(out).contains("usage: psiskv-check [--fix] DIR|FILE");
+    assertThat(out).contains("exit status: 0 clean (or fixed), 1 damaged");
+    assertThat(out).contains("2 usage error");
+  }
+
+  @Test
+  void aDirectoryWithoutABackupFileSaysSo() throws IOException {
+    Path empty = Files.createDirectory(dir.resolve("empty"));
+    assertThat(run(empty.toString())).isEqualTo(2);
+    assertThat(err).contains("holds no backup file (" + BackupLog.FILE_NAME + ")");
+    assertThat(run("--fix", empty.toString())).isEqualTo(2);
+    try (java.util.stream.Stream<Path> files = Files.list(empty)) {
+      assertThat(files.count()).isEqualTo(0); // No lock file, nothing.
+    }
+  }
+
+  @Test
+  void fixLeavesNoLockFileWhereThereWasNone() throws IOException {
+    Files.write(file, Arrays.copyOf(clean, clean.length - 3));
+    Path lock = dir.resolve(DataDirLock.FILE_NAME);
+    assertThat(Files.exists(lock)).isFalse();
+    assertThat(run("--fix", dir.toString())).isEqualTo(0);
+    assertThat(Files.exists(lock)).isFalse();
+  }
+
+  @Test
+  void theOldFileNameIsCheckedWhenItIsTheOnlyOne() throws IOException {
+    Files.move(file, dir.resolve(BackupLog.OLD_FILE_NAME));
+    assertThat(run(dir.toString())).isEqualTo(0);
+    assertThat(out).contains("file: " + dir.resolve(BackupLog.OLD_FILE_NAME) + " (the old name");
   }
 }

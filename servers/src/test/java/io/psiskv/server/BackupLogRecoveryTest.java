@@ -127,7 +127,7 @@ class BackupLogRecoveryTest {
     assertThat(e).hasMessageThat().contains(file.toString());
     assertThat(e).hasMessageThat().contains("damaged at offset " + damaged);
     assertThat(e).hasMessageThat().contains("checksum mismatch");
-    assertThat(e).hasMessageThat().contains("BackupCheck");
+    assertThat(e).hasMessageThat().contains("build-scripts/psiskv-check");
     assertThat(e).hasMessageThat().contains("salvage");
     assertThat(Files.readAllBytes(file)).isEqualTo(b);
   }

@@ -41,7 +41,7 @@ final class HandlerHarness {
         "test-peer", problems != null ? problems
             : new ProblemLog(logLines::add, ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
                 ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL),
-        closeRequests::incrementAndGet);
+        closeRequests::incrementAndGet, engine.stats().register());
   }
 
   /** Appends {@code chunk} to the unconsumed input and serves what can be served. */

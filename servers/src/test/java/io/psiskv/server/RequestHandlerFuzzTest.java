@@ -22,6 +22,7 @@ import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Rules;
+import io.psiskv.protocol.StatsBody;
 import io.psiskv.protocol.Status;
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
@@ -236,7 +237,7 @@ class RequestHandlerFuzzTest {
       sessions.attach(HELD_ID, HELD_SECRET, () -> heldCloseRequests++, 0);
       engine = new Engine(STORE, sessions, log);
       handler = new RequestHandler(engine, MAX_VALUE_BYTES, budget, new ReplyQueue(POOL), "fuzz",
-          PROBLEMS, () -> ownCloseRequests++);
+          PROBLEMS, () -> ownCloseRequests++, engine.stats().register());
       if ((control & 0x08) != 0) {
         hogTicket = budget.begin();
         hogBytes = BODY_BUDGET_BYTES;
@@ -504,6 +505,7 @@ class RequestHandlerFuzzTest {
           ruleBroken = flags != 0 || len != 0;
           break;
         case PING:
+        case STATS:
           ruleBroken = flags != 0 || key != 0 || len != 0;
           break;
         case SESSION:
@@ -518,6 +520,11 @@ class RequestHandlerFuzzTest {
       }
       if (op == Opcode.PING) {
         check(s == Status.OK && body == 0, "%s: PING", what);
+        return;
+      }
+      if (op == Opcode.STATS) { // §6.7: answered with or without a session, a valid body.
+        check(s == Status.OK, "%s: STATS", what);
+        StatsBody.decode(a.array(), a.arrayOffset() + HEADER_BYTES, (int) body);
         return;
       }
       if (op == Opcode.SESSION) {
@@ -657,7 +664,7 @@ class RequestHandlerFuzzTest {
   }
 
   private static final Set<Opcode> DATA_OPCODES = EnumSet.of(Opcode.SESSION, Opcode.PING,
-      Opcode.PUT, Opcode.GET, Opcode.DELETE);
+      Opcode.STATS, Opcode.PUT, Opcode.GET, Opcode.DELETE);
 
   /**
    * PROTOCOL.md §8: an error answer ends the connection, unless it reports the server's own state

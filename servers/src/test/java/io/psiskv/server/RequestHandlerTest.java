@@ -104,6 +104,47 @@ class RequestHandlerTest {
   }
 
   @Test
+  void statsPipelinedPastTheReplyQueueIsAnsweredInOrderWithCountersThatMoved()
+      throws IOException {
+    // 60 answers of about 550 bytes fill the 16 KiB reply queue twice: OUTPUT_FULL, write, go on.
+    Requests r = new Requests();
+    r.stats(); // Before SESSION: allowed (PROTOCOL.md §6.7).
+    r.session(SESSION);
+    for (int i = 0; i < 30; i++) {
+      r.stats();
+    }
+    r.put(1, "one".getBytes(), true);
+    r.get(2, 10); // A miss.
+    for (int i = 0; i < 30; i++) {
+      r.stats();
+    }
+    byte[] stream = r.bytes();
+    byte[] answers = answersFedIn(stream);
+    List<Header> hs = headers(answers);
+    assertThat(hs).hasSize(64);
+    java.util.Map<String, Object> last = null;
+    int off = 0;
+    for (int i = 0; i < hs.size(); i++) {
+      Header a = hs.get(i);
+      assertThat(a.requestId).isEqualTo(i + 1);
+      if (a.opcode == Opcode.STATS.code()) {
+        assertThat(Status.of(a.flagsOrStatus)).isEqualTo(Status.OK);
+        last = io.psiskv.protocol.StatsBody.decode(answers, off + HEADER_BYTES,
+            (int) a.bodyLength);
+      }
+      off += HEADER_BYTES + (int) a.bodyLength;
+    }
+    assertThat(last.get("ops_stats")).isEqualTo(61L);
+    assertThat(last.get("ops_put")).isEqualTo(1L);
+    assertThat(last.get("get_misses")).isEqualTo(1L);
+    assertThat(last.get("keys")).isEqualTo(1L);
+    // A STATS answer counts every request byte up to its own and every answer byte before it.
+    assertThat(last.get("bytes_in")).isEqualTo((long) stream.length);
+    long lastAnswerBytes = HEADER_BYTES + hs.get(63).bodyLength;
+    assertThat(last.get("bytes_out")).isEqualTo(off - lastAnswerBytes);
+  }
+
+  @Test
   void everySplitPointGivesTheSameAnswers() throws IOException {
     byte[] stream = conversation();
     byte[] expected = answersFedIn(stream);
@@ -346,6 +387,10 @@ class RequestHandlerTest {
 
     void delete(int key) {
       out.write(buf, 0, Messages.delete(buf, key, id++));
+    }
+
+    void stats() {
+      out.write(buf, 0, Messages.stats(buf, id++));
     }
 
     byte[] bytes() {

@@ -1,6 +1,7 @@
 package io.psiskv.server;
 
 import static com.google.common.truth.Truth.assertThat;
+import static com.google.common.truth.Truth.assertWithMessage;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.psiskv.protocol.Protocol;
@@ -136,5 +137,60 @@ class ServerConfigTest {
     assertThat(front.salvage).isFalse();
     assertThat(front.hangTimeoutMillis).isEqualTo(4000);
     assertThat(ServerConfig.parse(Role.FRONT).adoptDataPid).isEqualTo(0);
+  }
+
+  @Test
+  void serviceOptionsParseAndTravelToTheOtherProcess() throws Exception {
+    ServerConfig front = ServerConfig.parse(Role.FRONT, "--no-console", "--log-file",
+        "/tmp/x/../psiskv-test.log", "--log-level=WARN");
+    assertThat(front.console).isEqualTo(Console.Mode.OFF);
+    assertThat(front.logFile.toString()).isEqualTo("/tmp/psiskv-test.log");
+    assertThat(front.logLevel).isEqualTo(Log.Level.WARN);
+    assertThat(ServerConfig.parse(Role.FRONT, "--console").console).isEqualTo(Console.Mode.ON);
+    ServerConfig defaults = ServerConfig.parse(Role.FRONT);
+    assertThat(defaults.console).isEqualTo(Console.Mode.AUTO);
+    assertThat(defaults.logFile).isNull();
+    assertThat(defaults.logLevel).isEqualTo(Log.Level.INFO);
+
+    ServerConfig data = ServerConfig.parse(Role.DATA,
+        front.dataServerArgs(4242, 9876).toArray(new String[0]));
+    assertThat(data.logFile).isEqualTo(front.logFile);
+    assertThat(data.logLevel).isEqualTo(Log.Level.WARN);
+    ServerConfig relaunched = ServerConfig.parse(Role.FRONT,
+        data.frontServerArgs(7).toArray(new String[0]));
+    assertThat(relaunched.logFile).isEqualTo(front.logFile);
+    assertThat(relaunched.logLevel).isEqualTo(Log.Level.WARN);
+  }
+
+  @Test
+  void serviceOptionsRefuseBadValues() {
+    assertThat(error(Role.FRONT, "--log-level", "loud"))
+        .isEqualTo("--log-level must be error, warn, info or debug, not 'loud'");
+    assertThat(error(Role.FRONT, "--log-file=")).isEqualTo("--log-file must not be empty");
+    assertThat(error(Role.FRONT, "--log-file")).contains("--log-file needs a value");
+  }
+
+  @Test
+  void versionIsAskedForAndTheOptionsBeforeItAreStillChecked() throws Exception {
+    assertThat(ServerConfig.parse(Role.FRONT, "--version").versionRequested).isTrue();
+    assertThat(ServerConfig.parse(Role.DATA, "--version").versionRequested).isTrue();
+    assertThat(ServerConfig.parse(Role.FRONT).versionRequested).isFalse();
+    assertThat(error(Role.FRONT, "--port", "x", "--version")).contains("not 'x'");
+    // Built by Maven, the classes carry the pom's version.
+    assertThat(ServerConfig.version()).matches("\\d+\\.\\d+\\.\\d+.*");
+  }
+
+  @Test
+  void theUsageNamesEveryOption() {
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    ServerConfig.printUsage(Role.FRONT, new java.io.PrintStream(out, true));
+    String usage = out.toString();
+    for (String option : new String[] {"--port", "--bind", "--data-dir", "--threads",
+        "--max-connections", "--request-timeout-ms", "--idle-timeout-ms",
+        "--pool-idle-timeout-ms", "--body-budget-bytes", "--max-sessions", "--hang-timeout-ms",
+        "--max-value-bytes", "--fsync", "--salvage", "--log-file", "--log-level", "--console",
+        "--no-console", "--version", "--help"}) {
+      assertWithMessage(option).that(usage).contains("  " + option + " ");
+    }
   }
 }
