@@ -20,12 +20,18 @@ import java.net.SocketException;
 import java.nio.channels.ClosedByInterruptException;
 import java.nio.channels.SocketChannel;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
 
 /**
  * A connection to a psiskv store: byte-array values under unsigned 32-bit keys.
@@ -52,12 +58,26 @@ import java.util.concurrent.locks.ReentrantLock;
  * refused, any I/O error while sending or receiving) or a request is answered {@link
  * Status#UNAVAILABLE}, the call reconnects on its own: HELLO to the Front Server address given at
  * connect time, a connection to the Data Server it names, SESSION with this client's session id
- * (resume), and then it sends the interrupted request again with the same request id. Attempts
- * are spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
- * Status#IO_ERROR}, only when the retry deadline has passed: by default 10 s after the failure,
- * or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read once), or {@link
- * Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol violation (an
- * answer that breaks PROTOCOL.md §8) and every other error status fail the call at once.
+ * (resume), and then it sends the interrupted request again with the same request id. Attempts are
+ * spaced by a back-off of 50 ms doubling up to 1 s; the call gives up, with {@link
+ * KvConnectionException} ({@link Status#IO_ERROR}), only when the retry deadline has passed: by
+ * default 10 s after the failure, or the environment variable {@code PSISKV_RETRY_TIMEOUT_MS} (read
+ * once), or {@link Builder#retryTimeout}. A retry timeout of 0 disables reconnection. A protocol
+ * violation (an answer that breaks PROTOCOL.md §8) and every other error status fail the call at
+ * once.
+ *
+ * <p><b>Call timeout.</b> With {@link Builder#callTimeout} a call that has not produced its result
+ * within that time of its start (waiting for other threads' calls, the request, the answer, and
+ * any reconnection in between) fails with {@link KvTimeoutException}. There is no call timeout by
+ * default. A timed-out call drops its connection, since the answer may still come and the stream
+ * is no longer known to be in step; the next call connects again and resumes the session. The
+ * timed-out request is <em>abandoned</em>: the client never sends it again, and the next call has
+ * a new request id. So a write that timed out may or may not have been applied (it may even be
+ * applied after the exception, if it was on its way), and repeating it is a new write, not the
+ * exactly-once retry of the old one: a {@code putIfAbsent} repeated after a timeout returns {@code
+ * false} if the first one was applied. Read the key to find out. A late copy of the abandoned
+ * write can never overtake a later call's write: the server refuses a write whose id is below the
+ * session's last one (PROTOCOL.md §12.5).
  *
  * <p><b>Exactly once.</b> A write interrupted by a crash is applied exactly once: the server
  * remembers the last write of each session, so the resent request is answered with the original
@@ -67,16 +87,45 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p><b>Errors.</b> Results are return values ({@code putIfAbsent} returns {@code false} when the key
  * exists, {@code get} returns empty when it does not). Everything else throws {@link KvException}
- * with its {@link Status}: an unreachable server, a connection that stayed broken past the retry
- * deadline, a value over the maximum, an error answered by the server. The client object stays
- * valid: after a failed call the next call connects again (with its own retry deadline), unless
- * reconnection is disabled, in which case every later call throws the same error.
+ * with its {@link Status}, as one of its subclasses where one applies: {@link
+ * KvConnectionException} for an unreachable server, a connection that stayed broken past the retry
+ * deadline or a closed client; {@link KvTimeoutException} for a call past its call timeout; {@link
+ * KvRejectedException} for a value over the maximum or an error answered by the server. The client
+ * object stays valid: after a failed call the next call connects again (with its own retry
+ * deadline), unless reconnection is disabled, in which case every later call throws the same
+ * error.
  *
  * <p><b>Thread safety.</b> A {@code KvClient} is safe for use by several threads: each call holds
  * the client's lock for one request and its response, including any reconnection and retry, so
  * calls from different threads are serialised on the one connection. {@link #close()} may be
  * called from any thread at any time and ends a call in progress (even one waiting to reconnect)
- * promptly. For parallelism, give each thread its own client.
+ * promptly, and fails every asynchronous request in flight. For parallelism, give each thread its
+ * own client, or use the asynchronous calls.
+ *
+ * <p><b>Asynchronous calls.</b> {@link #getAsync}, {@link #putAsync}, {@link #putIfAbsentAsync} and
+ * {@link #removeAsync} return a {@link CompletableFuture} as soon as their request is sent, so that
+ * several requests are in flight together on the one data connection (pipelining, PROTOCOL.md §2):
+ * the server answers them in the order they were sent, and the client's reader thread ({@code
+ * psiskv-async-reader}, one per client, started by the first asynchronous call) matches each answer
+ * to the oldest unanswered request and checks its request id. A future completes with the result
+ * the synchronous call would return, or exceptionally with the {@link KvException} it would throw;
+ * it is completed through {@link Builder#asyncExecutor} (the common fork-join pool by default), not
+ * on the reader thread unless that executor runs tasks in place. At most {@link #MAX_IN_FLIGHT}
+ * requests are in flight; an asynchronous call beyond that <em>waits</em> in the calling thread for
+ * an answer (bounded by the call timeout). Requests of several threads are sent one at a time, in
+ * the order they take the client's lock; a synchronous call waits until no asynchronous request is
+ * in flight, then runs as usual.
+ *
+ * <p><b>Asynchronous calls are not retried.</b> If the connection breaks (or a request times out)
+ * while requests are in flight, every one of them fails with {@link KvConnectionException} (the
+ * timed-out one with {@link KvTimeoutException}) and none is sent again: the server remembers
+ * only the last write of each session (PROTOCOL.md §12.5), so of several writes in flight at most
+ * one could be resent exactly once. Each of those writes may or may not have been applied. The
+ * next call, synchronous or asynchronous, connects again and resumes the session as after any
+ * broken connection (a call that finds no connection connects in its calling thread, retried up
+ * to the retry deadline). An error answer (for example {@link Status#SERVER_ERROR}) fails its own
+ * request only; a protocol violation or {@link Status#UNAVAILABLE} drops the connection and so
+ * fails every request in flight on it.
  *
  * <p><b>Interrupts.</b> A call whose thread is interrupted, before or while it waits for the
  * server, ends at once with {@link Status#IO_ERROR} and is not retried; the thread's interrupt
@@ -96,6 +145,14 @@ public final class KvClient implements AutoCloseable {
    * otherwise.
    */
   public static final Duration DEFAULT_RETRY_TIMEOUT = Duration.ofMillis(10_000);
+
+  /**
+   * Most asynchronous requests one client has in flight (sent, answer not yet read; PROTOCOL.md
+   * §2). An asynchronous call made while this many are in flight waits in the calling thread until
+   * an answer arrives (within the call timeout, if there is one): the client's memory for
+   * unanswered requests is bounded, and so is the work a server is asked for at once.
+   */
+  public static final int MAX_IN_FLIGHT = 256;
 
   /** PROTOCOL.md §12.3: milliseconds, 0 disables reconnection; the default of every client. */
   static final String RETRY_TIMEOUT_ENV = "PSISKV_RETRY_TIMEOUT_MS";
@@ -133,10 +190,45 @@ public final class KvClient implements AutoCloseable {
   private final int connectTimeoutMillis;
   /** 0: reconnection disabled. */
   private final long retryTimeoutNanos;
+  /** 0: no call timeout. */
+  private final long callTimeoutNanos;
+  /** The watchdog of {@link #callTimeoutNanos}; null without a call timeout. */
+  private final CallTimer timer;
+  /**
+   * The request id of the last call whose deadline {@link #timer} saw pass (it then closed the
+   * call's socket), or 0: a call whose connection breaks with its own id here has timed out.
+   */
+  private volatile long expiredId;
+  /** Told of each reconnection, outside the lock; null if none was given. */
+  private final Consumer<? super KvClient> onReconnect;
+  /** Written under lock: data connections made after the first (each resumed the session). */
+  private volatile long reconnects;
+
+  /*
+   * Asynchronous requests (getAsync, putAsync, putIfAbsentAsync, removeAsync). A request is sent
+   * by its calling thread under `lock`, as a synchronous call's is, and then waits in `inFlight`,
+   * oldest first, for the `reader` thread, which reads the answers in order (PROTOCOL.md §2),
+   * checks each against the oldest unanswered request, and completes its future through
+   * `asyncExecutor`. The reader never takes `lock`: a sender blocked in a write (a server that
+   * stops reading until its answers are taken) is unblocked by the reader taking them. `queueLock`
+   * guards `inFlight` and the timer's arming while requests are in flight; it is never held
+   * during I/O nor while a future completes. Lock order: lock, then queueLock. A synchronous call
+   * first waits until `inFlight` is empty, so the reader and a synchronous call never use the
+   * connection's receive buffer at once.
+   */
+  private final Executor asyncExecutor;
+  private final ReentrantLock queueLock = new ReentrantLock();
+  /** Signalled whenever {@link #inFlight} changes and at close. */
+  private final Condition queueChanged = queueLock.newCondition();
+  /** Guarded by queueLock: the requests sent and not yet answered, oldest first. */
+  private final ArrayDeque<Pending> inFlight = new ArrayDeque<>();
+  /** Guarded by lock: the reader thread, started by the first asynchronous call; else null. */
+  private Thread reader;
 
   /**
    * Held by a call from its first byte sent to its result, across every reconnection and retry
-   * (so a retry is never interleaved with another call's request), and by connection set-up.
+   * (so a retry is never interleaved with another call's request), by connection set-up, and by
+   * an asynchronous call while it sends its request (not while it waits for the answer).
    */
   private final ReentrantLock lock = new ReentrantLock();
 
@@ -154,7 +246,10 @@ public final class KvClient implements AutoCloseable {
   // Guarded by lock.
   /** The data connection with its session resumed or opened, or null between connections. */
   private Socket socket;
-  /** The data connection's receive buffer: empty between responses (see {@link #expectEnd}). */
+  /**
+   * The data connection's receive buffer: empty between synchronous calls' responses (see {@link
+   * #expectEnd}); read by the reader thread instead while asynchronous requests are in flight.
+   */
   private ResponseReader in;
   private OutputStream out;
   /** PROTOCOL.md §3.2: strictly increasing; set-up requests draw from it too. */
@@ -175,24 +270,42 @@ public final class KvClient implements AutoCloseable {
   /** Written under lock by every SESSION answer: a relaunched server may have another maximum. */
   private volatile int maxValueBytes;
 
-  private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout) {
+  private KvClient(String host, int port, Duration connectTimeout, Duration retryTimeout,
+      Duration callTimeout, Consumer<? super KvClient> onReconnect, Executor asyncExecutor) {
     this.host = host;
+    this.asyncExecutor = asyncExecutor;
+    this.onReconnect = onReconnect;
     this.port = port;
     this.connectTimeoutMillis = (int) connectTimeout.toMillis();
     this.retryTimeoutNanos = saturatedNanos(retryTimeout);
+    // Capped (at 73 years) so that a deadline, now plus the timeout, cannot overflow.
+    this.callTimeoutNanos = Math.min(saturatedNanos(callTimeout), Long.MAX_VALUE / 4);
+    this.timer = callTimeoutNanos == 0 ? null : new CallTimer(callTimeoutNanos, this::expire);
   }
 
   /**
-   * Connects with {@link #DEFAULT_CONNECT_TIMEOUT} and the default retry timeout; see {@link
-   * Builder#connect()}.
+   * Connects with {@link #DEFAULT_CONNECT_TIMEOUT}, the default retry timeout and no call timeout;
+   * see {@link Builder#connect()}.
+   *
+   * @param host the Front Server's host name or IPv4 address
+   * @param port the Front Server's port (9999 by default)
+   * @return the connected client
+   * @throws KvException as {@link Builder#connect()}
    */
   public static KvClient connect(String host, int port) {
     return builder(host, port).connect();
   }
 
   /**
-   * Connects with the given connect timeout and the default retry timeout; see {@link
-   * Builder#connect()}.
+   * Connects with the given connect timeout, the default retry timeout and no call timeout; see
+   * {@link Builder#connect()}.
+   *
+   * @param host the Front Server's host name or IPv4 address
+   * @param port the Front Server's port (9999 by default)
+   * @param connectTimeout as {@link Builder#connectTimeout}
+   * @return the connected client
+   * @throws KvException as {@link Builder#connect()}
+   * @throws IllegalArgumentException as {@link Builder#connectTimeout}
    */
   public static KvClient connect(String host, int port, Duration connectTimeout) {
     return builder(host, port).connectTimeout(connectTimeout).connect();
@@ -204,6 +317,8 @@ public final class KvClient implements AutoCloseable {
    *
    * @param host a host name or an IPv4 address
    * @param port the Front Server's port (9999 by default)
+   * @return a builder with the defaults, which connects nothing until {@link Builder#connect()}
+   * @throws IllegalArgumentException if the port is not 0..65535
    */
   public static Builder builder(String host, int port) {
     return new Builder(host, port);
@@ -215,6 +330,9 @@ public final class KvClient implements AutoCloseable {
     private final int port;
     private Duration connectTimeout = DEFAULT_CONNECT_TIMEOUT;
     private Duration retryTimeout;
+    private Duration callTimeout = Duration.ZERO;
+    private Consumer<? super KvClient> onReconnect;
+    private Executor asyncExecutor = ForkJoinPool.commonPool();
 
     private Builder(String host, int port) {
       this.host = Objects.requireNonNull(host, "host");
@@ -228,6 +346,8 @@ public final class KvClient implements AutoCloseable {
      * Bound on each TCP connect (Front Server, then Data Server) and on each set-up answer
      * (HELLO, SESSION); {@link #DEFAULT_CONNECT_TIMEOUT} if not set.
      *
+     * @param connectTimeout the bound
+     * @return this builder
      * @throws IllegalArgumentException unless between 1 ms and {@link Integer#MAX_VALUE} ms
      */
     public Builder connectTimeout(Duration connectTimeout) {
@@ -243,7 +363,10 @@ public final class KvClient implements AutoCloseable {
      * How long a call keeps reconnecting after a failure (PROTOCOL.md §12.3) before it throws
      * {@link Status#IO_ERROR}; {@link Duration#ZERO} disables reconnection. If not set: the
      * environment variable {@code PSISKV_RETRY_TIMEOUT_MS}, else {@link #DEFAULT_RETRY_TIMEOUT}.
+     * A call that gives up throws {@link KvConnectionException}.
      *
+     * @param retryTimeout how long, counted from the first failure of a call
+     * @return this builder
      * @throws IllegalArgumentException if negative
      */
     public Builder retryTimeout(Duration retryTimeout) {
@@ -251,6 +374,69 @@ public final class KvClient implements AutoCloseable {
         throw new IllegalArgumentException("retry timeout " + retryTimeout + " is negative");
       }
       this.retryTimeout = retryTimeout;
+      return this;
+    }
+
+    /**
+     * Bound on each call, from the moment it is made to its result: waiting for other threads'
+     * calls on this client, sending, waiting for the answer, and any reconnection and retry in
+     * between. {@link Duration#ZERO}, the default, means no bound (a call then waits for a server
+     * that accepts and never answers as long as the connection stays open). A call still running
+     * at its deadline fails with {@link KvTimeoutException}; see the class comment ("Call
+     * timeout") for what becomes of its request.
+     *
+     * <p>With the retry timeout ({@link #retryTimeout}), a call ends at whichever deadline comes
+     * first: the call timeout counts from the call's start and covers everything; the retry
+     * timeout counts from the first failure and covers only reconnecting. A call timeout shorter
+     * than the retry timeout thus also cuts a ride-through short.
+     *
+     * <p>A client with a call timeout has one daemon thread of its own ({@code
+     * psiskv-call-timer}), which sleeps except at deadlines and ends with {@link KvClient#close}.
+     *
+     * @param callTimeout the bound, at least 1 ms, or zero for none
+     * @return this builder
+     * @throws IllegalArgumentException if negative, or positive and under 1 ms
+     */
+    public Builder callTimeout(Duration callTimeout) {
+      if (callTimeout.isNegative()
+          || (!callTimeout.isZero() && callTimeout.compareTo(Duration.ofMillis(1)) < 0)) {
+        throw new IllegalArgumentException("call timeout " + callTimeout
+            + " is not zero (none) nor at least 1 ms");
+      }
+      this.callTimeout = callTimeout;
+      return this;
+    }
+
+    /**
+     * A listener told of every reconnection: each time the client has made a new data connection
+     * and resumed its session after the first one (see {@link KvClient#reconnects()}). It runs on
+     * the thread of the call that reconnected, after that call has released the client's lock and
+     * before it returns or throws, so other threads' calls are not held up by it and it may itself
+     * call this client. It should be quick: the call's result waits for it. An exception it throws
+     * goes to the thread's uncaught exception handler and does not change the call's outcome.
+     *
+     * @param listener given this client; replaces any listener set before
+     * @return this builder
+     */
+    public Builder onReconnect(Consumer<? super KvClient> listener) {
+      this.onReconnect = Objects.requireNonNull(listener, "listener");
+      return this;
+    }
+
+    /**
+     * Where the futures of the asynchronous calls ({@link KvClient#getAsync} and the others) are
+     * completed, and so where their dependent stages without an executor of their own run: {@link
+     * ForkJoinPool#commonPool()} if not set, so that a stage may block or call this client. An
+     * executor that runs a task in the calling thread (such as {@code Runnable::run}), or refuses
+     * it ({@link java.util.concurrent.RejectedExecutionException}), has the future completed on
+     * the client's reader thread: cheaper, but a stage there must not block, and a call of this
+     * client that would have to wait for answers fails with {@link IllegalStateException}.
+     *
+     * @param executor the executor
+     * @return this builder
+     */
+    public Builder asyncExecutor(Executor executor) {
+      this.asyncExecutor = Objects.requireNonNull(executor, "executor");
       return this;
     }
 
@@ -264,6 +450,7 @@ public final class KvClient implements AutoCloseable {
      * while the Front Server answers {@link Status#UNAVAILABLE} (its Data Server is being
      * launched or relaunched), and while the Data Server refuses or drops the connection.
      *
+     * @return the connected client
      * @throws KvException with {@link Status#IO_ERROR} if the Front Server cannot be reached, if
      *     set-up still fails at the retry deadline, or on a protocol violation; with the status the
      *     server answered if it is an error other than {@link Status#UNAVAILABLE}, or {@link
@@ -274,7 +461,8 @@ public final class KvClient implements AutoCloseable {
     public KvClient connect() {
       Duration retry = retryTimeout != null ? retryTimeout : retryTimeoutFromEnv(
           RETRY_TIMEOUT_ENV_VALUE);
-      KvClient kv = new KvClient(host, port, connectTimeout, retry);
+      KvClient kv = new KvClient(host, port, connectTimeout, retry, callTimeout, onReconnect,
+          asyncExecutor);
       kv.open();
       return kv;
     }
@@ -284,8 +472,10 @@ public final class KvClient implements AutoCloseable {
    * Stores {@code value} under {@code key}, replacing any earlier value ({@code kv_write} with
    * overwrite 1). Retried across reconnections, exactly once (see the class comment).
    *
-   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
-   *     (nothing is sent); see the class comment for the others
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the value exceeds {@link
+   *     #maxValueBytes()} (nothing is sent); see the class comment for the others
    */
   public void put(int key, byte[] value) {
     write(key, value, true);
@@ -296,9 +486,11 @@ public final class KvClient implements AutoCloseable {
    * check-and-insert on the server ({@code kv_write} with overwrite 0). Retried across
    * reconnections, exactly once: a store that succeeded before a crash still returns {@code true}.
    *
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns
    * @return {@code true} if stored; {@code false} if the key already had a value (unchanged)
-   * @throws KvException {@link Status#TOO_LARGE} if the value exceeds {@link #maxValueBytes()}
-   *     (nothing is sent); see the class comment for the others
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the value exceeds {@link
+   *     #maxValueBytes()} (nothing is sent); see the class comment for the others
    */
   public boolean putIfAbsent(int key, byte[] value) {
     return write(key, value, false) == Status.OK;
@@ -307,9 +499,11 @@ public final class KvClient implements AutoCloseable {
   /**
    * The value stored under {@code key}, or empty if there is none. Retried across reconnections.
    *
-   * @throws KvException {@link Status#TOO_LARGE} if the stored value is longer than the server's
-   *     current maximum (possible only after the server was restarted with a smaller one; use
-   *     {@link #read}); see the class comment for the others
+   * @param key the key, unsigned
+   * @return the value, in a new array that is the caller's; or empty if there is no such key
+   * @throws KvRejectedException {@link Status#TOO_LARGE} if the stored value is longer than the
+   *     server's current maximum (possible only after the server was restarted with a smaller
+   *     one; use {@link #read}); see the class comment for the others
    */
   public Optional<byte[]> get(int key) {
     return call(Opcode.GET, key, id -> {
@@ -321,8 +515,9 @@ public final class KvClient implements AutoCloseable {
       int stored = readStoredLength(capacity);
       if (stored > capacity) {
         // Its first `capacity` bytes are still unread: this drops the connection (not retried).
-        throw new KvException(Status.TOO_LARGE, "the value of key " + Integer.toUnsignedString(key)
-            + " has " + stored + " bytes, more than the server's maximum of " + capacity);
+        throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
+            + Integer.toUnsignedString(key) + " has " + stored
+            + " bytes, more than the server's maximum of " + capacity);
       }
       byte[] value = in.readValue(stored); // Grows with what arrives, not with what is claimed.
       expectEnd(in, Opcode.GET);
@@ -336,6 +531,8 @@ public final class KvClient implements AutoCloseable {
    * it holds. Retried across reconnections (an interrupted attempt may have written part of the
    * buffer; the retry overwrites it).
    *
+   * @param key the key, unsigned
+   * @param buffer where the value's first {@code buffer.length} bytes go
    * @return the stored length, which may exceed {@code buffer.length}; or {@code -1} if there is no
    *     such key
    */
@@ -357,6 +554,7 @@ public final class KvClient implements AutoCloseable {
    * Removes {@code key} and its value. Retried across reconnections, exactly once: a removal that
    * succeeded before a crash still returns {@code true}.
    *
+   * @param key the key, unsigned
    * @return {@code true} if the key had a value; {@code false} if there was none
    */
   public boolean remove(int key) {
@@ -367,14 +565,60 @@ public final class KvClient implements AutoCloseable {
   }
 
   /**
+   * {@link #get}, asynchronously: sends the request and returns without waiting for the answer,
+   * with several requests in flight on the one connection (see the class comment, "Asynchronous
+   * calls").
+   *
+   * @param key the key, unsigned
+   * @return completed with the value or empty, or exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Optional<byte[]>> getAsync(int key) {
+    return submit(Opcode.GET, key, false, null);
+  }
+
+  /**
+   * {@link #put}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns (the request has been sent then)
+   * @return completed with {@code null} once stored, or exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Void> putAsync(int key, byte[] value) {
+    return submit(Opcode.PUT, key, true, Objects.requireNonNull(value, "value"));
+  }
+
+  /**
+   * {@link #putIfAbsent}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @param value the value, not kept after the call returns (the request has been sent then)
+   * @return completed with {@code true} if stored, {@code false} if the key had a value, or
+   *     exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Boolean> putIfAbsentAsync(int key, byte[] value) {
+    return submit(Opcode.PUT, key, false, Objects.requireNonNull(value, "value"));
+  }
+
+  /**
+   * {@link #remove}, asynchronously (see the class comment, "Asynchronous calls").
+   *
+   * @param key the key, unsigned
+   * @return completed with {@code true} if the key had a value, {@code false} if not, or
+   *     exceptionally with a {@link KvException}
+   */
+  public CompletableFuture<Boolean> removeAsync(int key) {
+    return submit(Opcode.DELETE, key, false, null);
+  }
+
+  /**
    * The Data Server's named counters (STATS, PROTOCOL.md §6.7), in the server's order: values are
    * {@link Long} (unsigned 64-bit: print with {@link Long#toUnsignedString(long)}) or {@link
    * String}. Which names appear is the server's choice; PROTOCOL.md lists psiskv's. Retried
    * across reconnections (it changes nothing).
    *
    * @return an unmodifiable map
-   * @throws KvException {@link Status#UNKNOWN_OPCODE} from a server older than STATS; see the
-   *     class comment for the others
+   * @throws KvRejectedException {@link Status#UNKNOWN_OPCODE} from a server older than STATS;
+   *     see the class comment for the others
    */
   public Map<String, Object> stats() {
     return call(Opcode.STATS, 0, id -> {
@@ -395,9 +639,23 @@ public final class KvClient implements AutoCloseable {
   /**
    * The server's maximum value length in bytes, as the last SESSION answer gave it (a relaunched
    * Data Server may have been configured differently). Thread-safe; never blocks.
+   *
+   * @return the maximum, in bytes
    */
   public int maxValueBytes() {
     return maxValueBytes;
+  }
+
+  /**
+   * How many times this client has reconnected: made a new data connection, and resumed its
+   * session there, after the first one (a crash and relaunch of the Data Server, a connection the
+   * server closed, a call that timed out). A call that rides through one failure usually adds 1;
+   * attempts that fail are not counted. Thread-safe; never blocks.
+   *
+   * @return the count since {@link Builder#connect()}, 0 if the first connection still serves
+   */
+  public long reconnects() {
+    return reconnects;
   }
 
   /**
@@ -410,6 +668,15 @@ public final class KvClient implements AutoCloseable {
     closed = true;
     closing.countDown();
     closeQuietly(live);
+    if (timer != null) {
+      timer.stop();
+    }
+    queueLock.lock();
+    try {
+      queueChanged.signalAll(); // the reader and callers waiting for room see `closed`
+    } finally {
+      queueLock.unlock();
+    }
   }
 
   @Override
@@ -421,20 +688,11 @@ public final class KvClient implements AutoCloseable {
     Objects.requireNonNull(value, "value");
     int max = maxValueBytes;
     if (value.length > max) {
-      throw new KvException(Status.TOO_LARGE, "value of " + value.length
+      throw new KvRejectedException(Status.TOO_LARGE, "value of " + value.length
           + " bytes exceeds the server's maximum of " + max);
     }
     return call(Opcode.PUT, key, id -> {
-      int n = Messages.putHeader(buf, key, id, overwrite, value.length);
-      if (value.length <= SINGLE_WRITE_MAX_BYTES) {
-        System.arraycopy(value, 0, buf, n, value.length);
-        out.write(buf, 0, n + value.length);
-      } else {
-        out.write(buf, 0, n);
-        for (int off = 0; off < value.length; off += TRANSFER_MAX_BYTES) {
-          out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
-        }
-      }
+      sendPut(key, id, overwrite, value);
       Status result = readResult(Opcode.PUT, key, id);
       if (overwrite && result == Status.KEY_EXISTS) {
         // §6.4: an overwriting PUT is answered OK (or an error), never "nothing changed".
@@ -442,6 +700,20 @@ public final class KvClient implements AutoCloseable {
       }
       return result;
     });
+  }
+
+  /** Caller holds {@link #lock}: sends a PUT request on the data connection. */
+  private void sendPut(int key, long id, boolean overwrite, byte[] value) throws IOException {
+    int n = Messages.putHeader(buf, key, id, overwrite, value.length);
+    if (value.length <= SINGLE_WRITE_MAX_BYTES) {
+      System.arraycopy(value, 0, buf, n, value.length);
+      out.write(buf, 0, n + value.length);
+    } else {
+      out.write(buf, 0, n);
+      for (int off = 0; off < value.length; off += TRANSFER_MAX_BYTES) {
+        out.write(value, off, Math.min(TRANSFER_MAX_BYTES, value.length - off));
+      }
+    }
   }
 
   /**
@@ -454,19 +726,382 @@ public final class KvClient implements AutoCloseable {
     T run(long requestId) throws IOException;
   }
 
-  /** Runs one call under the lock with a new request id, retried per PROTOCOL.md §12. */
+  /**
+   * Runs one call under the lock with a new request id, retried per PROTOCOL.md §12, within the
+   * call timeout if there is one: {@link #timer} is armed with the call's id and deadline while it
+   * holds the lock, and {@link #expire} closes its socket if the deadline passes.
+   */
   private <T> T call(Opcode op, int key, Attempt<T> attempt) {
-    lock.lock();
+    long deadline = callDeadline();
+    lockWithin(op, key, deadline);
+    long reconnectsBefore = reconnects;
     try {
       if (closed) {
         throw closedError(null);
       }
       if (broken != null) {
-        throw new KvException(broken.status(), broken.getMessage(), broken);
+        throw broken.again();
       }
-      return withRetries(op, key, nextRequestId++, attempt);
+      if (reader != null) {
+        awaitInFlightBelow(1, op, key, deadline); // one stream: asynchronous requests go first
+        dropIfClosedByReader(op, key);
+      }
+      long id = nextRequestId++;
+      if (timer == null) {
+        return withRetries(op, key, id, attempt, 0);
+      }
+      timer.arm(id, deadline);
+      try {
+        return withRetries(op, key, id, attempt, deadline);
+      } finally {
+        timer.disarm();
+      }
     } finally {
+      boolean reconnected = reconnects != reconnectsBefore;
       lock.unlock();
+      if (reconnected) {
+        notifyReconnect();
+      }
+    }
+  }
+
+  /** Tells {@link #onReconnect}, holding no lock; what it throws goes to the uncaught handler. */
+  private void notifyReconnect() {
+    if (onReconnect == null) {
+      return;
+    }
+    try {
+      onReconnect.accept(this);
+    } catch (RuntimeException e) {
+      Thread t = Thread.currentThread();
+      t.getUncaughtExceptionHandler().uncaughtException(t, e);
+    }
+  }
+
+  /** The deadline of a call starting now ({@link System#nanoTime} scale), or 0 for none. */
+  private long callDeadline() {
+    if (callTimeoutNanos == 0) {
+      return 0;
+    }
+    long deadline = System.nanoTime() + callTimeoutNanos;
+    return deadline == 0 ? 1 : deadline; // 0 means none
+  }
+
+  /**
+   * Takes {@link #lock}; with a call deadline ({@code deadline != 0}) waits for it only until then.
+   *
+   * @throws KvTimeoutException if the deadline passes first
+   * @throws KvException if the thread is interrupted while it waits
+   */
+  private void lockWithin(Opcode op, int key, long deadline) {
+    if (deadline == 0) {
+      lock.lock();
+      return;
+    }
+    try {
+      if (!lock.tryLock(deadline - System.nanoTime(), TimeUnit.NANOSECONDS)) {
+        throw timeoutError(op, key, "this client's other calls", null);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+    }
+  }
+
+  /**
+   * The timer thread's action when the call or request with id {@code id} is still running at
+   * its deadline: records the id and closes the socket it is blocked on, which ends its connect,
+   * read or write with an IOException that {@link #withRetries} reports as a timeout. Holds no
+   * lock (the call holds the client's).
+   */
+  private void expire(long id) {
+    expiredId = id;
+    Socket s = live;
+    queueLock.lock();
+    try {
+      Pending head = inFlight.peekFirst();
+      if (head != null && head.id == id) {
+        s = head.socket; // an asynchronous request's: the connection it was sent on
+      }
+    } finally {
+      queueLock.unlock();
+    }
+    closeQuietly(s);
+  }
+
+  /**
+   * Sends one asynchronous request under {@link #lock} and queues it for the {@link #reader}; every
+   * failure is the future's. With no data connection it first waits until the requests of the
+   * broken one have been failed and then connects (in the calling thread, retried as a call's
+   * set-up is); with {@link #MAX_IN_FLIGHT} requests in flight it waits for room.
+   */
+  private <T> CompletableFuture<T> submit(Opcode op, int key, boolean overwrite, byte[] value) {
+    CompletableFuture<T> future = new CompletableFuture<>();
+    long deadline = callDeadline();
+    int max = maxValueBytes;
+    if (value != null && value.length > max) {
+      future.completeExceptionally(new KvRejectedException(Status.TOO_LARGE, "value of "
+          + value.length + " bytes exceeds the server's maximum of " + max));
+      return future;
+    }
+    try {
+      lockWithin(op, key, deadline);
+    } catch (KvException e) {
+      future.completeExceptionally(e);
+      return future;
+    }
+    long reconnectsBefore = reconnects;
+    try {
+      if (closed) {
+        throw closedError(null);
+      }
+      if (broken != null) {
+        throw broken.again();
+      }
+      if (reader == null) {
+        reader = new Thread(this::readAnswers, "psiskv-async-reader");
+        reader.setDaemon(true);
+        reader.start();
+      }
+      dropIfClosedByReader(op, key);
+      if (socket == null) {
+        awaitInFlightBelow(1, op, key, deadline);
+        long setupId = nextRequestId++; // names the set-up for the timer only
+        if (timer != null) {
+          timer.arm(setupId, deadline);
+        }
+        try {
+          withRetries(op, key, setupId, id -> null, deadline);
+        } finally {
+          if (timer != null) {
+            timer.disarm();
+          }
+        }
+      }
+      awaitInFlightBelow(MAX_IN_FLIGHT, op, key, deadline);
+      long id = nextRequestId++;
+      int capacity = maxValueBytes;
+      Pending p = new Pending(op, key, id, overwrite, capacity, socket, in, deadline, future);
+      queueLock.lock();
+      try {
+        // Queued before it is sent: its answer may arrive before the write returns.
+        inFlight.addLast(p);
+        if (inFlight.size() == 1 && timer != null) {
+          timer.arm(id, deadline);
+        }
+        queueChanged.signalAll();
+      } finally {
+        queueLock.unlock();
+      }
+      try {
+        if (op == Opcode.PUT) {
+          sendPut(key, id, overwrite, value);
+        } else if (op == Opcode.GET) {
+          out.write(buf, 0, Messages.get(buf, key, id, capacity));
+        } else {
+          out.write(buf, 0, Messages.delete(buf, key, id));
+        }
+      } catch (IOException e) {
+        // The reader, reading the closed connection, fails this request and those before it.
+        disconnect();
+      }
+    } catch (KvException e) {
+      future.completeExceptionally(e);
+    } finally {
+      boolean reconnected = reconnects != reconnectsBefore;
+      lock.unlock();
+      if (reconnected) {
+        notifyReconnect();
+      }
+    }
+    return future;
+  }
+
+  /**
+   * Caller holds {@link #lock}: waits until fewer than {@code n} asynchronous requests are in
+   * flight, until the call's deadline ({@code deadline != 0}) at most.
+   *
+   * @throws KvTimeoutException if the deadline passes first
+   * @throws KvException if the client is closed or the thread is interrupted meanwhile
+   * @throws IllegalStateException if it would wait on the reader thread (for itself)
+   */
+  private void awaitInFlightBelow(int n, Opcode op, int key, long deadline) {
+    queueLock.lock();
+    try {
+      while (inFlight.size() >= n) {
+        if (closed) {
+          throw closedError(null);
+        }
+        if (Thread.currentThread() == reader) {
+          // A stage run on the reader (a direct asyncExecutor) would wait for itself.
+          throw new IllegalStateException("a call on the psiskv reader thread cannot wait for"
+              + " answers: give the client an asyncExecutor that runs stages elsewhere");
+        }
+        if (deadline == 0) {
+          queueChanged.await();
+        } else {
+          long left = deadline - System.nanoTime();
+          if (left <= 0) {
+            throw timeoutError(op, key, "earlier asynchronous requests' answers", null);
+          }
+          queueChanged.awaitNanos(left);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+    } finally {
+      queueLock.unlock();
+    }
+  }
+
+  /**
+   * Caller holds {@link #lock}: forgets a data connection that the {@link #reader} closed after a
+   * failure, so the caller connects again; with reconnection disabled that failure is final.
+   */
+  private void dropIfClosedByReader(Opcode op, int key) {
+    if (socket != null && socket.isClosed()) {
+      disconnect();
+      if (retryTimeoutNanos == 0) {
+        throw notRetried(new KvConnectionException(Status.IO_ERROR, what(op, key)
+            + " failed (reconnection is disabled): the connection broke under asynchronous"
+            + " requests"));
+      }
+    }
+  }
+
+  /**
+   * The {@link #reader} thread: reads the answers of {@link #inFlight} in order until the client
+   * is closed. An answer that fails its request with the stream still in step (an error status,
+   * UNAVAILABLE) fails that request only; anything else (the connection broke or timed out, a
+   * protocol violation) closes the connection and fails every request sent on it.
+   */
+  private void readAnswers() {
+    Header h = new Header();
+    while (true) {
+      Pending p;
+      queueLock.lock();
+      try {
+        while (inFlight.isEmpty()) {
+          if (closed) {
+            return;
+          }
+          queueChanged.awaitUninterruptibly();
+        }
+        p = inFlight.peekFirst();
+      } finally {
+        queueLock.unlock();
+      }
+      Object result = null;
+      KvException failure = null;
+      boolean inStep = true;
+      try {
+        result = readAnswer(p, h);
+      } catch (Unavailable e) {
+        inStep = false; // the server closes the connection after it (§12.1)
+        failure = new KvConnectionException(Status.UNAVAILABLE,
+            what(p.op, p.key) + " failed: " + e.getMessage(), e);
+      } catch (IOException e) {
+        inStep = false;
+        failure = closed ? closedError(e) : expiredId == p.id
+            ? timeoutError(p.op, p.key, "its answer", e)
+            : new KvConnectionException(Status.IO_ERROR, what(p.op, p.key)
+                + " failed: the connection broke before its answer (asynchronous requests are"
+                + " not resent): " + describe(e), e);
+      } catch (KvRejectedException e) {
+        inStep = !p.valueUnread; // else the answer was read to its end
+        failure = e;
+      } catch (KvException e) {
+        inStep = false;
+        failure = e;
+      } catch (RuntimeException | Error e) {
+        inStep = false;
+        failure = new KvException(Status.IO_ERROR, what(p.op, p.key) + " failed: " + e, e);
+      }
+      ArrayDeque<Pending> dropped = new ArrayDeque<>();
+      queueLock.lock();
+      try {
+        inFlight.pollFirst();
+        if (!inStep) {
+          closeQuietly(p.socket);
+          for (java.util.Iterator<Pending> it = inFlight.iterator(); it.hasNext(); ) {
+            Pending q = it.next();
+            if (q.socket == p.socket) {
+              dropped.add(q);
+              it.remove();
+            }
+          }
+        }
+        Pending next = inFlight.peekFirst();
+        if (timer != null) {
+          if (next != null) {
+            timer.arm(next.id, next.deadline);
+          } else {
+            timer.disarm();
+          }
+        }
+        queueChanged.signalAll();
+      } finally {
+        queueLock.unlock();
+      }
+      complete(p, result, failure);
+      for (Pending q : dropped) {
+        complete(q, null, closed ? closedError(failure) : new KvConnectionException(
+            Status.IO_ERROR, what(q.op, q.key) + " failed: the connection was dropped before its"
+                + " answer, after " + what(p.op, p.key) + " failed: " + failure.getMessage(),
+            failure));
+      }
+    }
+  }
+
+  /**
+   * Reader thread: reads and checks the answer to {@code p}, the oldest request in flight; returns
+   * its result as the future wants it. Throws as {@link #readResponse} does.
+   */
+  private static Object readAnswer(Pending p, Header h) throws IOException {
+    ResponseReader rin = p.in;
+    readResponse(rin, h, p.op, p.key, p.id, true);
+    Status status = Status.of(h.flagsOrStatus);
+    switch (p.op) {
+      case PUT:
+        if (p.overwrite && status == Status.KEY_EXISTS) {
+          throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
+        }
+        return p.overwrite ? null : status == Status.OK;
+      case DELETE:
+        return status == Status.OK;
+      default: // GET
+        if (status == Status.NOT_FOUND) {
+          return Optional.empty();
+        }
+        int stored = Header.getU32(rin.bytes(), rin.take(GET_RESPONSE_PREFIX_BYTES));
+        String mismatch = Rules.checkGetOkBody(h.bodyLength, p.capacity, stored);
+        if (mismatch == null && stored < 0) {
+          mismatch = "GET stored length " + Integer.toUnsignedString(stored) + " exceeds any value";
+        }
+        if (mismatch != null) {
+          throw protocolError(mismatch);
+        }
+        if (stored > p.capacity) {
+          p.valueUnread = true; // its first `capacity` bytes: the stream is not in step
+          throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
+              + Integer.toUnsignedString(p.key) + " has " + stored
+              + " bytes, more than the server's maximum of " + p.capacity);
+        }
+        return Optional.of(rin.readValue(stored));
+    }
+  }
+
+  /** Completes {@code p}'s future through {@link #asyncExecutor}, or here if it refuses. */
+  private void complete(Pending p, Object result, KvException failure) {
+    @SuppressWarnings("unchecked")
+    CompletableFuture<Object> f = (CompletableFuture<Object>) p.future;
+    Runnable r =
+        failure == null ? () -> f.complete(result) : () -> f.completeExceptionally(failure);
+    try {
+      asyncExecutor.execute(r);
+    } catch (RuntimeException refused) {
+      r.run();
     }
   }
 
@@ -474,7 +1109,7 @@ public final class KvClient implements AutoCloseable {
   private void open() {
     lock.lock();
     try {
-      withRetries(null, 0, 0, null);
+      withRetries(null, 0, 0, null, 0);
     } catch (RuntimeException | Error e) {
       close();
       throw e;
@@ -497,7 +1132,8 @@ public final class KvClient implements AutoCloseable {
    * closes it after an error status (§8), and after a violation or a broken connection the stream
    * is out of step.
    */
-  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt) {
+  private <T> T withRetries(Opcode op, int key, long requestId, Attempt<T> attempt,
+      long deadline) {
     int attempts = 0;
     long firstFailureNanos = 0;
     long backoffMillis = FIRST_BACKOFF_MILLIS;
@@ -518,15 +1154,20 @@ public final class KvClient implements AutoCloseable {
         if (closed) {
           throw closedError(e);
         }
+        if (deadline != 0 && (expiredId == requestId || System.nanoTime() - deadline >= 0)) {
+          throw notRetried(timeoutError(op, key, "its answer", e));
+        }
         if (attempt == null && attempts == 1 && e instanceof FrontUnreachable) {
           // connect() fails fast on a dead address, like kv_connect (see Builder.connect).
-          throw new KvException(Status.IO_ERROR, "cannot reach the psiskv Front Server at "
-              + host + ":" + port + ": " + e.getCause(), e);
+          throw new KvConnectionException(Status.IO_ERROR,
+              "cannot reach the psiskv Front Server at " + host + ":" + port + ": "
+              + e.getCause(), e);
         }
         if (retryTimeoutNanos == 0) {
           throw notRetried(e instanceof Unavailable
-              ? new KvException(Status.UNAVAILABLE, what(op, key) + " failed: " + describe(e), e)
-              : new KvException(Status.IO_ERROR, what(op, key)
+              ? new KvConnectionException(Status.UNAVAILABLE,
+                  what(op, key) + " failed: " + describe(e), e)
+              : new KvConnectionException(Status.IO_ERROR, what(op, key)
                   + " failed (reconnection is disabled): " + describe(e), e));
         }
         long now = System.nanoTime();
@@ -535,14 +1176,19 @@ public final class KvClient implements AutoCloseable {
         }
         long elapsedNanos = now - firstFailureNanos;
         if (elapsedNanos >= retryTimeoutNanos) {
-          throw new KvException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
+          throw new KvConnectionException(Status.IO_ERROR, what(op, key) + " failed: gave up after "
               + TimeUnit.NANOSECONDS.toMillis(elapsedNanos) + " ms and " + attempts
               + " attempts to reach psiskv at " + host + ":" + port + "; last cause: "
               + describe(e), e);
         }
-        long remainingMillis =
-            TimeUnit.NANOSECONDS.toMillis(retryTimeoutNanos - elapsedNanos + 999_999);
-        pause(Math.min(backoffMillis, remainingMillis));
+        long remainingNanos = retryTimeoutNanos - elapsedNanos;
+        if (deadline != 0) {
+          remainingNanos = Math.min(remainingNanos, deadline - now);
+        }
+        pause(Math.min(backoffMillis, TimeUnit.NANOSECONDS.toMillis(remainingNanos + 999_999)));
+        if (deadline != 0 && System.nanoTime() - deadline >= 0) {
+          throw timeoutError(op, key, "reconnecting (last cause: " + describe(e) + ")", e);
+        }
         backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
       } catch (KvException e) {
         disconnect();
@@ -612,6 +1258,9 @@ public final class KvClient implements AutoCloseable {
             + (resumed ? " and another secret" : ""));
       }
       data.setSoTimeout(0);
+      if (resumed) {
+        reconnects++; // only this thread writes it, under the lock
+      }
       sessionId = granted;
       sessionSecret = secret;
       maxValueBytes = max;
@@ -694,7 +1343,12 @@ public final class KvClient implements AutoCloseable {
   }
 
   private static KvException closedError(Throwable cause) {
-    return new KvException(Status.IO_ERROR, "client is closed", cause);
+    return new KvConnectionException(Status.IO_ERROR, "client is closed", cause);
+  }
+
+  private KvTimeoutException timeoutError(Opcode op, int key, String waitingFor, Throwable cause) {
+    return new KvTimeoutException(what(op, key) + " timed out after "
+        + TimeUnit.NANOSECONDS.toMillis(callTimeoutNanos) + " ms waiting for " + waitingFor, cause);
   }
 
   private static KvException protocolError(String mismatch) {
@@ -731,12 +1385,21 @@ public final class KvClient implements AutoCloseable {
    */
   private static void readResponse(ResponseReader in, Header h, Opcode op, int key, long id)
       throws IOException {
+    readResponse(in, h, op, key, id, false);
+  }
+
+  /**
+   * {@link #readResponse(ResponseReader, Header, Opcode, int, long)}; {@code pipelined}: more
+   * requests may be in flight, so bytes after the response are the next one's, not unasked.
+   */
+  private static void readResponse(ResponseReader in, Header h, Opcode op, int key, long id,
+      boolean pipelined) throws IOException {
     h.decode(in.bytes(), in.take(HEADER_BYTES));
     String mismatch = Rules.checkResponse(h, op, key, id);
     if (mismatch != null) {
       throw protocolError(mismatch);
     }
-    if (h.bodyLength == 0) {
+    if (h.bodyLength == 0 && !pipelined) {
       expectEnd(in, op);
     }
     Status status = Status.of(h.flagsOrStatus);
@@ -744,7 +1407,7 @@ public final class KvClient implements AutoCloseable {
       throw new Unavailable(op + " answered " + status + ": " + status.message());
     }
     if (Rules.isError(status)) {
-      throw new KvException(status, op + " failed: " + status.message());
+      throw new KvRejectedException(status, op + " failed: " + status.message());
     }
   }
 
@@ -803,6 +1466,36 @@ public final class KvClient implements AutoCloseable {
       } catch (IOException ignored) {
         // Nothing to do: the socket is unusable either way.
       }
+    }
+  }
+
+  /** An asynchronous request sent and not yet answered, with the connection it was sent on. */
+  private static final class Pending {
+    final Opcode op;
+    final int key;
+    final long id;
+    final boolean overwrite;
+    /** GET: the capacity sent. */
+    final int capacity;
+    final Socket socket;
+    final ResponseReader in;
+    /** The call timeout's deadline, or 0. */
+    final long deadline;
+    final CompletableFuture<?> future;
+    /** Reader thread only: its answer was refused with bytes of it still unread. */
+    boolean valueUnread;
+
+    Pending(Opcode op, int key, long id, boolean overwrite, int capacity, Socket socket,
+        ResponseReader in, long deadline, CompletableFuture<?> future) {
+      this.op = op;
+      this.key = key;
+      this.id = id;
+      this.overwrite = overwrite;
+      this.capacity = capacity;
+      this.socket = socket;
+      this.in = in;
+      this.deadline = deadline;
+      this.future = future;
     }
   }
 

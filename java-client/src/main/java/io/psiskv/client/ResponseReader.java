@@ -22,7 +22,9 @@ import java.util.Arrays;
  * KvClient#TRANSFER_MAX_BYTES} per read): a large value does not pass through the buffer, and no
  * byte beyond the requested length is read.
  *
- * <p>Not thread-safe: one per connection, used under the client's lock.
+ * <p>Not thread-safe: one per connection, used by one thread at a time: the holder of the client's
+ * lock, or the client's reader thread while asynchronous requests are in flight (a synchronous
+ * call waits until none is).
  */
 final class ResponseReader {
   /**

@@ -47,17 +47,30 @@ public enum Status {
     this.message = message;
   }
 
-  /** The byte on the wire. */
+  /**
+   * The byte on the wire.
+   *
+   * @return the code, 0..255
+   */
   public int code() {
     return code;
   }
 
-  /** A short human-readable description. */
+  /**
+   * A short human-readable description.
+   *
+   * @return the description, in lower case
+   */
   public String message() {
     return message;
   }
 
-  /** The status for a wire byte, or {@code null} if the byte names none. */
+  /**
+   * The status for a wire byte.
+   *
+   * @param code the byte (only its low 8 bits count)
+   * @return the status, or {@code null} if the byte names none
+   */
   public static Status of(int code) {
     return BY_CODE[code & 0xFF];
   }

@@ -27,6 +27,9 @@ import java.util.concurrent.CyclicBarrier;
  */
 public final class ClientCost {
   private static final int KEY_BASE = 0x6D000000;
+  /** {@code -Dpsiskv.callTimeoutMs=N}: the clients' call timeout (what the watchdog costs); none. */
+  private static final java.time.Duration CALL_TIMEOUT =
+      java.time.Duration.ofMillis(Long.getLong("psiskv.callTimeoutMs", 0));
 
   private ClientCost() {}
 
@@ -55,7 +58,7 @@ public final class ClientCost {
       long share = operations / threads + (t < operations % threads ? 1 : 0);
       long warmShare = warmUp / threads;
       Thread w = new Thread(() -> {
-        try (KvClient kv = KvClient.connect(host, port)) {
+        try (KvClient kv = KvClient.builder(host, port).callTimeout(CALL_TIMEOUT).connect()) {
           int firstKey = KEY_BASE + index * keys;
           byte[] value = new byte[valueBytes];
           Arrays.fill(value, (byte) 'v');

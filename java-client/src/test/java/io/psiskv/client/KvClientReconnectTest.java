@@ -377,6 +377,53 @@ class KvClientReconnectTest {
     assertThrows(IllegalArgumentException.class, () -> KvClient.builder("127.0.0.1", 65536));
   }
 
+  @Test
+  void reconnectsAreCountedAndToldToTheListenerOutsideTheLock() throws Exception {
+    List<String> told = new java.util.concurrent.CopyOnWriteArrayList<>();
+    KvClient[] client = new KvClient[1];
+    try (KvClient kv = KvClient.builder("127.0.0.1", server.port()).retryTimeout(PATIENT)
+        .onReconnect(c -> {
+          // Another thread's call gets the lock at once: the listener does not hold it.
+          Call<Optional<byte[]>> other = Call.start(() -> c.get(9));
+          try {
+            other.result();
+          } catch (InterruptedException e) {
+            throw new AssertionError(e);
+          }
+          told.add(c.reconnects() + " " + (c == client[0]));
+        }).connect()) {
+      client[0] = kv;
+      assertThat(kv.reconnects()).isEqualTo(0);
+      kv.put(1, new byte[] {1});
+      assertThat(told).isEmpty();
+      server.setScript(FakeServer.dropFirst(1, false, FakeServer.correct(map)));
+      kv.put(2, new byte[] {2}); // rides through one broken connection
+      assertThat(kv.reconnects()).isEqualTo(1);
+      assertThat(told).containsExactly("1 true");
+      server.dropConnections();
+      assertThat(kv.get(2)).isPresent();
+      assertThat(kv.reconnects()).isEqualTo(2);
+      assertThat(told).containsExactly("1 true", "2 true").inOrder();
+    }
+  }
+
+  @Test
+  void aListenerThatThrowsDoesNotChangeTheCallsResult() throws Exception {
+    AtomicReference<Throwable> uncaught = new AtomicReference<>();
+    Call<Boolean> call = Call.start(() -> {
+      Thread.currentThread().setUncaughtExceptionHandler((t, e) -> uncaught.set(e));
+      try (KvClient kv = KvClient.builder("127.0.0.1", server.port()).retryTimeout(PATIENT)
+          .onReconnect(c -> {
+            throw new IllegalStateException("listener failed");
+          }).connect()) {
+        server.dropConnections();
+        return kv.putIfAbsent(5, new byte[] {5});
+      }
+    });
+    assertThat(call.result()).isTrue();
+    assertThat(uncaught.get()).hasMessageThat().isEqualTo("listener failed");
+  }
+
   /** The first SESSION opened the session; exactly one later SESSION resumed it. */
   private void assertResumedOnce() {
     List<Request> sessions = server.seen(Opcode.SESSION);

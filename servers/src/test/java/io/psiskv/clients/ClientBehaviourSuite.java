@@ -4,19 +4,23 @@ import static com.google.common.truth.Truth.assertThat;
 import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
+import io.psiskv.client.KvClient;
 import io.psiskv.server.ServerFixture;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -290,6 +294,50 @@ abstract class ClientBehaviourSuite {
       }
     } finally {
       pool.shutdownNow();
+    }
+  }
+
+  /**
+   * PROTOCOL.md §2 on the real server: asynchronous requests of one KvClient, pipelined on one
+   * connection (more than {@link KvClient#MAX_IN_FLIGHT}, so the client's bound is reached), are
+   * answered in order, each with its own result; large values sent while answers arrive exercise
+   * both directions at once. A write's effect is seen by the requests after it.
+   */
+  @Test
+  void javaAsyncRequestsPipelinedOnOneConnectionAreAnsweredInOrder() throws Exception {
+    int base = keys();
+    try (KvClient kv = KvClient.connect(server().host(), server().port())) {
+      int n = 100;
+      List<CompletableFuture<?>> all = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        int key = base + i;
+        all.add(kv.putIfAbsentAsync(key, bytes("v" + key)));
+        all.add(kv.getAsync(key));
+        all.add(kv.putIfAbsentAsync(key, bytes("not stored")));
+        all.add(kv.removeAsync(key));
+        all.add(kv.getAsync(key));
+      }
+      byte[] large = new byte[2 << 20];
+      Arrays.fill(large, (byte) 'L');
+      for (int i = 0; i < 4; i++) {
+        all.add(kv.putAsync(base + n + i, large));
+        all.add(kv.getAsync(base + n + i));
+      }
+      for (int i = 0; i < n; i++) {
+        int key = base + i;
+        assertThat(all.get(5 * i).get(60, TimeUnit.SECONDS)).isEqualTo(true);
+        Optional<?> value = (Optional<?>) all.get(5 * i + 1).get(60, TimeUnit.SECONDS);
+        assertThat((byte[]) value.orElseThrow()).isEqualTo(bytes("v" + key));
+        assertThat(all.get(5 * i + 2).get(60, TimeUnit.SECONDS)).isEqualTo(false);
+        assertThat(all.get(5 * i + 3).get(60, TimeUnit.SECONDS)).isEqualTo(true);
+        assertThat((Optional<?>) all.get(5 * i + 4).get(60, TimeUnit.SECONDS)).isEmpty();
+      }
+      for (int i = 0; i < 4; i++) {
+        assertThat(all.get(5 * n + 2 * i).get(60, TimeUnit.SECONDS)).isNull();
+        Optional<?> value = (Optional<?>) all.get(5 * n + 2 * i + 1).get(60, TimeUnit.SECONDS);
+        assertThat((byte[]) value.orElseThrow()).isEqualTo(large);
+      }
+      assertThat(kv.reconnects()).isEqualTo(0);
     }
   }
 }

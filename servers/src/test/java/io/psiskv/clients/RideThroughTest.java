@@ -4,6 +4,8 @@ import static com.google.common.truth.Truth.assertThat;
 import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
+import io.psiskv.client.KvClient;
+import io.psiskv.client.KvConnectionException;
 import io.psiskv.server.ServerFixture;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -17,6 +19,8 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -103,6 +107,57 @@ class RideThroughTest {
       }
       return model;
     };
+  }
+
+  /**
+   * KvClient's asynchronous requests in flight when the Data Server is SIGKILLed are not resent
+   * (the server keeps only a session's last write for a retry): each fails with
+   * KvConnectionException or succeeded, and the calls after it reconnect and go on. Every write
+   * acknowledged is there afterwards; none was applied twice (a putIfAbsent of a fresh key never
+   * answers false).
+   */
+  @Test
+  void javaAsyncRequestsInFlightAtASigkillFailOrSucceedAndTheClientGoesOn() throws Exception {
+    int base = 7_000_000;
+    int n = 6_000;
+    List<CompletableFuture<Boolean>> puts = new ArrayList<>();
+    try (KvClient kv = KvClient.connect(server.host(), server.port())) {
+      long victim = pid("data.pid");
+      assertThat(victim).isGreaterThan(0L);
+      for (int i = 0; i < n; i++) {
+        puts.add(kv.putIfAbsentAsync(base + i, ("a" + i).getBytes(UTF_8)));
+        if (i == n / 3) {
+          puts.get(n / 6).get(60, TimeUnit.SECONDS); // some are answered, some in flight
+          ProcessHandle.of(victim).ifPresent(ProcessHandle::destroyForcibly); // SIGKILL
+        }
+      }
+      int acknowledged = 0;
+      int failed = 0;
+      List<Integer> unknown = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        try {
+          assertWithMessage("putIfAbsentAsync(%s)", base + i)
+              .that(puts.get(i).get(60, TimeUnit.SECONDS)).isTrue();
+          acknowledged++;
+        } catch (ExecutionException e) {
+          assertWithMessage("putIfAbsentAsync(%s) failed with", base + i)
+              .that(e.getCause()).isInstanceOf(KvConnectionException.class);
+          failed++;
+          unknown.add(i);
+        }
+      }
+      assertThat(kv.reconnects()).isAtLeast(1);
+      assertThat(failed).isLessThan(n);
+      for (int i = 0; i < n; i++) {
+        Optional<byte[]> v = kv.get(base + i);
+        if (!unknown.contains(i) || v.isPresent()) { // a failed write may or may not be there
+          assertWithMessage("get(%s)", base + i).that(new String(v.orElseThrow(), UTF_8))
+              .isEqualTo("a" + i);
+        }
+      }
+      System.out.printf("%d asynchronous writes acknowledged, %d failed with the connection,"
+          + " across a SIGKILL of the Data Server%n", acknowledged, failed);
+    }
   }
 
   @Test
