@@ -200,8 +200,12 @@ class BackgroundStartTest {
 
   private void assertStoppedByPsiskvStop(Process p) throws Exception {
     Optional<ProcessHandle> data = PidFile.livePeer(dir.resolve("data"), PidFile.DATA);
-    Process stop = new ProcessBuilder(ROOT.resolve("build-scripts/psiskv-stop").toString(),
-        "--data-dir", dir.resolve("data").toString()).redirectErrorStream(true).start();
+    ProcessBuilder stopCommand = new ProcessBuilder(
+        ROOT.resolve("build-scripts/psiskv-stop").toString(), "--data-dir",
+        dir.resolve("data").toString()).redirectErrorStream(true);
+    // The script runs these classes, not a jar that the build has not made yet.
+    stopCommand.environment().put("PSISKV_CLASSPATH", System.getProperty("java.class.path"));
+    Process stop = stopCommand.start();
     String said = new String(stop.getInputStream().readAllBytes(), UTF_8);
     assertWithMessage(said).that(stop.waitFor(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS))
         .isTrue();

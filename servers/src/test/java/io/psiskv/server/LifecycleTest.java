@@ -192,8 +192,11 @@ class LifecycleTest {
     Path script = Path.of(System.getProperty("user.dir")).getParent()
         .resolve("build-scripts/psiskv-stop");
     assumeTrue(Files.isExecutable(script), "build-scripts/psiskv-stop not found at " + script);
-    Process stop = new ProcessBuilder(script.toString(), "--data-dir",
-        server.dataDir().toString()).redirectErrorStream(true).start();
+    ProcessBuilder stopCommand = new ProcessBuilder(script.toString(), "--data-dir",
+        server.dataDir().toString()).redirectErrorStream(true);
+    // The script runs these classes, not a jar that the build has not made yet.
+    stopCommand.environment().put("PSISKV_CLASSPATH", System.getProperty("java.class.path"));
+    Process stop = stopCommand.start();
     String output = new String(stop.getInputStream().readAllBytes(), UTF_8);
     assertThat(stop.waitFor(60, TimeUnit.SECONDS)).isTrue();
     assertWithMessage("psiskv-stop output: %s", output).that(stop.exitValue()).isEqualTo(0);
@@ -202,8 +205,7 @@ class LifecycleTest {
     server.assertDataServerGone(TIMEOUT);
     assertPidFilesGone();
 
-    Process again = new ProcessBuilder(script.toString(), "--data-dir",
-        server.dataDir().toString()).redirectErrorStream(true).start();
+    Process again = stopCommand.start();
     String second = new String(again.getInputStream().readAllBytes(), UTF_8);
     assertThat(again.waitFor(60, TimeUnit.SECONDS)).isTrue();
     assertThat(again.exitValue()).isEqualTo(1);

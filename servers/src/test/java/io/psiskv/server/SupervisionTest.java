@@ -237,8 +237,11 @@ class SupervisionTest {
     assumeTrue(Files.isExecutable(script), "build-scripts/psiskv-stop not found at " + script);
     long front = server.frontPid();
     long data = server.dataPid();
-    Process stop = new ProcessBuilder(script.toString(), "--data-dir",
-        server.dataDir().toString()).redirectErrorStream(true).start();
+    ProcessBuilder stopCommand = new ProcessBuilder(script.toString(), "--data-dir",
+        server.dataDir().toString()).redirectErrorStream(true);
+    // The script runs these classes, not a jar that the build has not made yet.
+    stopCommand.environment().put("PSISKV_CLASSPATH", System.getProperty("java.class.path"));
+    Process stop = stopCommand.start();
     String output = new String(stop.getInputStream().readAllBytes(), UTF_8);
     assertThat(stop.waitFor(60, TimeUnit.SECONDS)).isTrue();
     assertWithMessage("psiskv-stop output: %s", output).that(stop.exitValue()).isEqualTo(0);
