@@ -9,7 +9,7 @@ import java.util.Arrays;
  * The receive buffer of one connection, so that a response arrives with as few reads as its bytes
  * allow: a server sends a small response (header, GET stored length and value) at once, and one
  * read of up to the buffer's capacity takes all of it instead of one read per field. {@link
- * KvClient} parses what it is handed with the codec ({@code io.psiskv.protocol}, which does no
+ * ResponseCheck} parses what it is handed with the codec ({@code io.psiskv.protocol}, which does no
  * I/O) and decides what a response must be; this class only moves bytes. The C library's twin is
  * {@code psiskv_net_reader} in {@code native/src/main/c/psiskv_net.h}.
  *
@@ -19,7 +19,7 @@ import java.util.Arrays;
  * the server had no reason to send; the caller checks {@link #unread} once a response is complete.
  * {@link #readFully} hands buffered bytes over first and then reads the rest straight into the
  * destination, asking for no more than that rest (and at most {@link
- * KvClient#TRANSFER_MAX_BYTES} per read): a large value does not pass through the buffer, and no
+ * Connection#TRANSFER_MAX_BYTES} per read): a large value does not pass through the buffer, and no
  * byte beyond the requested length is read.
  *
  * <p>Not thread-safe: one per connection, used by one thread at a time: the holder of the client's
@@ -97,7 +97,7 @@ final class ResponseReader {
     off += buffered;
     len -= buffered;
     while (len > 0) {
-      int got = in.read(dst, off, Math.min(len, KvClient.TRANSFER_MAX_BYTES));
+      int got = in.read(dst, off, Math.min(len, Connection.TRANSFER_MAX_BYTES));
       if (got < 0) {
         throw new EOFException("connection closed by the server");
       }

@@ -152,13 +152,13 @@ class ResponseReaderTest {
 
   @Test
   void aReadStraightIntoTheDestinationAsksForAtMostOneTransfer() throws IOException {
-    int valueBytes = 2 * KvClient.TRANSFER_MAX_BYTES + 17;
+    int valueBytes = 2 * Connection.TRANSFER_MAX_BYTES + 17;
     ScriptedStream s = new ScriptedStream(counting(valueBytes), 0);
     ResponseReader r = new ResponseReader(s, 64);
     byte[] value = new byte[valueBytes];
     r.readFully(value, 0, valueBytes);
     assertThat(value).isEqualTo(counting(valueBytes));
-    assertThat(s.asked).containsExactly(KvClient.TRANSFER_MAX_BYTES, KvClient.TRANSFER_MAX_BYTES,
+    assertThat(s.asked).containsExactly(Connection.TRANSFER_MAX_BYTES, Connection.TRANSFER_MAX_BYTES,
         17).inOrder();
   }
 
