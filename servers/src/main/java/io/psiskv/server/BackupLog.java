@@ -122,7 +122,7 @@ final class BackupLog implements AutoCloseable {
   static final String FILE_NAME = "psiskv.data";
   /**
    * §11: the file's name before 0.1.0 (taken by {@code *.log} globs): a Data Server finding it
-   * alone renames it to {@link #FILE_NAME} at start ({@link #adoptOldName}).
+   * alone renames it to {@link #FILE_NAME} at start ({@link LogRecovery#adoptOldName}).
    */
   static final String OLD_FILE_NAME = "psiskv.log";
   /** §11.5: the temporary file a compaction writes; deleted at open if a crash left it. */
@@ -138,11 +138,6 @@ final class BackupLog implements AutoCloseable {
   static final int CHUNK_BYTES = 64 * 1024;
   /** Values at least this long are written from the caller's array instead of being copied. */
   static final int LARGE_VALUE_BYTES = 32 * 1024;
-  /**
-   * The largest single write: the JDK copies a heap buffer into a temporary direct buffer of the
-   * same size for each write (and caches it per thread), so a 64 MiB value is written in slices.
-   */
-  static final int WRITE_SLICE_BYTES = 1 << 20;
   /** Compaction trigger: never compact a log smaller than this. */
   static final long COMPACT_MIN_FILE_BYTES = 64L << 20;
   /** Compaction trigger: compact when the file is more than this many times the live data. */
@@ -371,164 +366,29 @@ final class BackupLog implements AutoCloseable {
 
   /**
    * Opens (or creates) {@code <dataDir>/psiskv.data} and replays every record into {@code sink}
-   * before returning, by the recovery rule of PROTOCOL.md §11.3: a torn tail is truncated (one
-   * warning names the offset and the bytes dropped); damage before the tail, a bad magic or an
-   * unknown version throw an IOException that names the file and offset and says what to do,
-   * unless {@link OpenOptions#salvage} is set for damage. If open throws, the sink may have seen a
-   * prefix of the records: discard it. The caller must hold the {@link DataDirLock}.
+   * before returning, by the recovery rule of PROTOCOL.md §11.3 ({@link LogRecovery}): a torn
+   * tail is truncated (one warning names the offset and the bytes dropped); damage before the
+   * tail, a bad magic or an unknown version throw an IOException that names the file and offset
+   * and says what to do, unless {@link OpenOptions#salvage} is set for damage. If open throws, the
+   * sink may have seen a prefix of the records: discard it. The caller must hold the {@link
+   * DataDirLock}.
    */
   static BackupLog open(Path dataDir, FsyncPolicy policy, Replay sink, OpenOptions opts)
       throws IOException {
     Objects.requireNonNull(policy);
     Objects.requireNonNull(sink);
-    PrivateFiles.directory(dataDir);
-    adoptOldName(dataDir);
-    Path log = dataDir.resolve(FILE_NAME);
-    Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
-    if (Files.deleteIfExists(tmp)) {
-      Log.info(tmp + ": deleted the temporary file of an interrupted compaction");
-    }
-    if (!Files.exists(log)) {
-      createEmpty(dataDir, log, tmp, opts);
-    }
-    FileChannel ch = opts.channelOpener.open(log,
-        EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
+    LogRecovery.Recovered file = LogRecovery.recover(dataDir, sink, opts);
     try {
-      LogRecordReader reader = new LogRecordReader(ch, log);
-      int version = reader.readHeader().version();
-      boolean withSessions = version >= VERSION;
-      LogRecordReader.Scan scan = reader.scan(true, (op, key, session, request, result, value,
-          valueLength) -> {
-        long sid = withSessions ? session : NO_SESSION;
-        long rid = withSessions ? request : 0;
-        if (op == OP_PUT) {
-          sink.put(key, value, sid, rid, result);
-        } else if (op == OP_PUT_IF_ABSENT) {
-          sink.putIfAbsent(key, value, sid, rid, result);
-        } else if (op == OP_DELETE) {
-          sink.delete(key, sid, rid, result);
-        } else if (withSessions) {
-          sink.session(session, request, result, value);
-        }
-      });
-      if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        Log.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
-            + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
-        truncate(ch, scan.goodEnd);
-      } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
-        if (!opts.salvage) {
-          throw new IOException(damageMessage(log, scan));
-        }
-        Path copy = salvage(dataDir, log, ch, scan);
-        Log.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
-            + "records, dropped %d bytes, the original is in %s",
-            log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
-      }
-      BackupLog bl = new BackupLog(dataDir, policy, opts, ch, scan.goodEnd, scan.records);
-      bl.olderFormat = version != VERSION;
+      BackupLog bl = new BackupLog(dataDir, policy, opts, file.channel(), file.fileBytes(),
+          file.records());
+      bl.olderFormat = file.olderFormat();
       bl.syncThread.start();
       return bl;
-    } catch (IOException | RuntimeException | Error e) {
-      ch.close();
+    } catch (RuntimeException | Error e) {
+      file.channel().close();
       throw e;
     }
   }
-
-  static String damageMessage(Path log, LogRecordReader.Scan scan) {
-    return String.format(
-        "%s is damaged at offset %d: %s. The %d bytes from there to the end of the file (%d "
-            + "bytes) cannot be replayed, and they are not a torn tail, so the server refuses to "
-            + "start; nothing was changed. Inspect the file with 'build-scripts/psiskv-check %s'. "
-            + "To start with the %d records before the damage, restart with --salvage (or run "
-            + "build-scripts/psiskv-check --fix): the file is first copied to %s<time>.",
-        log, scan.goodEnd, scan.reason, scan.badBytes(), scan.fileSize, log, scan.records,
-        DAMAGED_FILE_PREFIX);
-  }
-
-  /** Copies the damaged file aside (forced), then truncates it at the first bad record. */
-  static Path salvage(Path dataDir, Path log, FileChannel ch, LogRecordReader.Scan scan)
-      throws IOException {
-    Path copy = dataDir.resolve(DAMAGED_FILE_PREFIX + System.currentTimeMillis());
-    Files.copy(log, copy);
-    PrivateFiles.file(copy);
-    try (FileChannel c = FileChannel.open(copy, StandardOpenOption.WRITE)) {
-      c.force(true);
-    }
-    fsyncDirectory(dataDir);
-    truncate(ch, scan.goodEnd);
-    return copy;
-  }
-
-  /** Cuts the file at {@code size} and forces the new length. */
-  static void truncate(FileChannel ch, long size) throws IOException {
-    ch.truncate(size);
-    ch.force(true);
-  }
-
-  /**
-   * §11: a data directory holding the backup file under its old name only ({@link
-   * #OLD_FILE_NAME}) gets it renamed to {@link #FILE_NAME}, once, atomically ({@code rename(2)},
-   * then the directory forced), with one log line; an interrupted compaction's temporary file of
-   * the old name is deleted. Both names present is ambiguous (which one is current?) and refused
-   * with a message saying what to do. The caller must hold the {@link DataDirLock}.
-   */
-  static void adoptOldName(Path dataDir) throws IOException {
-    Path old = dataDir.resolve(OLD_FILE_NAME);
-    Path log = dataDir.resolve(FILE_NAME);
-    if (!Files.exists(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-      return;
-    }
-    if (Files.exists(log, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-      throw new IOException("data directory " + dataDir + " holds both " + FILE_NAME
-          + " (the backup file) and " + OLD_FILE_NAME + " (its name before psiskv 0.1.0): keep"
-          + " the current one (build-scripts/psiskv-check shows what each holds), move the other"
-          + " out of the directory, and start again");
-    }
-    Files.move(old, log, StandardCopyOption.ATOMIC_MOVE);
-    fsyncDirectory(dataDir);
-    Log.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
-        + " *.log rotation takes)");
-    Path oldTmp = dataDir.resolve(OLD_FILE_NAME + ".compact");
-    if (Files.deleteIfExists(oldTmp)) {
-      Log.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
-    }
-  }
-
-  /**
-   * The backup file of {@code dataDir} as the offline tools see it: {@link #FILE_NAME}, or the
-   * old name if only that exists (no server has started there since the rename).
-   */
-  static Path fileIn(Path dataDir) {
-    Path log = dataDir.resolve(FILE_NAME);
-    Path old = dataDir.resolve(OLD_FILE_NAME);
-    return !Files.exists(log) && Files.exists(old) ? old : log;
-  }
-
-  /**
-   * Creates a log holding only a header, atomically: the header is written to the temporary file,
-   * forced, and renamed into place, so {@code psiskv.data} never exists with a partial header.
-   */
-  private static void createEmpty(Path dataDir, Path log, Path tmp, OpenOptions opts)
-      throws IOException {
-    try (FileChannel c = opts.channelOpener.open(tmp,
-        EnumSet.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))) {
-      PrivateFiles.file(tmp);
-      byte[] h = new byte[HEADER_BYTES];
-      encodeHeader(h, System.currentTimeMillis());
-      writeFully(c, ByteBuffer.wrap(h), 0);
-      c.force(true);
-    }
-    Files.move(tmp, log, StandardCopyOption.ATOMIC_MOVE);
-    fsyncDirectory(dataDir);
-  }
-
-  /** Forces a directory, making a rename or a new file in it durable (Linux: fsync on the dir). */
-  static void fsyncDirectory(Path dir) throws IOException {
-    try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-      d.force(true);
-    }
-  }
-
 
   // ----------------------------------------------------------------------------------------------
   // Appending (caller threads, inside the map stripe's critical section).
@@ -749,7 +609,7 @@ final class BackupLog implements AutoCloseable {
   private void writeBatch(Batch b) {
     long start = filePos;
     try {
-      long end = writeParts(channel, b.parts, start);
+      long end = LogFiles.writeParts(channel, b.parts, start);
       filePos = end;
       if (policy == FsyncPolicy.ALWAYS) {
         long t0 = System.nanoTime();
@@ -1010,7 +870,7 @@ final class BackupLog implements AutoCloseable {
   private void retryAfterFailure() {
     long end;
     try {
-      closeQuietly(channel);
+      LogFiles.closeQuietly(channel);
       channel = opts.channelOpener.open(logPath,
           EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
       if (channel.size() < retainFilePos) {
@@ -1020,10 +880,10 @@ final class BackupLog implements AutoCloseable {
       channel.truncate(retainFilePos);
       end = retainFilePos;
       for (Batch b : retained) {
-        end = writeParts(channel, b.parts, end);
+        end = LogFiles.writeParts(channel, b.parts, end);
       }
       channel.force(true);
-      fsyncDirectory(dir);
+      LogFiles.fsyncDirectory(dir);
     } catch (IOException e) {
       appendLock.lock();
       try {
@@ -1074,7 +934,7 @@ final class BackupLog implements AutoCloseable {
       renamed = true;
       olderFormat = false; // The new file has this version's header.
       opts.crashPoint.accept("compact.after-rename");
-      fsyncDirectory(dir);
+      LogFiles.fsyncDirectory(dir);
     } catch (IOException e) {
       if (!renamed) {
         // The live log was not touched: the compaction fails, the log goes on.
@@ -1101,7 +961,7 @@ final class BackupLog implements AutoCloseable {
     fileRecords = c.records();
     compactions++;
     noteSync();
-    closeQuietly(old);
+    LogFiles.closeQuietly(old);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -1309,7 +1169,7 @@ final class BackupLog implements AutoCloseable {
       Log.error("backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
-    closeQuietly(channel);
+    LogFiles.closeQuietly(channel);
     channelClosed = true;
     closed = true;
   }
@@ -1326,46 +1186,6 @@ final class BackupLog implements AutoCloseable {
     }
     if (interrupted) {
       Thread.currentThread().interrupt();
-    }
-  }
-
-  // ----------------------------------------------------------------------------------------------
-
-  // ----------------------------------------------------------------------------------------------
-  // I/O helpers.
-
-  /** Writes each part (a duplicate; the parts stay untouched) from {@code position} on. */
-  static long writeParts(FileChannel ch, ByteBuffer[] parts, long position) throws IOException {
-    for (ByteBuffer p : parts) {
-      position = writeFully(ch, p.duplicate(), position);
-    }
-    return position;
-  }
-
-  /**
-   * Writes all of {@code src} at {@code position}. Loops because a positional write may write
-   * fewer bytes than asked; writes at most {@link #WRITE_SLICE_BYTES} per call.
-   */
-  static long writeFully(FileChannel ch, ByteBuffer src, long position) throws IOException {
-    int end = src.limit();
-    while (src.position() < end) {
-      src.limit(Math.min(end, src.position() + WRITE_SLICE_BYTES));
-      while (src.hasRemaining()) {
-        position += ch.write(src, position);
-      }
-      src.limit(end);
-    }
-    return position;
-  }
-
-  static void closeQuietly(FileChannel ch) {
-    if (ch == null) {
-      return;
-    }
-    try {
-      ch.close();
-    } catch (IOException e) {
-      // Closing a channel we are abandoning; nothing more to do with it.
     }
   }
 }

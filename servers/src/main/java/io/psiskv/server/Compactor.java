@@ -51,7 +51,7 @@ final class Compactor {
     PrivateFiles.file(tmp);
     byte[] h = new byte[HEADER_BYTES];
     encodeHeader(h, createdMillis);
-    pos = BackupLog.writeFully(channel, ByteBuffer.wrap(h), 0);
+    pos = LogFiles.writeFully(channel, ByteBuffer.wrap(h), 0);
   }
 
   /** Writes every live pair and session entry as PUT and SESSION records (session 0 for PUTs). */
@@ -66,7 +66,7 @@ final class Compactor {
     checkAborted();
     long start = pos;
     for (BackupLog.Batch b : batches) {
-      pos = BackupLog.writeParts(channel, b.parts, pos);
+      pos = LogFiles.writeParts(channel, b.parts, pos);
       records += b.records;
     }
     return pos - start;
@@ -112,7 +112,7 @@ final class Compactor {
     if (adopted) {
       return;
     }
-    BackupLog.closeQuietly(channel);
+    LogFiles.closeQuietly(channel);
     try {
       Files.deleteIfExists(tmp);
     } catch (IOException e) {
@@ -161,15 +161,15 @@ final class Compactor {
         }
       } else {
         encodeRecord(buf, 0, op, key, session, requestId, result, value);
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(buf, 0, RECORD_FIXED_BYTES), pos);
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(value), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(buf, 0, RECORD_FIXED_BYTES), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(value), pos);
       }
       records++;
     }
 
     void flush() throws IOException {
       if (n > 0) {
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(buf, 0, n), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(buf, 0, n), pos);
         n = 0;
       }
     }
