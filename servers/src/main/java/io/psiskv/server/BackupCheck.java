@@ -79,7 +79,7 @@ public final class BackupCheck {
       err.println("psiskv-check: " + target + ": no such file or directory");
       return EXIT_USAGE;
     }
-    Path file = Files.isDirectory(target) ? BackupLog.fileIn(target) : target;
+    Path file = Files.isDirectory(target) ? LogRecovery.fileIn(target) : target;
     Path dir = file.toAbsolutePath().getParent();
     if (!Files.exists(file)) {
       err.println("psiskv-check: " + target + " holds no backup file (" + BackupLog.FILE_NAME
@@ -152,7 +152,7 @@ public final class BackupCheck {
             out.println("hint: the Data Server truncates a torn tail at start; --fix does it now");
             return EXIT_DAMAGED;
           }
-          BackupLog.truncate(ch, s.goodEnd);
+          LogFiles.truncate(ch, s.goodEnd);
           out.printf("fixed: truncated to %d bytes%n", s.goodEnd);
           return EXIT_CLEAN;
         default:
@@ -163,7 +163,7 @@ public final class BackupCheck {
                 + " records before the damage");
             return EXIT_DAMAGED;
           }
-          Path copy = BackupLog.salvage(dir, file, ch, s);
+          Path copy = LogRecovery.salvage(dir, file, ch, s);
           out.printf("fixed: original copied to %s, truncated to %d bytes%n", copy, s.goodEnd);
           return EXIT_CLEAN;
       }

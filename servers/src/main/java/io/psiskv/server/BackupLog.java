@@ -4,23 +4,11 @@ import static io.psiskv.server.LogFormat.*;
 
 import java.io.IOException;
 import java.io.InterruptedIOException;
-import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.file.Files;
 import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
-import java.util.EnumSet;
-import java.util.List;
 import java.util.Objects;
 import java.util.Set;
-import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.locks.Condition;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 
 /**
@@ -55,10 +43,10 @@ import java.util.function.Consumer;
  * <ul>
  *   <li>The append methods never do I/O and never wait: they encode the record (CRC included)
  *       before taking the one global {@code appendLock}, copy it into the pending batch (values of
- *       {@link #LARGE_VALUE_BYTES} or more are referenced, not copied: the caller must never modify
- *       an array it has appended), and return its sequence. Records therefore reach the file in
- *       the order of their append calls, which for one key is the order the stripe lock applied
- *       them.
+ *       {@link AppendBuffer#LARGE_VALUE_BYTES} or more are referenced, not copied: the caller must
+ *       never modify an array it has appended), and return its sequence. Records therefore
+ *       reach the file in the order of their append calls, which for one key is the order the
+ *       stripe lock applied them.
  *   <li><b>Group commit is driven by the callers</b>, as Redis writes its AOF before its event
  *       loop sleeps: {@link #commit} takes everything appended so far as one batch, writes it,
  *       forces it (ALWAYS), publishes {@link #durableSeq} and tells the {@linkplain
@@ -78,24 +66,30 @@ import java.util.function.Consumer;
  *       its sessions and must be compacted before the first append ({@link #isOlderFormat}).
  * </ul>
  *
- * <h2>Threads and locks</h2>
+ * <h2>Threads, locks and the classes that own them</h2>
+ *
+ * This class is the front: it checks arguments and hands each call to its owner.
  *
  * <ul>
- *   <li>Appending threads (many): under {@code appendLock}, held for a copy of at most 32 KiB.
- *   <li>The committer: whichever thread holds {@code fileLock}. It owns the file channel, the
- *       file position and the failure-recovery state while it holds the lock; it takes the
- *       pending batch under {@code appendLock}, then writes and forces with only {@code fileLock}
- *       held, so appends go on during the force and form the next batch.
- *   <li>{@code psiskv-log-sync}, one background thread: the commits callers hand it ({@link
- *       #requestCommit}), the periodic force of EVERYSEC and the retries after a disk failure,
- *       each under {@code fileLock}.
- *   <li>At most one compactor (the caller of {@link #compact}, or a {@code psiskv-log-compactor}
- *       thread started by {@link #maybeCompact}): writes the snapshot to the temporary file, then
- *       takes {@code fileLock} for the switch.
+ *   <li>Appending threads (many): {@link AppendBuffer}, under its {@code appendLock}, held for a
+ *       copy of at most 32 KiB. {@code appendLock} guards the pending batch, the sequence counter,
+ *       the failed/closing state and the compaction hand-over.
+ *   <li>The committer: whichever thread holds {@link LogWriter}'s {@code fileLock}. It owns the
+ *       file channel, the file position and the failure-recovery state while it holds the lock; it
+ *       takes the pending batch under {@code appendLock}, then writes and forces with only {@code
+ *       fileLock} held, so appends go on during the force and form the next batch.
+ *   <li>{@code psiskv-log-sync}, one background thread ({@link SyncThread}): the commits callers
+ *       hand it ({@link #requestCommit}), the periodic force of EVERYSEC and the retries after a
+ *       disk failure, each under {@code fileLock}.
+ *   <li>At most one compactor ({@link CompactionDriver}: the caller of {@link #compact}, or a
+ *       {@code psiskv-log-compactor} thread started by {@link #maybeCompact}): writes the snapshot
+ *       to the temporary file ({@link Compactor}), then takes {@code fileLock} for the switch.
+ *   <li>Recovery at open ({@link LogRecovery}) runs on the opening thread before any other.
  *   <li>Lock order: {@code fileLock}, then {@code appendLock}, then {@code durableLock}. {@code
- *       appendLock} guards the pending batch, the sequence counter, the failed/closing state and
- *       the compaction hand-over; {@code durableLock} guards nothing but the condition blocking
- *       waiters sleep on. {@code durableSeq}, {@code failure} and the counters are volatile.
+ *       durableLock} guards nothing but the condition blocking waiters sleep on. {@code
+ *       durableSeq}, {@code failure} and the counters are volatile. A method named {@code do*}
+ *       expects its class's lock held ({@code appendLock} in AppendBuffer, Compactor and
+ *       SyncThread, {@code fileLock} in LogWriter); the same name without {@code do} takes it.
  * </ul>
  *
  * <h2>Disk failure</h2>
@@ -122,7 +116,7 @@ final class BackupLog implements AutoCloseable {
   static final String FILE_NAME = "psiskv.data";
   /**
    * §11: the file's name before 0.1.0 (taken by {@code *.log} globs): a Data Server finding it
-   * alone renames it to {@link #FILE_NAME} at start ({@link #adoptOldName}).
+   * alone renames it to {@link #FILE_NAME} at start ({@link LogRecovery#adoptOldName}).
    */
   static final String OLD_FILE_NAME = "psiskv.log";
   /** §11.5: the temporary file a compaction writes; deleted at open if a crash left it. */
@@ -134,23 +128,8 @@ final class BackupLog implements AutoCloseable {
   static final long EVERYSEC_SYNC_INTERVAL_MILLIS = 1000;
   /** Pause between attempts to leave the failed state. */
   static final long FAILURE_RETRY_INTERVAL_MILLIS = 1000;
-  /** Appends are copied into chunks of this size. */
-  static final int CHUNK_BYTES = 64 * 1024;
-  /** Values at least this long are written from the caller's array instead of being copied. */
-  static final int LARGE_VALUE_BYTES = 32 * 1024;
-  /**
-   * The largest single write: the JDK copies a heap buffer into a temporary direct buffer of the
-   * same size for each write (and caches it per thread), so a 64 MiB value is written in slices.
-   */
-  static final int WRITE_SLICE_BYTES = 1 << 20;
   /** Compaction trigger: never compact a log smaller than this. */
   static final long COMPACT_MIN_FILE_BYTES = 64L << 20;
-  /** Compaction trigger: compact when the file is more than this many times the live data. */
-  static final int COMPACT_GROWTH_FACTOR = 2;
-  /** Compaction: copy the rewrite buffer in rounds until a round copies less than this. */
-  static final long COMPACT_CATCHUP_BYTES = 1L << 20;
-  /** Compaction: at most this many catch-up rounds before the switch. */
-  static final int COMPACT_CATCHUP_ROUNDS = 8;
 
   /** Receives the records of the log at open, in file order. */
   interface Replay {
@@ -268,267 +247,43 @@ final class BackupLog implements AutoCloseable {
       /** 99th percentile of the same. */
       long commitSyncP99Micros) {}
 
-  /** Records taken by one commit; immutable once taken. */
-  static final class Batch {
-    /** Byte ranges to write in order; never modified (each write uses a duplicate). */
-    final ByteBuffer[] parts;
-    final long endSeq;
-    final int records;
-
-    Batch(ByteBuffer[] parts, long endSeq, int records) {
-      this.parts = parts;
-      this.endSeq = endSeq;
-      this.records = records;
-    }
-  }
-
-
-  private final Path dir;
   private final Path logPath;
-  private final Path compactPath;
   private final FsyncPolicy policy;
-  private final OpenOptions opts;
+  private final AppendBuffer buffer;
+  private final LogWriter writer;
+  private final CompactionDriver compactions;
 
-  // ---- Guarded by appendLock.
-  private final ReentrantLock appendLock = new ReentrantLock();
-  /** The sync thread sleeps here; signalled on a failure and at close. */
-  private final Condition syncWake = appendLock.newCondition();
-  private byte[] chunk = new byte[CHUNK_BYTES];
-  private int chunkPos;
-  /** Start of the part of {@code chunk} appended but not yet sealed into {@code pendingParts}. */
-  private int openStart;
-  private final ArrayList<ByteBuffer> pendingParts = new ArrayList<>();
-  private int pendingRecords;
-  /** The sequence of the last append: the logical byte count appended since open. */
-  private volatile long appendedSeq;
-  /** The sequence of the last record taken into a batch (written, being written, or retained). */
-  private volatile long takenSeq;
-  private volatile long appends;
-  /** Non-null while failed: appends throw, waiters of non-durable records are failed. */
-  private volatile IOException failure;
-  private volatile boolean closing;
-  /** The compaction collecting a rewrite buffer, if any. */
-  private Compactor compaction;
-  /** A caller asked the sync thread to commit ({@link #requestCommit}); volatile for its check. */
-  private volatile boolean commitRequested;
-  /** EVERYSEC: when the sync thread looks for unforced writes next. */
-  private long nextPeriodicNanos =
-      System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
-
-  // ---- Guarded by fileLock: the committer's state.
-  private final ReentrantLock fileLock = new ReentrantLock();
-  private FileChannel channel;
-  private long filePos;
-  private boolean dirty;
-  private long lastSyncNanos = System.nanoTime();
-  /** EVERYSEC and NO: records written since the last commit force. */
-  private long unsyncedRecords;
-  /** Failed state: batches not durable, to be rewritten from {@code retainFilePos}. */
-  private final ArrayList<Batch> retained = new ArrayList<>();
-  private long retainFilePos;
-  private long nextRetryNanos;
-  private boolean channelClosed;
-  private IOException closeError;
-
-  // ---- Published by the committer.
-  /** Records up to this sequence are as durable as the policy promises. */
-  private volatile long durableSeq;
-  private volatile boolean closed;
-  private volatile long fileBytes;
-  private volatile long fileRecords;
-  private volatile long batches;
-  private volatile long syncs;
-  private volatile long lastSyncMillis;
-  private volatile long compactions;
-  private volatile long commitSyncRecords;
-  /** Durations of the commit forces (ALWAYS batches, EVERYSEC periodic), for STATS. */
-  private final LatencyHistogram commitSyncLatency = new LatencyHistogram();
-  /** See {@link #isOlderFormat}. */
-  private volatile boolean olderFormat;
-
-  private final ReentrantLock durableLock = new ReentrantLock();
-  /** Signalled after every commit, failure and close: blocking waiters re-check. */
-  private final Condition durableChanged = durableLock.newCondition();
-  private final List<Runnable> commitListeners = new CopyOnWriteArrayList<>();
-  private final AtomicBoolean compactorBusy = new AtomicBoolean();
-  private final Thread syncThread;
-
-  private BackupLog(Path dir, FsyncPolicy policy, OpenOptions opts, FileChannel channel,
-      long fileSize, long records) {
-    this.dir = dir;
+  private BackupLog(Path dir, FsyncPolicy policy, OpenOptions opts, LogRecovery.Recovered file) {
     this.logPath = dir.resolve(FILE_NAME);
-    this.compactPath = dir.resolve(COMPACT_FILE_NAME);
     this.policy = policy;
-    this.opts = opts;
-    this.channel = channel;
-    this.filePos = fileSize;
-    this.fileBytes = fileSize;
-    this.fileRecords = records;
-    this.syncThread = new Thread(this::runSyncThread, "psiskv-log-sync");
-    syncThread.setDaemon(true);
+    this.buffer = new AppendBuffer(logPath);
+    this.writer = new LogWriter(dir, policy, opts, buffer, file);
+    this.compactions = new CompactionDriver(dir, opts, buffer, writer);
   }
-
 
   /**
    * Opens (or creates) {@code <dataDir>/psiskv.data} and replays every record into {@code sink}
-   * before returning, by the recovery rule of PROTOCOL.md §11.3: a torn tail is truncated (one
-   * warning names the offset and the bytes dropped); damage before the tail, a bad magic or an
-   * unknown version throw an IOException that names the file and offset and says what to do,
-   * unless {@link OpenOptions#salvage} is set for damage. If open throws, the sink may have seen a
-   * prefix of the records: discard it. The caller must hold the {@link DataDirLock}.
+   * before returning, by the recovery rule of PROTOCOL.md §11.3 ({@link LogRecovery}): a torn
+   * tail is truncated (one warning names the offset and the bytes dropped); damage before the
+   * tail, a bad magic or an unknown version throw an IOException that names the file and offset
+   * and says what to do, unless {@link OpenOptions#salvage} is set for damage. If open throws, the
+   * sink may have seen a prefix of the records: discard it. The caller must hold the {@link
+   * DataDirLock}.
    */
   static BackupLog open(Path dataDir, FsyncPolicy policy, Replay sink, OpenOptions opts)
       throws IOException {
     Objects.requireNonNull(policy);
     Objects.requireNonNull(sink);
-    PrivateFiles.directory(dataDir);
-    adoptOldName(dataDir);
-    Path log = dataDir.resolve(FILE_NAME);
-    Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
-    if (Files.deleteIfExists(tmp)) {
-      Log.info(tmp + ": deleted the temporary file of an interrupted compaction");
-    }
-    if (!Files.exists(log)) {
-      createEmpty(dataDir, log, tmp, opts);
-    }
-    FileChannel ch = opts.channelOpener.open(log,
-        EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
+    LogRecovery.Recovered file = LogRecovery.recover(dataDir, sink, opts);
     try {
-      LogRecordReader reader = new LogRecordReader(ch, log);
-      int version = reader.readHeader().version();
-      boolean withSessions = version >= VERSION;
-      LogRecordReader.Scan scan = reader.scan(true, (op, key, session, request, result, value,
-          valueLength) -> {
-        long sid = withSessions ? session : NO_SESSION;
-        long rid = withSessions ? request : 0;
-        if (op == OP_PUT) {
-          sink.put(key, value, sid, rid, result);
-        } else if (op == OP_PUT_IF_ABSENT) {
-          sink.putIfAbsent(key, value, sid, rid, result);
-        } else if (op == OP_DELETE) {
-          sink.delete(key, sid, rid, result);
-        } else if (withSessions) {
-          sink.session(session, request, result, value);
-        }
-      });
-      if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        Log.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
-            + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
-        truncate(ch, scan.goodEnd);
-      } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
-        if (!opts.salvage) {
-          throw new IOException(damageMessage(log, scan));
-        }
-        Path copy = salvage(dataDir, log, ch, scan);
-        Log.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
-            + "records, dropped %d bytes, the original is in %s",
-            log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
-      }
-      BackupLog bl = new BackupLog(dataDir, policy, opts, ch, scan.goodEnd, scan.records);
-      bl.olderFormat = version != VERSION;
-      bl.syncThread.start();
+      BackupLog bl = new BackupLog(dataDir, policy, opts, file);
+      bl.writer.syncThread().start();
       return bl;
-    } catch (IOException | RuntimeException | Error e) {
-      ch.close();
+    } catch (RuntimeException | Error e) {
+      file.channel().close();
       throw e;
     }
   }
-
-  static String damageMessage(Path log, LogRecordReader.Scan scan) {
-    return String.format(
-        "%s is damaged at offset %d: %s. The %d bytes from there to the end of the file (%d "
-            + "bytes) cannot be replayed, and they are not a torn tail, so the server refuses to "
-            + "start; nothing was changed. Inspect the file with 'build-scripts/psiskv-check %s'. "
-            + "To start with the %d records before the damage, restart with --salvage (or run "
-            + "build-scripts/psiskv-check --fix): the file is first copied to %s<time>.",
-        log, scan.goodEnd, scan.reason, scan.badBytes(), scan.fileSize, log, scan.records,
-        DAMAGED_FILE_PREFIX);
-  }
-
-  /** Copies the damaged file aside (forced), then truncates it at the first bad record. */
-  static Path salvage(Path dataDir, Path log, FileChannel ch, LogRecordReader.Scan scan)
-      throws IOException {
-    Path copy = dataDir.resolve(DAMAGED_FILE_PREFIX + System.currentTimeMillis());
-    Files.copy(log, copy);
-    PrivateFiles.file(copy);
-    try (FileChannel c = FileChannel.open(copy, StandardOpenOption.WRITE)) {
-      c.force(true);
-    }
-    fsyncDirectory(dataDir);
-    truncate(ch, scan.goodEnd);
-    return copy;
-  }
-
-  /** Cuts the file at {@code size} and forces the new length. */
-  static void truncate(FileChannel ch, long size) throws IOException {
-    ch.truncate(size);
-    ch.force(true);
-  }
-
-  /**
-   * §11: a data directory holding the backup file under its old name only ({@link
-   * #OLD_FILE_NAME}) gets it renamed to {@link #FILE_NAME}, once, atomically ({@code rename(2)},
-   * then the directory forced), with one log line; an interrupted compaction's temporary file of
-   * the old name is deleted. Both names present is ambiguous (which one is current?) and refused
-   * with a message saying what to do. The caller must hold the {@link DataDirLock}.
-   */
-  static void adoptOldName(Path dataDir) throws IOException {
-    Path old = dataDir.resolve(OLD_FILE_NAME);
-    Path log = dataDir.resolve(FILE_NAME);
-    if (!Files.exists(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-      return;
-    }
-    if (Files.exists(log, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-      throw new IOException("data directory " + dataDir + " holds both " + FILE_NAME
-          + " (the backup file) and " + OLD_FILE_NAME + " (its name before psiskv 0.1.0): keep"
-          + " the current one (build-scripts/psiskv-check shows what each holds), move the other"
-          + " out of the directory, and start again");
-    }
-    Files.move(old, log, StandardCopyOption.ATOMIC_MOVE);
-    fsyncDirectory(dataDir);
-    Log.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
-        + " *.log rotation takes)");
-    Path oldTmp = dataDir.resolve(OLD_FILE_NAME + ".compact");
-    if (Files.deleteIfExists(oldTmp)) {
-      Log.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
-    }
-  }
-
-  /**
-   * The backup file of {@code dataDir} as the offline tools see it: {@link #FILE_NAME}, or the
-   * old name if only that exists (no server has started there since the rename).
-   */
-  static Path fileIn(Path dataDir) {
-    Path log = dataDir.resolve(FILE_NAME);
-    Path old = dataDir.resolve(OLD_FILE_NAME);
-    return !Files.exists(log) && Files.exists(old) ? old : log;
-  }
-
-  /**
-   * Creates a log holding only a header, atomically: the header is written to the temporary file,
-   * forced, and renamed into place, so {@code psiskv.data} never exists with a partial header.
-   */
-  private static void createEmpty(Path dataDir, Path log, Path tmp, OpenOptions opts)
-      throws IOException {
-    try (FileChannel c = opts.channelOpener.open(tmp,
-        EnumSet.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))) {
-      PrivateFiles.file(tmp);
-      byte[] h = new byte[HEADER_BYTES];
-      encodeHeader(h, System.currentTimeMillis());
-      writeFully(c, ByteBuffer.wrap(h), 0);
-      c.force(true);
-    }
-    Files.move(tmp, log, StandardCopyOption.ATOMIC_MOVE);
-    fsyncDirectory(dataDir);
-  }
-
-  /** Forces a directory, making a rename or a new file in it durable (Linux: fsync on the dir). */
-  static void fsyncDirectory(Path dir) throws IOException {
-    try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-      d.force(true);
-    }
-  }
-
 
   // ----------------------------------------------------------------------------------------------
   // Appending (caller threads, inside the map stripe's critical section).
@@ -537,7 +292,8 @@ final class BackupLog implements AutoCloseable {
    * Appends a PUT record. No I/O: see the class comment. Call inside the stripe lock, before
    * applying the write to the map; if this throws, apply nothing and answer SERVER_ERROR.
    *
-   * @param value not copied if {@link #LARGE_VALUE_BYTES} or longer: never modify it afterwards
+   * @param value not copied if {@link AppendBuffer#LARGE_VALUE_BYTES} or longer: never modify it
+   *     afterwards
    * @param result the wire status the request is answered with (PROTOCOL.md §5)
    * @return the record's sequence number, for {@link #awaitDurable} and {@link #isDurable}
    * @throws IOException if the log has failed or is closed; nothing was appended
@@ -545,19 +301,19 @@ final class BackupLog implements AutoCloseable {
   long appendPut(int key, byte[] value, long session, long requestId, int result)
       throws IOException {
     Objects.requireNonNull(value, "value");
-    return append(OP_PUT, key, value, session, requestId, result);
+    return buffer.append(OP_PUT, key, value, session, requestId, result);
   }
 
   /** Appends a PUT_IF_ABSENT record (a PUT without the overwrite flag stored): {@link #appendPut}. */
   long appendPutIfAbsent(int key, byte[] value, long session, long requestId, int result)
       throws IOException {
     Objects.requireNonNull(value, "value");
-    return append(OP_PUT_IF_ABSENT, key, value, session, requestId, result);
+    return buffer.append(OP_PUT_IF_ABSENT, key, value, session, requestId, result);
   }
 
   /** Appends a DELETE record (a tombstone); see {@link #appendPut}. */
   long appendDelete(int key, long session, long requestId, int result) throws IOException {
-    return append(OP_DELETE, key, null, session, requestId, result);
+    return buffer.append(OP_DELETE, key, null, session, requestId, result);
   }
 
   /**
@@ -571,7 +327,7 @@ final class BackupLog implements AutoCloseable {
       throw new IllegalArgumentException("a SESSION record's value has " + SESSION_VALUE_BYTES
           + " bytes, not " + info.length);
     }
-    return append(OP_SESSION, 0, info, session, requestId, result);
+    return buffer.append(OP_SESSION, 0, info, session, requestId, result);
   }
 
   /**
@@ -579,91 +335,12 @@ final class BackupLog implements AutoCloseable {
    * rewritten ({@link #compact}) before the first append, which {@link Engine#open} does.
    */
   boolean isOlderFormat() {
-    return olderFormat;
+    return writer.isOlderFormat();
   }
 
   /** Throws the reason appends are refused (failed or closed), or returns if they are accepted. */
   void checkWritable() throws IOException {
-    appendLock.lock();
-    try {
-      checkWritableLocked();
-    } finally {
-      appendLock.unlock();
-    }
-  }
-
-  private void checkWritableLocked() throws IOException {
-    if (closing) {
-      throw new IOException("backup log " + logPath + " is closed");
-    }
-    IOException f = failure;
-    if (f != null) {
-      throw new IOException("backup log refuses writes until the disk recovers: "
-          + f.getMessage(), f);
-    }
-  }
-
-  private long append(int op, int key, byte[] value, long session, long requestId, int result)
-      throws IOException {
-    if (result < 0 || result > 0xFF) {
-      throw new IllegalArgumentException("result must be a wire status byte: " + result);
-    }
-    int valueLength = value == null ? 0 : value.length;
-    if (valueLength > MAX_VALUE_BYTES) {
-      throw new IllegalArgumentException("value of " + valueLength + " bytes exceeds "
-          + MAX_VALUE_BYTES);
-    }
-    // Encode and checksum before taking the global lock: only copying happens under it.
-    byte[] fixed = new byte[RECORD_FIXED_BYTES];
-    encodeRecord(fixed, 0, op, key, session, requestId, result, value);
-    boolean inline = valueLength < LARGE_VALUE_BYTES;
-    appendLock.lock();
-    try {
-      checkWritableLocked();
-      int need = RECORD_FIXED_BYTES + (inline ? valueLength : 0);
-      if (chunk.length - chunkPos < need) {
-        sealOpen();
-        chunk = new byte[CHUNK_BYTES];
-        chunkPos = 0;
-        openStart = 0;
-      }
-      System.arraycopy(fixed, 0, chunk, chunkPos, RECORD_FIXED_BYTES);
-      chunkPos += RECORD_FIXED_BYTES;
-      if (inline) {
-        if (valueLength > 0) {
-          System.arraycopy(value, 0, chunk, chunkPos, valueLength);
-          chunkPos += valueLength;
-        }
-      } else {
-        sealOpen();
-        pendingParts.add(ByteBuffer.wrap(value));
-      }
-      pendingRecords++;
-      appends++;
-      long seq = appendedSeq + RECORD_FIXED_BYTES + valueLength;
-      appendedSeq = seq;
-      return seq;
-    } finally {
-      appendLock.unlock();
-    }
-  }
-
-  /** Moves the open region of the chunk into the pending parts. Caller holds appendLock. */
-  private void sealOpen() {
-    if (chunkPos > openStart) {
-      pendingParts.add(ByteBuffer.wrap(chunk, openStart, chunkPos - openStart).slice());
-      openStart = chunkPos;
-    }
-  }
-
-  /** Takes everything appended so far as one batch. Caller holds appendLock. */
-  private Batch takePending() {
-    sealOpen();
-    Batch b = new Batch(pendingParts.toArray(new ByteBuffer[0]), appendedSeq, pendingRecords);
-    pendingParts.clear();
-    pendingRecords = 0;
-    takenSeq = b.endSeq;
-    return b;
+    buffer.checkWritable();
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -674,7 +351,7 @@ final class BackupLog implements AutoCloseable {
    * of a wake-up while this is true. Cheap (two volatile reads).
    */
   boolean hasUncommitted() {
-    return appendedSeq != takenSeq;
+    return buffer.hasUncommitted();
   }
 
   /**
@@ -683,7 +360,7 @@ final class BackupLog implements AutoCloseable {
    * appended nothing.
    */
   boolean isDurable(long seq) {
-    return durableSeq >= seq;
+    return writer.isDurable(seq);
   }
 
   /**
@@ -692,7 +369,7 @@ final class BackupLog implements AutoCloseable {
    * SERVER_ERROR (the record may still reach the disk after a retry: BackupLog's contract).
    */
   boolean hasFailed(long seq) {
-    return durableSeq < seq && (failure != null || closed);
+    return writer.hasFailed(seq);
   }
 
   /**
@@ -713,61 +390,7 @@ final class BackupLog implements AutoCloseable {
    * @return true if this call committed (or found nothing to commit), false if it did not wait
    */
   boolean commit(boolean wait) {
-    if (wait) {
-      fileLock.lock();
-    } else if (!fileLock.tryLock()) {
-      return false;
-    }
-    try {
-      commitLocked();
-    } finally {
-      fileLock.unlock();
-    }
-    committed();
-    return true;
-  }
-
-  /** Caller holds fileLock. Writes (and forces) what is pending, unless failed or closed. */
-  private void commitLocked() {
-    Batch batch = null;
-    appendLock.lock();
-    try {
-      if (failure != null || channelClosed || pendingRecords == 0) {
-        return;
-      }
-      batch = takePending();
-      if (compaction != null) {
-        compaction.addRewrite(batch);
-      }
-    } finally {
-      appendLock.unlock();
-    }
-    writeBatch(batch);
-  }
-
-  /** Caller holds fileLock: writes one batch at the end of the file and forces it (ALWAYS). */
-  private void writeBatch(Batch b) {
-    long start = filePos;
-    try {
-      long end = writeParts(channel, b.parts, start);
-      filePos = end;
-      if (policy == FsyncPolicy.ALWAYS) {
-        long t0 = System.nanoTime();
-        channel.force(false);
-        noteCommitSync(t0, b.records);
-      } else {
-        dirty = true;
-        unsyncedRecords += b.records;
-      }
-    } catch (IOException e) {
-      filePos = start;
-      enterFailed(e, b, start);
-      return;
-    }
-    fileBytes = filePos;
-    fileRecords += b.records;
-    batches++;
-    durableSeq = b.endSeq;
+    return writer.commit(wait);
   }
 
   /**
@@ -781,40 +404,7 @@ final class BackupLog implements AutoCloseable {
    *     kept); the record's fate is then unknown to the caller
    */
   void awaitDurable(long seq) throws IOException {
-    if (seq > appendedSeq) {
-      throw new IllegalArgumentException("no record has sequence " + seq);
-    }
-    while (durableSeq < seq) {
-      checkDurable(seq);
-      if (commit(false)) {
-        continue;
-      }
-      durableLock.lock();
-      try {
-        // The committer signals after it releases the file, under durableLock: either it has
-        // not signalled yet (this thread is woken) or the checks below see its work.
-        while (durableSeq < seq && fileLock.isLocked() && failure == null && !closed) {
-          durableChanged.await();
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new InterruptedIOException("interrupted while waiting for the backup log");
-      } finally {
-        durableLock.unlock();
-      }
-    }
-  }
-
-  /** Throws if the record {@code seq}, not yet durable, will not become so in this state. */
-  private void checkDurable(long seq) throws IOException {
-    IOException f = failure;
-    if (f != null && durableSeq < seq) {
-      throw new IOException("the record did not reach the disk: " + f.getMessage(), f);
-    }
-    if (closed && durableSeq < seq) {
-      throw new IOException("backup log " + logPath
-          + " was closed before the record was durable");
-    }
+    writer.awaitDurable(seq);
   }
 
   /**
@@ -823,28 +413,12 @@ final class BackupLog implements AutoCloseable {
    * listener wakes its selector). An event loop registers once, at start.
    */
   void addCommitListener(Runnable listener) {
-    commitListeners.add(listener);
+    writer.addCommitListener(listener);
   }
 
   void removeCommitListener(Runnable listener) {
-    commitListeners.remove(listener);
+    writer.removeCommitListener(listener);
   }
-
-  /** After a commit, failure or close, with fileLock released: wake every kind of waiter. */
-  private void committed() {
-    durableLock.lock();
-    try {
-      durableChanged.signalAll();
-    } finally {
-      durableLock.unlock();
-    }
-    for (Runnable listener : commitListeners) {
-      listener.run();
-    }
-  }
-
-  // ----------------------------------------------------------------------------------------------
-  // The sync thread: commits asked of it, EVERYSEC's periodic force, the retries after a failure.
 
   /**
    * Asks the sync thread to commit what is pending, for a caller that must not block on the disk
@@ -852,256 +426,7 @@ final class BackupLog implements AutoCloseable {
    * when a request is already pending.
    */
   void requestCommit() {
-    if (commitRequested) {
-      return;
-    }
-    appendLock.lock();
-    try {
-      commitRequested = true;
-      syncWake.signal();
-    } finally {
-      appendLock.unlock();
-    }
-  }
-
-  /** What the sync thread was woken for. */
-  private enum SyncWork { COMMIT, PERIODIC, CLOSE }
-
-  private void runSyncThread() {
-    try {
-      for (SyncWork w; (w = awaitSyncWork()) != SyncWork.CLOSE; ) {
-        fileLock.lock();
-        try {
-          if (failure != null) {
-            if (System.nanoTime() - nextRetryNanos >= 0) {
-              retryAfterFailure();
-            }
-          } else if (w == SyncWork.COMMIT) {
-            commitLocked();
-          } else if (dirty && policy == FsyncPolicy.EVERYSEC && !channelClosed) {
-            syncWritten();
-          }
-        } finally {
-          fileLock.unlock();
-        }
-        committed();
-      }
-    } catch (Throwable t) {
-      // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.error("backup log sync thread died: " + Log.describe(t));
-      appendLock.lock();
-      try {
-        failure = new IOException("backup log sync thread died: " + Log.describe(t), t);
-      } finally {
-        appendLock.unlock();
-      }
-      committed();
-    }
-  }
-
-  /**
-   * Sleeps until a commit is asked for, the next retry is due (failed), the next periodic check
-   * is due (EVERYSEC), or the log closes.
-   */
-  private SyncWork awaitSyncWork() {
-    appendLock.lock();
-    try {
-      while (!closing) {
-        long now = System.nanoTime();
-        if (commitRequested) {
-          commitRequested = false;
-          if (failure == null && pendingRecords > 0) {
-            return SyncWork.COMMIT;
-          }
-        }
-        long due;
-        if (failure != null) {
-          due = nextRetryNanos;
-        } else if (policy == FsyncPolicy.EVERYSEC) {
-          due = nextPeriodicNanos;
-        } else {
-          syncWake.awaitUninterruptibly();
-          continue;
-        }
-        if (now - due >= 0) {
-          nextPeriodicNanos = now + TimeUnit.MILLISECONDS.toNanos(EVERYSEC_SYNC_INTERVAL_MILLIS);
-          return SyncWork.PERIODIC;
-        }
-        try {
-          syncWake.awaitNanos(due - now);
-        } catch (InterruptedException e) {
-          // Nobody interrupts this private thread; the loop re-checks its state anyway.
-        }
-      }
-      return SyncWork.CLOSE;
-    } finally {
-      appendLock.unlock();
-    }
-  }
-
-  /** EVERYSEC: the periodic force. Caller holds fileLock. */
-  private void syncWritten() {
-    try {
-      long t0 = System.nanoTime();
-      channel.force(false);
-      noteCommitSync(t0, unsyncedRecords);
-      unsyncedRecords = 0;
-    } catch (IOException e) {
-      enterFailed(e, null, filePos);
-    }
-  }
-
-  /** Caller holds fileLock: a commit force begun at {@code startNanos} made records durable. */
-  private void noteCommitSync(long startNanos, long records) {
-    commitSyncLatency.record(System.nanoTime() - startNanos);
-    commitSyncRecords += records;
-    noteSync();
-  }
-
-  /** Caller holds fileLock. */
-  private void noteSync() {
-    syncs++;
-    dirty = false;
-    lastSyncNanos = System.nanoTime();
-    lastSyncMillis = System.currentTimeMillis();
-  }
-
-  /**
-   * Enters the failed state: the failed batch (if any) and everything pending are retained for
-   * the retry; waiters of non-durable records are told (by the caller's {@link #committed}); a
-   * running compaction is aborted. Caller holds fileLock.
-   */
-  private void enterFailed(IOException cause, Batch failedBatch, long batchFilePos) {
-    IOException f =
-        new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
-    Compactor abort;
-    appendLock.lock();
-    try {
-      if (retained.isEmpty()) {
-        retainFilePos = batchFilePos;
-      }
-      if (failedBatch != null) {
-        retained.add(failedBatch);
-      }
-      if (pendingRecords > 0) {
-        retained.add(takePending());
-      }
-      failure = f;
-      nextRetryNanos = System.nanoTime()
-          + TimeUnit.MILLISECONDS.toNanos(opts.failureRetryIntervalMillis);
-      abort = compaction;
-      compaction = null;
-      syncWake.signal();
-    } finally {
-      appendLock.unlock();
-    }
-    if (abort != null) {
-      abort.abort(f);
-    }
-    Log.error(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
-        opts.failureRetryIntervalMillis, cause));
-  }
-
-  /**
-   * One attempt to leave the failed state: reopen, cut the file back to where the retained
-   * records start, rewrite them from memory, force the file and the directory. Caller holds
-   * fileLock.
-   */
-  private void retryAfterFailure() {
-    long end;
-    try {
-      closeQuietly(channel);
-      channel = opts.channelOpener.open(logPath,
-          EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
-      if (channel.size() < retainFilePos) {
-        throw new IOException(logPath + " is shorter (" + channel.size()
-            + " bytes) than its durable part (" + retainFilePos + " bytes)");
-      }
-      channel.truncate(retainFilePos);
-      end = retainFilePos;
-      for (Batch b : retained) {
-        end = writeParts(channel, b.parts, end);
-      }
-      channel.force(true);
-      fsyncDirectory(dir);
-    } catch (IOException e) {
-      appendLock.lock();
-      try {
-        nextRetryNanos = System.nanoTime()
-            + TimeUnit.MILLISECONDS.toNanos(opts.failureRetryIntervalMillis);
-      } finally {
-        appendLock.unlock();
-      }
-      Log.error("backup log still failing: " + Log.describe(e));
-      return;
-    }
-    long seq = durableSeq;
-    long records = 0;
-    for (Batch b : retained) {
-      seq = b.endSeq;
-      records += b.records;
-    }
-    int rewritten = retained.size();
-    retained.clear();
-    filePos = end;
-    fileBytes = end;
-    fileRecords += records;
-    noteSync();
-    durableSeq = seq;
-    appendLock.lock();
-    try {
-      failure = null;
-    } finally {
-      appendLock.unlock();
-    }
-    Log.info(String.format("backup log recovered: rewrote %d records (%d batches) and "
-        + "accepts writes again", records, rewritten));
-  }
-
-  /**
-   * The last step of a compaction, under fileLock so that no batch is written to the file being
-   * replaced meanwhile: copy the rest of the rewrite buffer to the new file, force it, rename it
-   * over the log, force the directory, and write to it from now on. Appends are not blocked: they
-   * collect in the pending batch, which the next commit writes to the new file.
-   */
-  private void switchTo(Compactor c, List<Batch> rest) throws IOException {
-    boolean renamed = false;
-    try {
-      c.writeBatches(rest);
-      c.force();
-      opts.crashPoint.accept("compact.before-rename");
-      Files.move(compactPath, logPath, StandardCopyOption.ATOMIC_MOVE);
-      renamed = true;
-      olderFormat = false; // The new file has this version's header.
-      opts.crashPoint.accept("compact.after-rename");
-      fsyncDirectory(dir);
-    } catch (IOException e) {
-      if (!renamed) {
-        // The live log was not touched: the compaction fails, the log goes on.
-        c.abort(e);
-        throw e;
-      }
-      // The new file is the log now but its name may not be durable: use it, but fail the log
-      // until a retry has forced the directory.
-      adopt(c);
-      enterFailed(e, null, filePos);
-      c.abort(e);
-      throw e;
-    }
-    adopt(c);
-    opts.crashPoint.accept("compact.after-switch");
-  }
-
-  /** Caller holds fileLock: the compacted file becomes the log. */
-  private void adopt(Compactor c) {
-    FileChannel old = channel;
-    channel = c.adopt();
-    filePos = c.position();
-    fileBytes = filePos;
-    fileRecords = c.records();
-    compactions++;
-    noteSync();
-    closeQuietly(old);
+    writer.syncThread().requestCommit();
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -1110,35 +435,13 @@ final class BackupLog implements AutoCloseable {
   /**
    * Starts a compaction in a background thread if the log is much larger than the live data: file
    * larger than {@link OpenOptions#compactMinFileBytes} and more than {@link
-   * #COMPACT_GROWTH_FACTOR} times the size a fresh log of the live data would have. Cheap; the
-   * Data Server may call it after every write or from a timer.
+   * CompactionDriver#COMPACT_GROWTH_FACTOR} times the size a fresh log of the live data would
+   * have. Cheap; the Data Server may call it after every write or from a timer.
    *
    * @return whether a compaction was started
    */
   boolean maybeCompact(LiveData live) {
-    long size = fileBytes;
-    if (size < opts.compactMinFileBytes || failure != null || closing) {
-      return false;
-    }
-    long liveBytes = HEADER_BYTES + live.keyCount() * RECORD_FIXED_BYTES + live.valueBytes();
-    if (size <= COMPACT_GROWTH_FACTOR * liveBytes) {
-      return false;
-    }
-    if (!compactorBusy.compareAndSet(false, true)) {
-      return false;
-    }
-    Thread t = new Thread(() -> {
-      try {
-        compactOwned(live);
-      } catch (IOException | RuntimeException e) {
-        Log.warn("background compaction of " + logPath + " failed: " + Log.describe(e));
-      } finally {
-        compactorBusy.set(false);
-      }
-    }, "psiskv-log-compactor");
-    t.setDaemon(true);
-    t.start();
-    return true;
+    return compactions.maybeCompact(live);
   }
 
   /**
@@ -1148,99 +451,14 @@ final class BackupLog implements AutoCloseable {
    * @throws IOException if the compaction failed or was aborted; the log is then unchanged
    */
   void compact(LiveData live) throws IOException {
-    if (!compactorBusy.compareAndSet(false, true)) {
-      throw new IOException("a compaction of " + logPath + " is already running");
-    }
-    try {
-      compactOwned(live);
-    } finally {
-      compactorBusy.set(false);
-    }
-  }
-
-  /**
-   * The compaction scheme (Redis AOF rewrite), PROTOCOL.md §11.5.
-   *
-   * <p>Why the result is exact: at start every later batch a commit takes is also kept in the
-   * rewrite buffer, so the new file holds a snapshot taken after the start followed by (at least)
-   * every record appended after the start, in log order. Take a key k. If some record for k was
-   * appended after the start, replay ends with the last of them, which is k's current state,
-   * whatever the snapshot held. If none was, k did not change after the start, and the snapshot
-   * read k after the start (under k's stripe lock, which orders it with k's appends), so it holds
-   * k's current state. Records from just before the start that the buffer may also hold are
-   * older than every later record for their key, and replay is ordered and idempotent, so they
-   * change nothing. The same argument holds for each session's table entry.
-   */
-  private void compactOwned(LiveData live) throws IOException {
-    Compactor c = new Compactor(compactPath, opts.channelOpener);
-    long t0 = System.nanoTime();
-    long before = fileBytes;
-    try {
-      appendLock.lock();
-      try {
-        checkWritableLocked();
-        compaction = c;
-      } finally {
-        appendLock.unlock();
-      }
-      c.create(System.currentTimeMillis());
-      c.writeSnapshot(live);
-      opts.crashPoint.accept("compact.after-snapshot");
-      for (int round = 0; round < COMPACT_CATCHUP_ROUNDS; round++) {
-        List<Batch> batches;
-        appendLock.lock();
-        try {
-          batches = c.takeRewrite();
-        } finally {
-          appendLock.unlock();
-        }
-        if (c.writeBatches(batches) < COMPACT_CATCHUP_BYTES) {
-          break;
-        }
-      }
-      c.force();
-      opts.crashPoint.accept("compact.before-switch");
-      fileLock.lock();
-      try {
-        List<Batch> rest;
-        appendLock.lock();
-        try {
-          c.checkAborted();
-          rest = c.takeRewrite();
-          compaction = null;
-        } finally {
-          appendLock.unlock();
-        }
-        switchTo(c, rest);
-      } finally {
-        fileLock.unlock();
-      }
-      committed();
-    } catch (IOException | RuntimeException | Error e) {
-      appendLock.lock();
-      try {
-        if (compaction == c) {
-          compaction = null;
-        }
-      } finally {
-        appendLock.unlock();
-      }
-      c.discard();
-      committed();
-      throw e;
-    }
-    Log.info(String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
-        before, c.position(), c.records(),
-        TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0)));
+    compactions.compact(live);
   }
 
   // ----------------------------------------------------------------------------------------------
   // Stats and close.
 
   Stats stats() {
-    return new Stats(fileBytes, fileRecords, appends, batches, syncs, lastSyncMillis, compactions,
-        failure != null, commitSyncLatency.count(), commitSyncRecords,
-        commitSyncLatency.percentileMicros(50), commitSyncLatency.percentileMicros(99));
+    return writer.stats();
   }
 
   FsyncPolicy policy() {
@@ -1260,112 +478,6 @@ final class BackupLog implements AutoCloseable {
    */
   @Override
   public void close() throws IOException {
-    Compactor abort;
-    appendLock.lock();
-    try {
-      closing = true;
-      abort = compaction;
-      compaction = null;
-      syncWake.signal();
-    } finally {
-      appendLock.unlock();
-    }
-    if (abort != null) {
-      abort.abort(new IOException("backup log " + logPath + " is closing"));
-    }
-    joinUninterruptibly(syncThread);
-    fileLock.lock();
-    try {
-      if (!channelClosed) {
-        commitLocked();
-        finishAtClose();
-      }
-    } finally {
-      fileLock.unlock();
-    }
-    committed();
-    if (closeError != null) {
-      throw new IOException("backup log " + logPath + " closed with an error: " + closeError,
-          closeError);
-    }
-  }
-
-  /** Caller holds fileLock: the final force, then the channel is closed for good. */
-  private void finishAtClose() {
-    IOException err = failure;
-    if (err == null) {
-      try {
-        channel.force(true);
-        noteSync();
-      } catch (IOException e) {
-        err = e;
-        failure = new IOException("final force of " + logPath + " failed: " + Log.describe(e), e);
-      }
-    } else if (!retained.isEmpty()) {
-      long lost = 0;
-      for (Batch b : retained) {
-        lost += b.records;
-      }
-      Log.error("backup log closed while failed: " + lost + " records never reached the disk");
-    }
-    closeError = err;
-    closeQuietly(channel);
-    channelClosed = true;
-    closed = true;
-  }
-
-  private static void joinUninterruptibly(Thread t) {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        t.join();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
-    }
-  }
-
-  // ----------------------------------------------------------------------------------------------
-
-  // ----------------------------------------------------------------------------------------------
-  // I/O helpers.
-
-  /** Writes each part (a duplicate; the parts stay untouched) from {@code position} on. */
-  static long writeParts(FileChannel ch, ByteBuffer[] parts, long position) throws IOException {
-    for (ByteBuffer p : parts) {
-      position = writeFully(ch, p.duplicate(), position);
-    }
-    return position;
-  }
-
-  /**
-   * Writes all of {@code src} at {@code position}. Loops because a positional write may write
-   * fewer bytes than asked; writes at most {@link #WRITE_SLICE_BYTES} per call.
-   */
-  static long writeFully(FileChannel ch, ByteBuffer src, long position) throws IOException {
-    int end = src.limit();
-    while (src.position() < end) {
-      src.limit(Math.min(end, src.position() + WRITE_SLICE_BYTES));
-      while (src.hasRemaining()) {
-        position += ch.write(src, position);
-      }
-      src.limit(end);
-    }
-    return position;
-  }
-
-  static void closeQuietly(FileChannel ch) {
-    if (ch == null) {
-      return;
-    }
-    try {
-      ch.close();
-    } catch (IOException e) {
-      // Closing a channel we are abandoning; nothing more to do with it.
-    }
+    writer.close();
   }
 }

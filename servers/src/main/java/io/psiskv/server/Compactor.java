@@ -15,14 +15,15 @@ import java.util.List;
 /**
  * One compaction of a {@link BackupLog} (PROTOCOL.md §11.5): the temporary file {@code
  * psiskv.data.compact}, the snapshot written into it, and the rewrite buffer of the batches
- * appended meanwhile. {@link BackupLog#compactOwned} drives it and explains why the result is
- * exact.
+ * appended meanwhile. {@link CompactionDriver#compactOwned} drives it and explains why the result
+ * is exact; {@link LogWriter} switches the log to its file.
  *
  * <p>Ownership: the compactor thread owns the channel and its position; at the switch it holds the
  * log's {@code fileLock}, and from then on the channel is the log's ({@link #adopt}). The rewrite
- * list is guarded by the log's {@code appendLock}: each commit adds the batch it takes, the
- * compactor takes them in catch-up rounds and takes the rest at the switch. Batches are
- * immutable, so a commit and the compactor can both write one.
+ * list is guarded by the log's {@code appendLock} (its methods are named {@code do*}: the caller
+ * holds the lock): each commit adds the batch it takes, the compactor takes them in catch-up
+ * rounds and takes the rest at the switch. Batches are immutable, so a commit and the compactor
+ * can both write one.
  */
 final class Compactor {
   /** The snapshot is encoded into a buffer of this size and written when it fills. */
@@ -34,7 +35,7 @@ final class Compactor {
   private long pos;
   private long records;
   /** Guarded by the log's appendLock. */
-  private ArrayList<BackupLog.Batch> rewrite = new ArrayList<>();
+  private ArrayList<AppendBuffer.Batch> rewrite = new ArrayList<>();
   private volatile IOException aborted;
   private volatile boolean adopted;
 
@@ -51,7 +52,7 @@ final class Compactor {
     PrivateFiles.file(tmp);
     byte[] h = new byte[HEADER_BYTES];
     encodeHeader(h, createdMillis);
-    pos = BackupLog.writeFully(channel, ByteBuffer.wrap(h), 0);
+    pos = LogFiles.writeFully(channel, ByteBuffer.wrap(h), 0);
   }
 
   /** Writes every live pair and session entry as PUT and SESSION records (session 0 for PUTs). */
@@ -62,11 +63,11 @@ final class Compactor {
   }
 
   /** Copies batches of the rewrite buffer to the file; returns the bytes copied. */
-  long writeBatches(List<BackupLog.Batch> batches) throws IOException {
+  long writeBatches(List<AppendBuffer.Batch> batches) throws IOException {
     checkAborted();
     long start = pos;
-    for (BackupLog.Batch b : batches) {
-      pos = BackupLog.writeParts(channel, b.parts, pos);
+    for (AppendBuffer.Batch b : batches) {
+      pos = LogFiles.writeParts(channel, b.parts, pos);
       records += b.records;
     }
     return pos - start;
@@ -77,14 +78,14 @@ final class Compactor {
     channel.force(false);
   }
 
-  /** Caller holds the log's appendLock. */
-  void addRewrite(BackupLog.Batch b) {
+  /** Adds a commit's batch to the rewrite buffer. Caller holds the log's appendLock. */
+  void doAddRewrite(AppendBuffer.Batch b) {
     rewrite.add(b);
   }
 
   /** Takes the rewrite buffer's batches so far. Caller holds the log's appendLock. */
-  List<BackupLog.Batch> takeRewrite() {
-    List<BackupLog.Batch> taken = rewrite;
+  List<AppendBuffer.Batch> doTakeRewrite() {
+    List<AppendBuffer.Batch> taken = rewrite;
     rewrite = new ArrayList<>();
     return taken;
   }
@@ -112,7 +113,7 @@ final class Compactor {
     if (adopted) {
       return;
     }
-    BackupLog.closeQuietly(channel);
+    LogFiles.closeQuietly(channel);
     try {
       Files.deleteIfExists(tmp);
     } catch (IOException e) {
@@ -161,15 +162,15 @@ final class Compactor {
         }
       } else {
         encodeRecord(buf, 0, op, key, session, requestId, result, value);
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(buf, 0, RECORD_FIXED_BYTES), pos);
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(value), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(buf, 0, RECORD_FIXED_BYTES), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(value), pos);
       }
       records++;
     }
 
     void flush() throws IOException {
       if (n > 0) {
-        pos = BackupLog.writeFully(channel, ByteBuffer.wrap(buf, 0, n), pos);
+        pos = LogFiles.writeFully(channel, ByteBuffer.wrap(buf, 0, n), pos);
         n = 0;
       }
     }

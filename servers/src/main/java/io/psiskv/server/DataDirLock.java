@@ -73,7 +73,7 @@ final class DataDirLock implements AutoCloseable {
     try {
       byte[] pid = (ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII);
       ch.truncate(0);
-      BackupLog.writeFully(ch, ByteBuffer.wrap(pid), 0);
+      LogFiles.writeFully(ch, ByteBuffer.wrap(pid), 0);
       ch.force(false);
     } catch (IOException | RuntimeException e) {
       ch.close(); // releases the lock

@@ -3,7 +3,7 @@ package io.psiskv.server;
 /**
  * When {@link BackupLog} forces its file to stable storage, and therefore what {@link
  * BackupLog#awaitDurable} promises when it returns. Modelled on Redis {@code appendfsync}; see
- * PROTOCOL.md §11.4. The promise is enforced in one place, {@code BackupLog.writeBatch}, run by
+ * PROTOCOL.md §11.4. The promise is enforced in one place, {@code LogWriter.doWriteBatch}, run by
  * whichever thread commits.
  */
 enum FsyncPolicy {

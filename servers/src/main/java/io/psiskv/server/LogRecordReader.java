@@ -13,8 +13,8 @@ import java.util.zip.CRC32C;
 
 /**
  * Reads a backup log front to back and applies the recovery rule of PROTOCOL.md §11.3 to what it
- * finds. Shared by {@link BackupLog#open} (replay) and {@link BackupCheck} (the offline tool), so
- * the two can never disagree about where a file is damaged.
+ * finds. Shared by {@link LogRecovery#recover} (replay) and {@link BackupCheck} (the offline
+ * tool), so the two can never disagree about where a file is damaged.
  *
  * <p>Reading goes through one 1 MiB buffer with positional reads; the only per-record allocation
  * is the value array handed to the visitor, and a value is allocated only after the record's

@@ -92,8 +92,8 @@ class BackupLogTest {
       w.put(9, bytes(5, 3), 13, 1);
       w.delete(9, 13, 2);
       w.put(9, bytes(6, 4), 13, 3); // re-create after delete
-      w.put(0x80000000, bytes(BackupLog.LARGE_VALUE_BYTES, 5), 14, 1); // referenced, not copied
-      w.put(10, bytes(3 * BackupLog.WRITE_SLICE_BYTES + 17, 6), 14, 2); // written in slices
+      w.put(0x80000000, bytes(AppendBuffer.LARGE_VALUE_BYTES, 5), 14, 1); // referenced, not copied
+      w.put(10, bytes(3 * LogFiles.WRITE_SLICE_BYTES + 17, 6), 14, 2); // written in slices
       w.put(11, bytes(1, 7), 0, 0); // no session
       w.session(15, 1, Status.KEY_EXISTS);
       w.delete(12, 15, 2); // tombstone for a key never written: replay must accept it
