@@ -137,7 +137,7 @@ public final class DataServer {
         server.stop("start failed", NO_REPLY, false);
       }
     }
-    server.awaitStopped();
+    Uninterruptibles.await(server.stopped);
     System.exit(server.exitCode);
   }
 
@@ -483,7 +483,7 @@ public final class DataServer {
       stopping = true;
     }
     if (!first) {
-      awaitStopped();
+      Uninterruptibles.await(stopped);
       return;
     }
     try {
@@ -563,21 +563,6 @@ public final class DataServer {
     }
     if (front.process != null) {
       front.handle.destroy(); // SIGTERM to the front we launched: it stops in order.
-    }
-  }
-
-  private void awaitStopped() {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        stopped.await();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
     }
   }
 }

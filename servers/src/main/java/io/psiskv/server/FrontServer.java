@@ -181,7 +181,7 @@ public final class FrontServer {
     } catch (IOException | RuntimeException e) {
       if (server.isStopping()) {
         // A signal's stop interrupted the start; the shutdown hook finishes it and exits.
-        awaitQuietly(server.stopped);
+        Uninterruptibles.await(server.stopped);
         System.exit(server.exitCode);
       }
       Log.error("start failed: " + Log.describe(e));
@@ -192,7 +192,7 @@ public final class FrontServer {
       server.stop("start failed");
       System.exit(server.exitCode);
     }
-    awaitQuietly(server.stopRequested);
+    Uninterruptibles.await(server.stopRequested);
     server.stop(server.stopReason);
     System.exit(server.exitCode);
   }
@@ -749,7 +749,7 @@ public final class FrontServer {
       stopping = true;
     }
     if (!first) {
-      awaitQuietly(stopped);
+      Uninterruptibles.await(stopped);
       return;
     }
     try {
@@ -803,21 +803,6 @@ public final class FrontServer {
       if (link != null) {
         link.close();
       }
-    }
-  }
-
-  private static void awaitQuietly(CountDownLatch latch) {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        latch.await();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
     }
   }
 }
