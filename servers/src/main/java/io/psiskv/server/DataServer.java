@@ -390,30 +390,17 @@ public final class DataServer {
 
   /** The Data Server's reactions to its front's control connection. */
   private ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
-    return new ControlLink.Handler() {
-      @Override
-      public void onMessage(Header h, byte[] buf) throws IOException {
-        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
-          stop("SHUTDOWN from the front server", h.requestId, false);
-          return;
-        }
-        if (ControlLink.isRequest(h, Opcode.STATUS)) {
-          sendStatus(peer.link(), h.requestId);
-          return;
-        }
-        throw new ProtocolException("unexpected control message " + h);
+    return new PeerLinkHandler(supervisor, peer, this::isStopping, (h, buf) -> {
+      if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
+        stop("SHUTDOWN from the front server", h.requestId, false);
+        return;
       }
-
-      @Override
-      public void onClosed(String reason) {
-        supervisor.linkClosed(peer, reason, isStopping());
+      if (ControlLink.isRequest(h, Opcode.STATUS)) {
+        sendStatus(peer.link(), h.requestId);
+        return;
       }
-
-      @Override
-      public void onSilent(long silentMillis, boolean first) {
-        supervisor.silent(peer, silentMillis, first, isStopping());
-      }
-    };
+      throw new ProtocolException("unexpected control message " + h);
+    });
   }
 
   /**

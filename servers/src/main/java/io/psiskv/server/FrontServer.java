@@ -552,36 +552,23 @@ public final class FrontServer {
 
   /** The Front Server's reactions to its Data Server's control connection. */
   private ControlLink.Handler dataLinkHandler(Supervisor.Peer peer) {
-    return new ControlLink.Handler() {
-      @Override
-      public void onMessage(Header h, byte[] buf) throws IOException {
-        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
-          // PROTOCOL.md §7.3: the Data Server got SIGINT/SIGTERM and stops in order; its end is
-          // no crash. Both stop.
-          peer.stoppingOnPurpose = true;
-          endpoint = null;
-          Log.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
-              + " server stops too");
-          requestStop("the data server is stopping on purpose");
-          return;
-        }
-        if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
-          Log.info("data server acknowledged SHUTDOWN");
-          return;
-        }
-        throw new ProtocolException("unexpected control message " + h);
+    return new PeerLinkHandler(supervisor, peer, this::isStopping, (h, buf) -> {
+      if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
+        // PROTOCOL.md §7.3: the Data Server got SIGINT/SIGTERM and stops in order; its end is
+        // no crash. Both stop.
+        peer.stoppingOnPurpose = true;
+        endpoint = null;
+        Log.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
+            + " server stops too");
+        requestStop("the data server is stopping on purpose");
+        return;
       }
-
-      @Override
-      public void onClosed(String reason) {
-        supervisor.linkClosed(peer, reason, isStopping());
+      if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
+        Log.info("data server acknowledged SHUTDOWN");
+        return;
       }
-
-      @Override
-      public void onSilent(long silentMillis, boolean first) {
-        supervisor.silent(peer, silentMillis, first, isStopping() || peer.stoppingOnPurpose);
-      }
-    };
+      throw new ProtocolException("unexpected control message " + h);
+    });
   }
 
   /** The configured port, else the first free one above it; port 0 means any free port. */
