@@ -664,7 +664,7 @@ final class ServerConfig {
     args.add("--hang-timeout-ms");
     args.add(Integer.toString(hangTimeoutMillis));
     args.add("--fsync");
-    args.add(fsync.name().toLowerCase(java.util.Locale.ROOT));
+    args.add(fsync.optionName());
     if (salvage) {
       args.add("--salvage");
     }
@@ -763,6 +763,6 @@ final class ServerConfig {
   public String toString() {
     return "bind " + bindAddress.getHostAddress() + ", data dir " + dataDir + ", threads "
         + threads + ", max value " + maxValueBytes + " bytes, fsync "
-        + fsync.name().toLowerCase(java.util.Locale.ROOT);
+        + fsync.optionName();
   }
 }
