@@ -111,7 +111,7 @@ public final class DataServer {
   }
 
   public static void main(String[] args) {
-    ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.DATA, args);
+    ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.DATA, args);
     Log.init(ServerConfig.Role.DATA.logName);
     try {
       Log.configure(config.logLevel, config.logFile);

@@ -152,7 +152,7 @@ public final class FrontServer {
   }
 
   public static void main(String[] args) {
-    ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.FRONT, args);
+    ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.FRONT, args);
     FrontListener.Limits frontLimits;
     try {
       frontLimits = FrontListener.Limits.fromSystemProperties();
