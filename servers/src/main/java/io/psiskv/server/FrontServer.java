@@ -341,11 +341,13 @@ public final class FrontServer {
     }
   }
 
+  /** Wakes {@code main} to stop both processes ({@code quit}, the Data Server's SHUTDOWN). */
   void requestStop(String reason) {
     stopReason = reason;
     stopRequested.countDown();
   }
 
+  /** Whether the stop has begun: a launch in progress then gives up and links nothing. */
   boolean isStopping() {
     synchronized (lifecycleLock) {
       return stopping;
