@@ -3,26 +3,14 @@ package io.psiskv.server;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
-import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ProtocolException;
 import java.net.Socket;
 import java.nio.channels.ServerSocketChannel;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 
 /**
  * The Data Server process (process 2): holds the pairs and serves PUT, GET and DELETE to clients
@@ -39,11 +27,10 @@ import java.util.concurrent.TimeoutException;
  * ends, its process exits, or it is silent for more than {@value Supervisor#HUNG_AFTER_MILLIS} ms,
  * found hung ({@link Supervisor}) and SIGKILLed) this process relaunches it: the same java and
  * classpath, {@code io.psiskv.server.FrontServer} with the same settings, {@code --port} exactly
- * the old client port and {@code --adopt-data <our pid>}; stdin /dev/null, stderr appended to
- * {@value ServerConfig#FRONT_LOG_FILE} in the data directory, stdout a pipe: its first line
- * {@code control port N} names the new front's control port, and every line is appended to the
- * same log file ({@code front-stdout} thread). Then the same INIT handshake as at start. Data connections keep
- * being served meanwhile; only new clients wait (they cannot reach a front).
+ * the old client port and {@code --adopt-data <our pid>}, the pair secret on its stdin ({@link
+ * FrontServerLauncher}, which says where its output goes); then the same INIT handshake as at
+ * start. Data connections keep being served meanwhile; only new clients wait (they cannot reach
+ * a front).
  *
  * <p><b>Threads</b> (all but main are daemons; none holds a lock across socket I/O):
  *
@@ -60,15 +47,17 @@ import java.util.concurrent.TimeoutException;
  *       ({@link BackupLog}); commits are made by the serving threads themselves.
  *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
  *       connection ({@link ControlLink}): SHUTDOWN starts the stop, STATUS is answered.
- *   <li>{@code front-server-supervisor}: the relaunch loop; {@code front-stdout}: copies a
- *       relaunched front's stdout into its log file.
+ *   <li>{@code front-server-supervisor}: the relaunch loop, which runs the launches ({@link
+ *       FrontServerLauncher}); {@code front-stdout}: copies a relaunched front's stdout into its
+ *       log file.
  *   <li>{@code data-maintenance}: compaction trigger, session expiry, the problem log's
  *       summary lines.
  *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
  * </ul>
  *
  * <p><b>Shared state.</b> The {@link Store} locks per stripe; {@link Engine} and {@link BackupLog}
- * say the rest. {@code lifecycleLock} guards {@code stopping} and the start of the serving threads.
+ * say the rest. {@code lifecycleLock} guards {@code stopping}, the start of the serving threads
+ * and the linking of a front's control connection.
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent; the first caller does the work, others wait): stop
  * supervising (nothing is relaunched from then on); on a signal, tell the front with SHUTDOWN
@@ -103,6 +92,8 @@ public final class DataServer {
   private final ProblemLog problems = ProblemLog.forDataServer();
   /** The pair secret (PROTOCOL.md §7.1), from the launching Front Server on our stdin. */
   private volatile ControlAuth auth;
+  /** Relaunches the Front Server for the supervisor; set at start, before the supervisor runs. */
+  private volatile FrontServerLauncher frontLauncher;
 
   private DataServer(ServerConfig config) {
     this.config = config;
@@ -111,7 +102,7 @@ public final class DataServer {
   }
 
   public static void main(String[] args) {
-    ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.DATA, args);
+    ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.DATA, args);
     Log.init(ServerConfig.Role.DATA.logName);
     try {
       Log.configure(config.logLevel, config.logFile);
@@ -137,12 +128,13 @@ public final class DataServer {
         server.stop("start failed", NO_REPLY, false);
       }
     }
-    server.awaitStopped();
+    Uninterruptibles.await(server.stopped);
     System.exit(server.exitCode);
   }
 
   private void start() throws IOException {
     auth = ControlAuth.readFrom(System.in);
+    frontLauncher = new FrontServerLauncher(this, config, supervisor, auth);
     PrivateFiles.directory(config.dataDir);
     // Only one Data Server may own a data directory (PROTOCOL.md §11.6): a second one, or a
     // relaunch racing a slow death, stops here with the holder's pid in the message.
@@ -228,7 +220,7 @@ public final class DataServer {
    * average of 12 in a test run) can make this side miss that, and another attempt on a new
    * connection is cheaper than the front relaunching this process. The last failure is thrown.
    */
-  private ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
+  ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
     for (int attempt = 1; ; attempt++) {
       try {
         return handshake(controlPort, expectedPid);
@@ -294,126 +286,19 @@ public final class DataServer {
     }
   }
 
-  /**
-   * Relaunches the Front Server ({@link Supervisor.Launcher}, on the supervisor's thread): see
-   * the class comment. On failure the process is killed, unless a stop began.
-   */
-  private Supervisor.Peer launchFrontServer() throws IOException {
-    Path logFile = config.dataDir.resolve(ServerConfig.FRONT_LOG_FILE);
-    if (!Files.exists(logFile)) {
-      Files.createFile(logFile);
-    }
-    PrivateFiles.file(logFile);
-    List<String> command = Supervisor.javaCommand(FrontServer.class, List.of(),
-        config.frontServerArgs(ProcessHandle.current().pid()));
-    ProcessBuilder builder = new ProcessBuilder(command)
-        .redirectInput(ProcessBuilder.Redirect.PIPE)
-        .redirectOutput(ProcessBuilder.Redirect.PIPE)
-        .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()));
-    Supervisor.Peer peer = supervisor.track(builder);
-    try {
-      auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
-    } catch (IOException e) {
-      // It died at once; its exit is seen below as a start that printed no control port.
-    }
-    Log.info("launched front server pid " + peer.pid() + " (its log: " + logFile + ")");
-    CompletableFuture<Integer> controlPort = new CompletableFuture<>();
-    Thread pump = new Thread(() -> pumpFrontStdout(peer.process, logFile, controlPort),
-        "front-stdout");
-    pump.setDaemon(true);
-    pump.start();
-    try {
-      int port;
-      try {
-        port = controlPort.get(Supervisor.PEER_START_TIMEOUT_MILLIS, TimeUnit.MILLISECONDS);
-      } catch (TimeoutException e) {
-        throw new IOException("the front server (pid " + peer.pid() + ") did not print its"
-            + " control port within " + Supervisor.PEER_START_TIMEOUT_MILLIS + " ms");
-      } catch (ExecutionException e) {
-        throw new IOException(e.getCause().getMessage(), e.getCause());
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new IOException("interrupted");
-      }
-      ControlLink link = handshakeRetrying(port, peer.pid());
-      synchronized (lifecycleLock) {
-        if (stopping) {
-          link.close(); // The stop found no link and sends SIGTERM to the front.
-          throw new IOException("stopping");
-        }
-        peer.linked(link);
-      }
-      link.start(frontLinkHandler(peer));
-    } catch (IOException | RuntimeException e) {
-      if (!supervisor.isStopped()) {
-        peer.handle.destroyForcibly();
-        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
-      }
-      throw e;
-    }
-    peer.process.onExit().thenRun(() -> supervisor.peerDown(peer, peer.exitDescription()));
-    return peer;
-  }
-
-  /**
-   * The {@code front-stdout} thread: appends a relaunched front's stdout lines to its log file
-   * and completes {@code controlPort} with the port of its first line {@code control port N}
-   * (exceptionally if the output ends first: the front died during its start).
-   */
-  private static void pumpFrontStdout(Process front, Path logFile,
-      CompletableFuture<Integer> controlPort) {
-    try (BufferedReader r = new BufferedReader(
-        new InputStreamReader(front.getInputStream(), StandardCharsets.UTF_8))) {
-      for (String line; (line = r.readLine()) != null; ) {
-        if (!controlPort.isDone() && line.startsWith(FrontServer.CONTROL_PORT_LINE)) {
-          try {
-            controlPort.complete(
-                Integer.parseInt(line.substring(FrontServer.CONTROL_PORT_LINE.length()).trim()));
-          } catch (NumberFormatException e) {
-            controlPort.completeExceptionally(new IOException("bad control port line: " + line));
-          }
-        }
-        try {
-          Files.writeString(logFile, "[stdout] " + line + "\n", StandardCharsets.UTF_8,
-              StandardOpenOption.CREATE, StandardOpenOption.APPEND);
-        } catch (IOException e) {
-          // The log is a diagnostic aid; keep reading so the front never blocks on its stdout.
-        }
-      }
-    } catch (IOException e) {
-      // The front is gone; fall through.
-    }
-    controlPort.completeExceptionally(new IOException("the front server (pid " + front.pid()
-        + ") ended its output before it printed its control port (it exited: see "
-        + logFile + ")"));
-  }
-
   /** The Data Server's reactions to its front's control connection. */
-  private ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
-    return new ControlLink.Handler() {
-      @Override
-      public void onMessage(Header h, byte[] buf) throws IOException {
-        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
-          stop("SHUTDOWN from the front server", h.requestId, false);
-          return;
-        }
-        if (ControlLink.isRequest(h, Opcode.STATUS)) {
-          sendStatus(peer.link(), h.requestId);
-          return;
-        }
-        throw new ProtocolException("unexpected control message " + h);
+  ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
+    return new PeerLinkHandler(supervisor, peer, this::isStopping, (h, buf) -> {
+      if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
+        stop("SHUTDOWN from the front server", h.requestId, false);
+        return;
       }
-
-      @Override
-      public void onClosed(String reason) {
-        supervisor.linkClosed(peer, reason, isStopping());
+      if (ControlLink.isRequest(h, Opcode.STATUS)) {
+        sendStatus(peer.link(), h.requestId);
+        return;
       }
-
-      @Override
-      public void onSilent(long silentMillis, boolean first) {
-        supervisor.silent(peer, silentMillis, first, isStopping());
-      }
-    };
+      throw new ProtocolException("unexpected control message " + h);
+    });
   }
 
   /**
@@ -463,6 +348,27 @@ public final class DataServer {
     transport = t;
   }
 
+  /** The supervisor's launcher ({@link FrontServerLauncher#launch}); runs after the start set it. */
+  private Supervisor.Peer launchFrontServer() throws IOException {
+    return frontLauncher.launch();
+  }
+
+  /**
+   * Links a relaunched front's control connection ({@link Supervisor.Peer#linked}) unless a stop
+   * began; then closes it and returns false. Under lifecycleLock, so the stop either finds the
+   * link or the launch finds the stop.
+   */
+  boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
+    synchronized (lifecycleLock) {
+      if (stopping) {
+        link.close();
+        return false;
+      }
+      peer.linked(link);
+      return true;
+    }
+  }
+
   private boolean isStopping() {
     synchronized (lifecycleLock) {
       return stopping;
@@ -483,7 +389,7 @@ public final class DataServer {
       stopping = true;
     }
     if (!first) {
-      awaitStopped();
+      Uninterruptibles.await(stopped);
       return;
     }
     try {
@@ -563,21 +469,6 @@ public final class DataServer {
     }
     if (front.process != null) {
       front.handle.destroy(); // SIGTERM to the front we launched: it stops in order.
-    }
-  }
-
-  private void awaitStopped() {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        stopped.await();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
     }
   }
 }

@@ -1,33 +1,13 @@
 package io.psiskv.server;
 
-import static io.psiskv.protocol.Protocol.HEADER_BYTES;
-
 import io.psiskv.protocol.Header;
-import io.psiskv.protocol.Opcode;
-import io.psiskv.protocol.Protocol;
 import java.io.IOException;
 import java.net.BindException;
-import java.net.ProtocolException;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
-import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
 import java.nio.channels.ServerSocketChannel;
-import java.nio.file.Files;
-import java.time.Duration;
-import java.time.Instant;
-import java.util.List;
-import java.util.Map;
 import java.util.Optional;
-import java.util.ArrayDeque;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeoutException;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The Front Server process (process 1, the jar's Main-Class): starts the Data Server as a second
@@ -62,10 +42,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *       ({@link FrontListener}: HELLO, PING, the request deadline, idle timeout and connection
  *       cap); no thread per connection.
  *   <li>{@code console}: reads commands from stdin when {@link Console#decide} allows it (never
- *       a terminal of a background job: SIGTTIN would stop both servers); end of stdin ends
- *       only the console.
+ *       a terminal of a background job: SIGTTIN would stop both servers) and runs them ({@link
+ *       FrontConsole}); end of stdin ends only the console.
+ *   <li>{@code control-acceptor} and at most {@value ServerConfig#MAX_CONTROL_HANDSHAKES} {@code
+ *       control-handshake} threads: the control listener and its handshakes ({@link
+ *       ControlAcceptor}).
  *   <li>{@code data-server-supervisor}: the relaunch loop ({@link Supervisor}), which also runs
- *       the launches and INIT handshakes after the first.
+ *       the launches and INIT waits after the first ({@link DataServerLauncher}).
  *   <li>{@code control-reader}, {@code heartbeat}, {@code control-watchdog}: the control
  *       connection ({@link ControlLink}); a JDK thread reports the Data Server process's exit.
  *   <li>the JVM's shutdown hook thread on SIGINT and SIGTERM.
@@ -103,7 +86,7 @@ public final class FrontServer {
   }
 
   /** A start failure with a message for the user. */
-  private static final class StartException extends IOException {
+  static final class StartException extends IOException {
     private static final long serialVersionUID = 1L;
 
     StartException(String message) {
@@ -123,15 +106,10 @@ public final class FrontServer {
   private boolean stopping;
   private volatile DataEndpoint endpoint;
   private final Supervisor supervisor;
-  /** The pair secret (PROTOCOL.md §7.1): made here, or handed over by the adopting Data Server. */
-  private volatile ControlAuth auth;
-  private final LogSummary controlLog = new LogSummary("control connections",
-      ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, Log::info);
-  private final LogSummary.Kind controlRejections = controlLog.detailedKind(
-      "more rejected", ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
-  private volatile ServerSocket controlListener;
-  /** The Data Server whose INIT is awaited ({@link #awaitInit}), or null. */
-  private volatile Awaited awaited;
+  /** The control listener and its handshakes; set at start. */
+  private volatile ControlAcceptor controlAcceptor;
+  /** Launches Data Servers for the supervisor; set at start, before the supervisor runs. */
+  private volatile DataServerLauncher launcher;
   /** The client port's listener: bound at start, accepting once the Data Server is ready. */
   private volatile FrontListener clientListener;
   /** An adopted start that failed leaves the adopted Data Server alone (it relaunches us). */
@@ -152,7 +130,7 @@ public final class FrontServer {
   }
 
   public static void main(String[] args) {
-    ServerConfig config = ServerConfig.parseOrExit(ServerConfig.Role.FRONT, args);
+    ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.FRONT, args);
     FrontListener.Limits frontLimits;
     try {
       frontLimits = FrontListener.Limits.fromSystemProperties();
@@ -181,7 +159,7 @@ public final class FrontServer {
     } catch (IOException | RuntimeException e) {
       if (server.isStopping()) {
         // A signal's stop interrupted the start; the shutdown hook finishes it and exits.
-        awaitQuietly(server.stopped);
+        Uninterruptibles.await(server.stopped);
         System.exit(server.exitCode);
       }
       Log.error("start failed: " + Log.describe(e));
@@ -192,14 +170,14 @@ public final class FrontServer {
       server.stop("start failed");
       System.exit(server.exitCode);
     }
-    awaitQuietly(server.stopRequested);
+    Uninterruptibles.await(server.stopRequested);
     server.stop(server.stopReason);
     System.exit(server.exitCode);
   }
 
   private void start() throws IOException {
     // A user's start makes the pair secret; a relaunch gets it from the Data Server (§7.1).
-    auth = adopted ? ControlAuth.readFrom(System.in) : ControlAuth.generate();
+    ControlAuth auth = adopted ? ControlAuth.readFrom(System.in) : ControlAuth.generate();
     try {
       PrivateFiles.directory(config.dataDir);
     } catch (IOException e) {
@@ -236,18 +214,18 @@ public final class FrontServer {
       throw e;
     }
     clientListener = clients;
-    ServerSocket controlServer = new ServerSocket(0, ServerConfig.CONTROL_LISTEN_BACKLOG,
-        InetAddress.getLoopbackAddress());
-    controlListener = controlServer;
-    Thread controlAcceptor = new Thread(() -> acceptControl(controlServer), "control-acceptor");
-    controlAcceptor.setDaemon(true);
-    controlAcceptor.start();
+    ControlAcceptor acceptor = new ControlAcceptor(auth);
+    controlAcceptor = acceptor;
+    acceptor.start();
+    DataServerLauncher dataLauncher =
+        new DataServerLauncher(this, config, supervisor, auth, acceptor, clients.localPort());
+    launcher = dataLauncher;
 
     Supervisor.Peer first;
     String noPeerReason = null;
     if (adopted) {
       // The Data Server that launched us reads this line from our stdout, then connects.
-      System.out.println(CONTROL_PORT_LINE + controlServer.getLocalPort());
+      System.out.println(CONTROL_PORT_LINE + acceptor.port());
       System.out.flush();
       Optional<ProcessHandle> data = ProcessHandle.of(config.adoptDataPid);
       if (data.isEmpty()) {
@@ -260,7 +238,7 @@ public final class FrontServer {
         adoptedPeer.handle.onExit().thenRun(
             () -> supervisor.peerDown(adoptedPeer, "its process exited"));
         try {
-          awaitInit(first);
+          dataLauncher.awaitInit(first);
         } catch (IOException e) {
           if (isStopping()) {
             throw new StartException("stopped during start");
@@ -271,7 +249,7 @@ public final class FrontServer {
         }
       }
     } else {
-      first = launchDataServer();
+      first = dataLauncher.launch();
     }
 
     clients.start();
@@ -291,297 +269,13 @@ public final class FrontServer {
       Log.info("console off (started by the data server): stop with SIGTERM or"
           + " build-scripts/psiskv-stop");
     } else {
-      Console console = Console.forStdin(config.console, consoleCommands());
+      FrontConsole commands = new FrontConsole(config, startNanos, clients, supervisor,
+          () -> endpoint, this::requestStop);
+      Console console = Console.forStdin(config.console, commands.commands());
       Thread t = new Thread(console::run, "console");
       t.setDaemon(true);
       t.start();
     }
-  }
-
-  /**
-   * Launches a Data Server and waits for its INIT ({@link Supervisor.Launcher}): at start on the
-   * main thread, later on the supervisor's. On failure the process is killed, unless a stop began
-   * (the stop then deals with it).
-   */
-  private Supervisor.Peer launchDataServer() throws IOException {
-    List<String> command = Supervisor.javaCommand(DataServer.class,
-        ServerConfig.dataServerJvmOptions(),
-        config.dataServerArgs(controlListener.getLocalPort(), clientListener.localPort()));
-    ProcessBuilder builder = new ProcessBuilder(command)
-        .redirectInput(ProcessBuilder.Redirect.PIPE)
-        .redirectOutput(ProcessBuilder.Redirect.INHERIT)
-        .redirectError(ProcessBuilder.Redirect.INHERIT);
-    Supervisor.Peer peer;
-    try {
-      peer = supervisor.track(builder);
-    } catch (IOException e) {
-      throw isStopping() ? new StartException("stopped during start") : e;
-    }
-    auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
-    Log.info("launched data server pid " + peer.pid());
-    try {
-      awaitInit(peer);
-    } catch (IOException | RuntimeException e) {
-      if (!supervisor.isStopped()) {
-        peer.handle.destroyForcibly();
-        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
-      }
-      throw e;
-    }
-    peer.process.onExit().thenRun(() -> supervisor.peerDown(peer, peer.exitDescription()));
-    return peer;
-  }
-
-  /**
-   * Waits for an authenticated INIT from {@code peer} (PROTOCOL.md §7.1), starts the link and
-   * makes the peer the endpoint. The {@code control-acceptor} ({@link #acceptControl}) runs the
-   * handshakes; this only names the peer it waits for and waits, waking every {@value
-   * ServerConfig#INIT_ACCEPT_POLL_MILLIS} ms to notice a peer that died before it connected, or
-   * a stop.
-   */
-  private void awaitInit(Supervisor.Peer peer) throws IOException {
-    long deadline =
-        System.nanoTime() + ServerConfig.DATA_START_TIMEOUT_MILLIS * 1_000_000L;
-    Awaited w = new Awaited(peer);
-    awaited = w;
-    Handshake hs = null;
-    try {
-      while (hs == null) {
-        if (isStopping() || supervisor.isStopped()) {
-          throw new StartException("stopped during start");
-        }
-        if (peer.isGone()) {
-          throw new StartException(peer.process != null
-              ? "the data server exited during start with code " + peer.process.exitValue()
-                  + " (see its log lines above)"
-              : "the data server (pid " + peer.pid() + ") is gone");
-        }
-        long remaining = Wire.remainingMillis(deadline);
-        if (remaining == 0) {
-          throw new StartException("the data server (pid " + peer.pid()
-              + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
-              + " ms");
-        }
-        try {
-          hs = w.won.get(Math.min(ServerConfig.INIT_ACCEPT_POLL_MILLIS, remaining),
-              TimeUnit.MILLISECONDS);
-        } catch (TimeoutException e) {
-          // The checks above run again.
-        } catch (ExecutionException e) {
-          throw new IllegalStateException("a handshake future never fails", e);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw new StartException("interrupted during start");
-        }
-      }
-    } finally {
-      awaited = null;
-      // A handshake that completes from now on finds the future done and closes its link.
-      if (!w.won.complete(null) && hs == null) {
-        Handshake late = w.won.getNow(null);
-        if (late != null) {
-          late.link.close();
-        }
-      }
-    }
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        // The stop found no link and sends SIGTERM; the Data Server stops on that.
-        hs.link.close();
-        throw new StartException("stopped during start");
-      }
-      peer.linked(hs.link);
-    }
-    Handshake done = hs;
-    hs.link.start(dataLinkHandler(peer));
-    supervisor.ifUp(peer, () -> endpoint = new DataEndpoint(peer.pid(), done.clientPort));
-  }
-
-  /** The peer {@link #awaitInit} waits for, and where its handshake is handed over. */
-  private static final class Awaited {
-    final Supervisor.Peer peer;
-    final CompletableFuture<Handshake> won = new CompletableFuture<>();
-
-    Awaited(Supervisor.Peer peer) {
-      this.peer = peer;
-    }
-  }
-
-  /**
-   * The {@code control-acceptor} thread, for the Front Server's life: accepts every control
-   * connection at once (so the listen backlog never fills, however many connect) and gives each
-   * its own short-lived {@code control-handshake} thread ({@link #handshake}). A connection is
-   * closed {@value ServerConfig#CONTROL_HANDSHAKE_TIMEOUT_MILLIS} ms after its accept unless its
-   * handshake completed; at most {@value ServerConfig#MAX_CONTROL_HANDSHAKES} are in progress at
-   * once, and one more closes the oldest. So no number of silent or forged connections delays
-   * the real child, which completes its handshake within milliseconds of connecting. Ends when
-   * the listener is closed (the stop).
-   */
-  private void acceptControl(ServerSocket server) {
-    ArrayDeque<Attempt> attempts = new ArrayDeque<>(); // Oldest first; guarded by itself.
-    while (true) {
-      Socket socket;
-      try {
-        socket = server.accept();
-      } catch (IOException e) {
-        if (server.isClosed()) {
-          return;
-        }
-        Log.warn("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
-            + " ms: " + Log.describe(e));
-        try {
-          Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS); // A back-off, not a synchronisation.
-        } catch (InterruptedException ie) {
-          return;
-        }
-        continue;
-      }
-      Attempt attempt = new Attempt(socket);
-      synchronized (attempts) {
-        if (attempts.size() >= ServerConfig.MAX_CONTROL_HANDSHAKES) {
-          attempts.pollFirst().end("closed for a newer one: "
-              + ServerConfig.MAX_CONTROL_HANDSHAKES + " control handshakes at once");
-        }
-        attempts.addLast(attempt);
-      }
-      CompletableFuture.delayedExecutor(
-              ServerConfig.CONTROL_HANDSHAKE_TIMEOUT_MILLIS, TimeUnit.MILLISECONDS)
-          .execute(() -> attempt.end("no handshake within "
-              + ServerConfig.CONTROL_HANDSHAKE_TIMEOUT_MILLIS + " ms"));
-      Thread t = new Thread(() -> {
-        try {
-          handshake(attempt);
-        } finally {
-          synchronized (attempts) {
-            attempts.remove(attempt);
-          }
-        }
-      }, "control-handshake");
-      t.setDaemon(true);
-      t.start();
-    }
-  }
-
-  /** A control connection that proved it is {@code peer}'s, with the client port it announced. */
-  private static final class Handshake {
-    final ControlLink link;
-    final int clientPort;
-
-    Handshake(ControlLink link, int clientPort) {
-      this.link = link;
-      this.clientPort = clientPort;
-    }
-  }
-
-  /**
-   * One accepted control connection until its handshake ends: completed ({@link #succeed}), or
-   * ended by its deadline, an eviction or a failure ({@link #end}), whichever comes first; the
-   * other then does nothing. One log line (rate-limited) says why a connection was rejected.
-   */
-  private final class Attempt {
-    final Socket socket;
-    private final AtomicBoolean ended = new AtomicBoolean();
-
-    Attempt(Socket socket) {
-      this.socket = socket;
-    }
-
-    /** The handshake completed: the deadline and evictions no longer apply. False if too late. */
-    boolean succeed() {
-      return ended.compareAndSet(false, true);
-    }
-
-    /** Rejects the connection and closes it, unless its handshake already ended. */
-    void end(String why) {
-      if (ended.compareAndSet(false, true)) {
-        controlRejected(socket, why);
-        Wire.closeQuietly(socket);
-      }
-    }
-  }
-
-  /**
-   * One control connection's handshake (its own thread): CHALLENGE, then an INIT whose MAC proves
-   * the pair secret and whose pid is that of the peer {@link #awaitInit} waits for, then INIT OK
-   * with this side's proof. The attempt's deadline closes the socket, which ends a read in
-   * progress.
-   */
-  private void handshake(Attempt attempt) {
-    ControlLink link = null;
-    try {
-      link = new ControlLink(attempt.socket, "data server");
-      byte[] n1 = ControlAuth.nonce();
-      link.sendChallenge(n1);
-      Header h = link.read();
-      if (!ControlLink.isRequest(h, Opcode.INIT)) {
-        throw new IOException("expected INIT, got " + h);
-      }
-      int port = Header.getU16(link.body(), HEADER_BYTES);
-      long pid = Header.getU64(link.body(), HEADER_BYTES + 2);
-      byte[] n2 = link.bodyBytes(10, Protocol.NONCE_BYTES);
-      byte[] mac = link.bodyBytes(10 + Protocol.NONCE_BYTES, Protocol.MAC_BYTES);
-      if (!ControlAuth.matches(auth.initMac(n1, port, pid, n2), mac)) {
-        throw new IOException("INIT with a wrong MAC (not the pair's process)");
-      }
-      Awaited w = awaited;
-      if (w == null || pid != w.peer.pid()) {
-        throw new IOException("INIT from pid " + pid + ", expected " + (w == null
-            ? "none (no data server is starting)" : w.peer.pid()));
-      }
-      long self = ProcessHandle.current().pid();
-      link.sendInitOk(h.requestId, self, auth.initOkMac(n2, self, n1));
-      if (!attempt.succeed()) {
-        throw new IOException("handshake completed after its deadline");
-      }
-      if (!w.won.complete(new Handshake(link, port))) {
-        link.close(); // A second valid INIT from the same child: the first one stands.
-      }
-    } catch (IOException | RuntimeException e) {
-      attempt.end(Log.describe(e));
-      if (link != null) {
-        link.close();
-      }
-    }
-  }
-
-  private void controlRejected(Socket socket, String why) {
-    if (controlLog.record(controlRejections)) {
-      Log.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
-    }
-  }
-
-  /** The Front Server's reactions to its Data Server's control connection. */
-  private ControlLink.Handler dataLinkHandler(Supervisor.Peer peer) {
-    return new ControlLink.Handler() {
-      @Override
-      public void onMessage(Header h, byte[] buf) throws IOException {
-        if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
-          // PROTOCOL.md §7.3: the Data Server got SIGINT/SIGTERM and stops in order; its end is
-          // no crash. Both stop.
-          peer.stoppingOnPurpose = true;
-          endpoint = null;
-          Log.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
-              + " server stops too");
-          requestStop("the data server is stopping on purpose");
-          return;
-        }
-        if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
-          Log.info("data server acknowledged SHUTDOWN");
-          return;
-        }
-        throw new ProtocolException("unexpected control message " + h);
-      }
-
-      @Override
-      public void onClosed(String reason) {
-        supervisor.linkClosed(peer, reason, isStopping());
-      }
-
-      @Override
-      public void onSilent(long silentMillis, boolean first) {
-        supervisor.silent(peer, silentMillis, first, isStopping() || peer.stoppingOnPurpose);
-      }
-    };
   }
 
   /** The configured port, else the first free one above it; port 0 means any free port. */
@@ -621,121 +315,40 @@ public final class FrontServer {
     }
   }
 
-  /** The console's commands by name ({@link Console} matches them ignoring case). */
-  private java.util.Map<String, Console.Command> consoleCommands() {
-    Console.Command quit = () -> {
-      requestStop("quit on the console");
-      return false;
-    };
-    return java.util.Map.of(
-        "quit", quit,
-        "exit", quit,
-        "help", () -> {
-          System.out.println("commands: status (pids, ports, uptime, keys, connections,"
-              + " requests, backup file and fsync, memory, relaunches), help, quit or exit (stop"
-              + " both servers)");
-          return true;
-        },
-        "status", () -> {
-          printStatus();
-          return true;
-        });
+  /** The supervisor's launcher ({@link DataServerLauncher#launch}); runs after the start set it. */
+  private Supervisor.Peer launchDataServer() throws IOException {
+    return launcher.launch();
+  }
+
+  /** Where HELLO sends clients from now on; null: UNAVAILABLE. */
+  void setEndpoint(DataEndpoint e) {
+    endpoint = e;
   }
 
   /**
-   * The console's {@code status}: this process's figures, and the Data Server's from a STATUS
-   * control request (PROTOCOL.md §7.4). One {@code name: fields} line per subject.
+   * Links a new Data Server's control connection ({@link Supervisor.Peer#linked}) unless a stop
+   * began; then closes it and returns false. Under lifecycleLock (see the class comment), so the
+   * stop either finds the link or the launch finds the stop.
    */
-  private void printStatus() {
-    FrontListener clients = clientListener;
-    DataEndpoint e = endpoint;
-    System.out.printf("front server: pid %d, listening on %s:%d, up %s, data server relaunches"
-            + " %d%n", ProcessHandle.current().pid(), config.bindAddress.getHostAddress(),
-        clients == null ? -1 : clients.localPort(),
-        formatDuration(System.nanoTime() - startNanos), supervisor.relaunches());
-    Supervisor.Peer peer = currentLinkedPeer();
-    if (e == null || peer == null) {
-      System.out.println("data server: not available (being started or relaunched)");
-    } else {
-      Map<String, Object> st;
-      try {
-        st = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
-      } catch (IOException ex) {
-        System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
-            Log.describe(ex));
-        st = null;
+  boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
+    synchronized (lifecycleLock) {
+      if (stopping) {
+        link.close();
+        return false;
       }
-      if (st != null) {
-        printDataStatus(st, e.port);
-      }
+      peer.linked(link);
+      return true;
     }
-    System.out.println("data dir: " + config.dataDir);
   }
 
-  /**
-   * The Data Server's lines of {@code status}, from its counters (the STATS body, PROTOCOL.md
-   * §6.7, which {@code psiskv-cli status} prints too). A counter the Data Server left out shows
-   * as {@code ?}.
-   */
-  private void printDataStatus(Map<String, Object> st, int port) {
-    long lastSync = number(st, "log_last_sync_ms");
-    long fsyncs = number(st, "fsyncs");
-    System.out.printf("data server: pid %s, port %d, up %s, threads %s, max value %d bytes,"
-            + " front server relaunches %s%n",
-        figure(st, "pid"), port, formatDuration(number(st, "uptime_ms") * 1_000_000L),
-        config.threads, config.maxValueBytes, figure(st, "front_relaunches"));
-    System.out.printf("store: %s keys, %s value bytes, %s sessions, %s connected clients%n",
-        figure(st, "keys"), figure(st, "value_bytes"), figure(st, "sessions"),
-        figure(st, "connections"));
-    System.out.printf("connections: %s accepted, %s refused at the limit%n",
-        figure(st, "connections_total"), figure(st, "connections_refused"));
-    System.out.printf("requests: %s get (%s hits, %s misses), %s put, %s put-if-absent,"
-            + " %s delete, %s stats; %s bytes in, %s bytes out%n",
-        figure(st, "ops_get"), figure(st, "get_hits"), figure(st, "get_misses"),
-        figure(st, "ops_put"), figure(st, "ops_put_if_absent"), figure(st, "ops_delete"),
-        figure(st, "ops_stats"), figure(st, "bytes_in"), figure(st, "bytes_out"));
-    System.out.printf("backup file: %s, %s bytes, last sync %s, fsync %s%s%n",
-        config.dataDir.resolve(BackupLog.FILE_NAME), figure(st, "log_file_bytes"),
-        lastSync == 0 ? "never" : Instant.ofEpochMilli(lastSync).toString(), figure(st, "fsync"),
-        number(st, "log_failed") != 0 ? ", FAILED: writes are refused until it recovers" : "");
-    System.out.printf("fsync: %d commits, %s records per fsync, latency p50 %s us, p99 %s us%n",
-        fsyncs, fsyncs == 0 ? "-"
-            : String.format("%.1f", (double) number(st, "fsync_records") / fsyncs),
-        figure(st, "fsync_p50_us"), figure(st, "fsync_p99_us"));
-    System.out.printf("process: version %s, heap %s bytes used of %s committed, rss %s bytes%n",
-        figure(st, "version"), figure(st, "heap_used_bytes"), figure(st, "heap_committed_bytes"),
-        figure(st, "rss_bytes"));
-  }
-
-  /** A counter as the console shows it: unsigned decimal, the string, or ? if absent. */
-  private static String figure(Map<String, Object> st, String name) {
-    Object v = st.get(name);
-    return v == null ? "?" : v instanceof Long ? Long.toUnsignedString((Long) v) : v.toString();
-  }
-
-  /** A u64 counter, 0 if absent or not a number. */
-  private static long number(Map<String, Object> st, String name) {
-    Object v = st.get(name);
-    return v instanceof Long ? (Long) v : 0;
-  }
-
-  /** The Data Server being served to clients, if its control link is up. */
-  private Supervisor.Peer currentLinkedPeer() {
-    Supervisor.Peer p = supervisor.current();
-    return p != null && p.link() != null && !p.link().isClosed() ? p : null;
-  }
-
-  private static String formatDuration(long nanos) {
-    Duration d = Duration.ofNanos(nanos);
-    return String.format("%dh%02dm%02ds", d.toHours(), d.toMinutesPart(), d.toSecondsPart());
-  }
-
-  private void requestStop(String reason) {
+  /** Wakes {@code main} to stop both processes ({@code quit}, the Data Server's SHUTDOWN). */
+  void requestStop(String reason) {
     stopReason = reason;
     stopRequested.countDown();
   }
 
-  private boolean isStopping() {
+  /** Whether the stop has begun: a launch in progress then gives up and links nothing. */
+  boolean isStopping() {
     synchronized (lifecycleLock) {
       return stopping;
     }
@@ -749,7 +362,7 @@ public final class FrontServer {
       stopping = true;
     }
     if (!first) {
-      awaitQuietly(stopped);
+      Uninterruptibles.await(stopped);
       return;
     }
     try {
@@ -760,7 +373,7 @@ public final class FrontServer {
       if (clients != null) {
         clients.close();
       }
-      Wire.closeQuietly(controlListener);
+      Wire.closeQuietly(controlAcceptor);
       if (peer != null && !leaveDataServer) {
         stopDataServer(peer);
       }
@@ -803,21 +416,6 @@ public final class FrontServer {
       if (link != null) {
         link.close();
       }
-    }
-  }
-
-  private static void awaitQuietly(CountDownLatch latch) {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        latch.await();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
     }
   }
 }

@@ -1,5 +1,7 @@
 package io.psiskv.server;
 
+import java.util.Locale;
+
 /**
  * When {@link BackupLog} forces its file to stable storage, and therefore what {@link
  * BackupLog#awaitDurable} promises when it returns. Modelled on Redis {@code appendfsync}; see
@@ -27,10 +29,18 @@ enum FsyncPolicy {
    */
   NO;
 
+  /**
+   * The policy's name in {@code --fsync} and in the {@code fsync} counter of STATS and STATUS
+   * (PROTOCOL.md §6.7): {@code always}, {@code everysec} or {@code no}.
+   */
+  String optionName() {
+    return name().toLowerCase(Locale.ROOT);
+  }
+
   /** Parses a configuration value ({@code always}, {@code everysec}, {@code no}; any case). */
   static FsyncPolicy parse(String s) {
     for (FsyncPolicy p : values()) {
-      if (p.name().equalsIgnoreCase(s.trim())) {
+      if (p.optionName().equalsIgnoreCase(s.trim())) {
         return p;
       }
     }

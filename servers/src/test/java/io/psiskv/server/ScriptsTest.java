@@ -166,7 +166,7 @@ class ScriptsTest {
     List<String> words = Arrays.asList(exec.substring("ExecStart=".length()).split(" +"));
     int jar = words.indexOf("-jar");
     String[] options = words.subList(jar + 2, words.size()).toArray(new String[0]);
-    ServerConfig c = ServerConfig.parse(ServerConfig.Role.FRONT, options);
+    ServerConfig c = ServerOptions.parse(ServerConfig.Role.FRONT, options);
     assertThat(c.console).isEqualTo(Console.Mode.OFF);
     assertThat(c.dataDir.toString()).isEqualTo("/var/lib/psiskv");
     assertThat(unit).contains("StateDirectory=psiskv");
@@ -189,7 +189,7 @@ class ScriptsTest {
     int open = readme.indexOf("```", from);
     String synopsis = readme.substring(open, readme.indexOf("```", open + 3));
     java.io.ByteArrayOutputStream usage = new java.io.ByteArrayOutputStream();
-    ServerConfig.printUsage(ServerConfig.Role.FRONT, new java.io.PrintStream(usage, true, UTF_8));
+    ServerOptions.printUsage(ServerConfig.Role.FRONT, new java.io.PrintStream(usage, true, UTF_8));
     java.util.regex.Matcher m = java.util.regex.Pattern.compile("^  (--[a-z-]+)",
         java.util.regex.Pattern.MULTILINE).matcher(usage.toString(UTF_8));
     int options = 0;

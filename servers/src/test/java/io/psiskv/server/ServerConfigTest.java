@@ -5,19 +5,19 @@ import static com.google.common.truth.Truth.assertWithMessage;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.psiskv.protocol.Protocol;
-import io.psiskv.server.ServerConfig.ConfigException;
+import io.psiskv.server.ServerOptions.ConfigException;
 import io.psiskv.server.ServerConfig.Role;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
 class ServerConfigTest {
   private static String error(Role role, String... args) {
-    return assertThrows(ConfigException.class, () -> ServerConfig.parse(role, args)).getMessage();
+    return assertThrows(ConfigException.class, () -> ServerOptions.parse(role, args)).getMessage();
   }
 
   @Test
   void defaults() throws Exception {
-    ServerConfig c = ServerConfig.parse(Role.FRONT);
+    ServerConfig c = ServerOptions.parse(Role.FRONT);
     assertThat(c.port).isEqualTo(9999);
     assertThat(c.bindAddress.getHostAddress()).isEqualTo("127.0.0.1");
     assertThat(c.dataDir).isEqualTo(Path.of("data").toAbsolutePath());
@@ -37,16 +37,16 @@ class ServerConfigTest {
   @Test
   void everyThreadPolicyParsesAndPrintsAsWritten() throws Exception {
     for (String policy : new String[] {"event-loop:3", "on-demand", "pool:4"}) {
-      assertThat(ServerConfig.parse(Role.FRONT, "--threads", policy).threads.toString())
+      assertThat(ServerOptions.parse(Role.FRONT, "--threads", policy).threads.toString())
           .isEqualTo(policy);
     }
-    assertThat(ServerConfig.parse(Role.FRONT, "--threads", "event-loop").threads)
+    assertThat(ServerOptions.parse(Role.FRONT, "--threads", "event-loop").threads)
         .isEqualTo(ServerConfig.ThreadPolicy.defaults());
   }
 
   @Test
   void limitsParse() throws Exception {
-    ServerConfig c = ServerConfig.parse(Role.FRONT, "--max-connections", "7",
+    ServerConfig c = ServerOptions.parse(Role.FRONT, "--max-connections", "7",
         "--request-timeout-ms=250", "--idle-timeout-ms", "300", "--body-budget-bytes",
         "8589934592", "--hang-timeout-ms", "30000");
     assertThat(c.maxConnections).isEqualTo(7);
@@ -58,7 +58,7 @@ class ServerConfigTest {
 
   @Test
   void optionsInBothSpellings() throws Exception {
-    ServerConfig c = ServerConfig.parse(Role.FRONT, "--port=0", "--bind", "0.0.0.0",
+    ServerConfig c = ServerOptions.parse(Role.FRONT, "--port=0", "--bind", "0.0.0.0",
         "--data-dir=/tmp/x/../y", "--threads", "pool:4", "--max-value-bytes", "1000");
     assertThat(c.port).isEqualTo(0);
     assertThat(c.bindAddress.isAnyLocalAddress()).isTrue();
@@ -70,7 +70,7 @@ class ServerConfigTest {
 
   @Test
   void helpReturnsNull() throws Exception {
-    assertThat(ServerConfig.parse(Role.FRONT, "--port", "1", "--help")).isNull();
+    assertThat(ServerOptions.parse(Role.FRONT, "--port", "1", "--help")).isNull();
   }
 
   @Test
@@ -104,10 +104,10 @@ class ServerConfigTest {
 
   @Test
   void dataServerArgsCarryEverySettingAcross() throws Exception {
-    ServerConfig front = ServerConfig.parse(Role.FRONT, "--bind", "127.0.0.1", "--data-dir",
+    ServerConfig front = ServerOptions.parse(Role.FRONT, "--bind", "127.0.0.1", "--data-dir",
         "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "everysec",
         "--salvage", "--hang-timeout-ms", "4000");
-    ServerConfig data = ServerConfig.parse(Role.DATA,
+    ServerConfig data = ServerOptions.parse(Role.DATA,
         front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.bindAddress).isEqualTo(front.bindAddress);
     assertThat(data.dataDir).isEqualTo(front.dataDir);
@@ -122,10 +122,10 @@ class ServerConfigTest {
 
   @Test
   void frontServerArgsOfARelaunchCarryEverySettingTheExactPortAndTheAdoption() throws Exception {
-    ServerConfig data = ServerConfig.parse(Role.DATA, "--bind", "127.0.0.1", "--data-dir",
+    ServerConfig data = ServerOptions.parse(Role.DATA, "--bind", "127.0.0.1", "--data-dir",
         "/tmp/d", "--threads", "pool:3", "--max-value-bytes", "77", "--fsync", "no",
         "--hang-timeout-ms", "4000", "--control-port", "5", "--front-port", "9876");
-    ServerConfig front = ServerConfig.parse(Role.FRONT,
+    ServerConfig front = ServerOptions.parse(Role.FRONT,
         data.frontServerArgs(4242).toArray(new String[0]));
     assertThat(front.port).isEqualTo(9876);
     assertThat(front.adoptDataPid).isEqualTo(4242);
@@ -136,27 +136,27 @@ class ServerConfigTest {
     assertThat(front.fsync).isEqualTo(FsyncPolicy.NO);
     assertThat(front.salvage).isFalse();
     assertThat(front.hangTimeoutMillis).isEqualTo(4000);
-    assertThat(ServerConfig.parse(Role.FRONT).adoptDataPid).isEqualTo(0);
+    assertThat(ServerOptions.parse(Role.FRONT).adoptDataPid).isEqualTo(0);
   }
 
   @Test
   void serviceOptionsParseAndTravelToTheOtherProcess() throws Exception {
-    ServerConfig front = ServerConfig.parse(Role.FRONT, "--no-console", "--log-file",
+    ServerConfig front = ServerOptions.parse(Role.FRONT, "--no-console", "--log-file",
         "/tmp/x/../psiskv-test.log", "--log-level=WARN");
     assertThat(front.console).isEqualTo(Console.Mode.OFF);
     assertThat(front.logFile.toString()).isEqualTo("/tmp/psiskv-test.log");
     assertThat(front.logLevel).isEqualTo(Log.Level.WARN);
-    assertThat(ServerConfig.parse(Role.FRONT, "--console").console).isEqualTo(Console.Mode.ON);
-    ServerConfig defaults = ServerConfig.parse(Role.FRONT);
+    assertThat(ServerOptions.parse(Role.FRONT, "--console").console).isEqualTo(Console.Mode.ON);
+    ServerConfig defaults = ServerOptions.parse(Role.FRONT);
     assertThat(defaults.console).isEqualTo(Console.Mode.AUTO);
     assertThat(defaults.logFile).isNull();
     assertThat(defaults.logLevel).isEqualTo(Log.Level.INFO);
 
-    ServerConfig data = ServerConfig.parse(Role.DATA,
+    ServerConfig data = ServerOptions.parse(Role.DATA,
         front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.logFile).isEqualTo(front.logFile);
     assertThat(data.logLevel).isEqualTo(Log.Level.WARN);
-    ServerConfig relaunched = ServerConfig.parse(Role.FRONT,
+    ServerConfig relaunched = ServerOptions.parse(Role.FRONT,
         data.frontServerArgs(7).toArray(new String[0]));
     assertThat(relaunched.logFile).isEqualTo(front.logFile);
     assertThat(relaunched.logLevel).isEqualTo(Log.Level.WARN);
@@ -172,9 +172,9 @@ class ServerConfigTest {
 
   @Test
   void versionIsAskedForAndTheOptionsBeforeItAreStillChecked() throws Exception {
-    assertThat(ServerConfig.parse(Role.FRONT, "--version").versionRequested).isTrue();
-    assertThat(ServerConfig.parse(Role.DATA, "--version").versionRequested).isTrue();
-    assertThat(ServerConfig.parse(Role.FRONT).versionRequested).isFalse();
+    assertThat(ServerOptions.parse(Role.FRONT, "--version").versionRequested).isTrue();
+    assertThat(ServerOptions.parse(Role.DATA, "--version").versionRequested).isTrue();
+    assertThat(ServerOptions.parse(Role.FRONT).versionRequested).isFalse();
     assertThat(error(Role.FRONT, "--port", "x", "--version")).contains("not 'x'");
     // Built by Maven, the classes carry the pom's version.
     assertThat(ServerConfig.version()).matches("\\d+\\.\\d+\\.\\d+.*");
@@ -183,7 +183,7 @@ class ServerConfigTest {
   @Test
   void theUsageNamesEveryOption() {
     java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
-    ServerConfig.printUsage(Role.FRONT, new java.io.PrintStream(out, true));
+    ServerOptions.printUsage(Role.FRONT, new java.io.PrintStream(out, true));
     String usage = out.toString();
     for (String option : new String[] {"--port", "--bind", "--data-dir", "--threads",
         "--max-connections", "--request-timeout-ms", "--idle-timeout-ms",
