@@ -10,7 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -172,7 +171,7 @@ final class ServerStats {
       m.put(NAMES[i], sums[i]);
     }
     BackupLog.Stats log = engine.log().stats();
-    m.put("fsync", engine.log().policy().name().toLowerCase(Locale.ROOT));
+    m.put("fsync", engine.log().policy().optionName());
     m.put("log_file_bytes", log.fileBytes());
     m.put("log_last_sync_ms", log.lastSyncMillis());
     m.put("log_failed", log.failed() ? 1L : 0L);

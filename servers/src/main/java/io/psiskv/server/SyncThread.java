@@ -87,7 +87,7 @@ final class SyncThread {
 
   /** Waits for the thread to end (after the buffer is closing and the thread woken). */
   void join() {
-    joinUninterruptibly(thread);
+    Uninterruptibles.join(thread);
   }
 
   /** What the sync thread was woken for. */
@@ -158,21 +158,6 @@ final class SyncThread {
       return SyncWork.CLOSE;
     } finally {
       buffer.appendLock.unlock();
-    }
-  }
-
-  private static void joinUninterruptibly(Thread t) {
-    boolean interrupted = false;
-    while (true) {
-      try {
-        t.join();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
     }
   }
 }
