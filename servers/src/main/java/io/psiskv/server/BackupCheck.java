@@ -105,7 +105,7 @@ public final class BackupCheck {
         }
       }
     } catch (IOException e) {
-      err.println("psiskv-check: " + Log.describe(e));
+      err.println("psiskv-check: " + ServerLog.describe(e));
       return EXIT_USAGE;
     }
   }

@@ -37,12 +37,12 @@ final class BlockingConnection implements Runnable {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
-  private final ProblemLog problems;
+  private final ServerLogProblems problems;
   private final Consumer<BlockingConnection> onClosed;
   private final AtomicInteger activity = new AtomicInteger(BUSY);
 
   BlockingConnection(SocketChannel channel, Engine engine, ServerConfig config, BodyBudget budget,
-      ConnectionLimit limit, ProblemLog problems, Consumer<BlockingConnection> onClosed) {
+      ConnectionLimit limit, ServerLogProblems problems, Consumer<BlockingConnection> onClosed) {
     this.channel = channel;
     this.engine = engine;
     this.config = config;
@@ -88,12 +88,12 @@ final class BlockingConnection implements Runnable {
       limit.closedStalled();
     } catch (IOException e) {
       if (activity.get() != STOP) {
-        handler.problem(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
+        handler.problem(ServerLogProblems.Kind.FAILED, "connection failed: " + ServerLog.describe(e));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (RuntimeException e) {
-      handler.problem(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
+      handler.problem(ServerLogProblems.Kind.FAILED, "internal error, closing: " + ServerLog.describe(e));
     } finally {
       handler.close();
       engine.stats().retire(counters);
@@ -135,7 +135,7 @@ final class BlockingConnection implements Runnable {
       if (n < 0) {
         String broken = handler.describePartial(in.position());
         if (broken != null) {
-          handler.problem(ProblemLog.Kind.BROKEN_OFF, "closed the connection " + broken);
+          handler.problem(ServerLogProblems.Kind.BROKEN_OFF, "closed the connection " + broken);
         }
         return;
       }

@@ -29,7 +29,7 @@ final class BlockingTransport implements DataTransport {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
-  private final ProblemLog problems;
+  private final ServerLogProblems problems;
   private final Object lock = new Object();
   /** Guarded by lock. */
   private boolean stopping;
@@ -38,7 +38,7 @@ final class BlockingTransport implements DataTransport {
   private final List<Thread> threads = new ArrayList<>();
 
   BlockingTransport(Engine engine, ServerConfig config, BodyBudget budget,
-      ConnectionLimit limit, ProblemLog problems) {
+      ConnectionLimit limit, ServerLogProblems problems) {
     this.engine = engine;
     this.config = config;
     this.budget = budget;
@@ -90,7 +90,7 @@ final class BlockingTransport implements DataTransport {
         channel = listener.accept();
       } catch (IOException e) {
         if (!isStopping()) {
-          Log.info("accept failed, " + consequence + ": " + Log.describe(e));
+          ServerLog.info("accept failed, " + consequence + ": " + ServerLog.describe(e));
         }
         return null;
       }
@@ -140,7 +140,7 @@ final class BlockingTransport implements DataTransport {
       }
     }
     if (!live.isEmpty()) {
-      Log.info("closing " + live.size() + " connection(s) still busy after " + drainMillis
+      ServerLog.info("closing " + live.size() + " connection(s) still busy after " + drainMillis
           + " ms");
       for (BlockingConnection c : live) {
         c.forceClose();

@@ -57,7 +57,7 @@ final class CompactionDriver {
       try {
         compactOwned(live);
       } catch (IOException | RuntimeException e) {
-        Log.warn("background compaction of " + logPath + " failed: " + Log.describe(e));
+        ServerLog.warn("background compaction of " + logPath + " failed: " + ServerLog.describe(e));
       } finally {
         compactorBusy.set(false);
       }
@@ -123,7 +123,7 @@ final class CompactionDriver {
       writer.committed();
       throw e;
     }
-    Log.info(String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
+    ServerLog.info(String.format("compacted %s: %d -> %d bytes, %d records, in %d ms", logPath,
         before, c.position(), c.records(),
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0)));
   }

@@ -26,7 +26,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * ServerConfig#MAX_REFUSING_CONNECTIONS} are being refused at once, each for at most {@link
  * ServerConfig#REFUSAL_TIMEOUT_MILLIS}; beyond that a connection is closed without an answer.
  * Refusals, and the closes of connections that pass a deadline, are logged as one line per
- * interval ({@link LogSummary}) whatever the policy.
+ * interval ({@link ServerLogSummary}) whatever the policy.
  *
  * <p>Thread-safe: {@link #tryOpen} and {@link #closed} are atomic; the refuser's selector and
  * buffers belong to its thread.
@@ -39,10 +39,10 @@ final class ConnectionLimit implements AutoCloseable {
   private final AtomicLong accepted = new AtomicLong();
   private final AtomicLong refused = new AtomicLong();
   private final ConcurrentLinkedQueue<SocketChannel> toRefuse = new ConcurrentLinkedQueue<>();
-  private final LogSummary summary;
-  private final LogSummary.Kind refusals;
-  private final LogSummary.Kind idleClosed;
-  private final LogSummary.Kind stalledClosed;
+  private final ServerLogSummary summary;
+  private final ServerLogSummary.Kind refusals;
+  private final ServerLogSummary.Kind idleClosed;
+  private final ServerLogSummary.Kind stalledClosed;
   private final String refusedLine;
   private final String idleLine;
   private final String stalledLine;
@@ -53,8 +53,8 @@ final class ConnectionLimit implements AutoCloseable {
   ConnectionLimit(ServerConfig config) throws IOException {
     this.max = effectiveMax(config.maxConnections);
     // The first of each kind per interval gets a line at once; the rest are counted.
-    this.summary = new LogSummary("data connections", ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
-        Log::info);
+    this.summary = new ServerLogSummary("data connections", ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
+        ServerLog::info);
     String refused = "refused with UNAVAILABLE at the limit of " + max + " open connections";
     String idle = "closed after " + config.idleTimeoutMillis + " ms without a session";
     String stalled = "closed for not completing a request or taking its answer within "
@@ -79,7 +79,7 @@ final class ConnectionLimit implements AutoCloseable {
       long fds = ((com.sun.management.UnixOperatingSystemMXBean) os).getMaxFileDescriptorCount();
       long usable = fds - ServerConfig.RESERVED_FILE_DESCRIPTORS;
       if (usable > 0 && usable < configured) {
-        Log.info("max connections lowered from " + configured + " to " + usable
+        ServerLog.info("max connections lowered from " + configured + " to " + usable
             + " by the file descriptor limit of " + fds);
         return (int) usable;
       }
@@ -140,9 +140,9 @@ final class ConnectionLimit implements AutoCloseable {
     note(stalledClosed, stalledLine);
   }
 
-  private void note(LogSummary.Kind kind, String line) {
+  private void note(ServerLogSummary.Kind kind, String line) {
     if (summary.record(kind)) {
-      Log.info(line);
+      ServerLog.info(line);
     }
   }
 
@@ -202,7 +202,7 @@ final class ConnectionLimit implements AutoCloseable {
         flushLog(now);
       }
     } catch (IOException | RuntimeException e) {
-      Log.error("data-refuser stopped: " + Log.describe(e));
+      ServerLog.error("data-refuser stopped: " + ServerLog.describe(e));
     }
   }
 

@@ -224,7 +224,7 @@ final class Console {
   void run() {
     String off = offReason(decision);
     if (off != null) {
-      Log.info(off);
+      ServerLog.info(off);
       return;
     }
     try {
@@ -244,24 +244,24 @@ final class Console {
       } catch (IOException e) {
         if (terminal && inBackground()) {
           if (!paused) {
-            Log.info("console paused: the server runs in the background; fg resumes it");
+            ServerLog.info("console paused: the server runs in the background; fg resumes it");
             paused = true;
           }
           awaitForeground();
           continue;
         }
-        Log.warn("console: stdin failed (" + Log.describe(e) + "); the server keeps running");
+        ServerLog.warn("console: stdin failed (" + ServerLog.describe(e) + "); the server keeps running");
         return;
       }
       if (paused) {
-        Log.info("console resumed");
+        ServerLog.info("console resumed");
         paused = false;
       }
       if (line == null) {
         if (prompted) {
           out.println();
         }
-        Log.info("console: end of stdin; the server keeps running (stop it with SIGTERM or"
+        ServerLog.info("console: end of stdin; the server keeps running (stop it with SIGTERM or"
             + " build-scripts/psiskv-stop)");
         return;
       }

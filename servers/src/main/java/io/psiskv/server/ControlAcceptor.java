@@ -55,9 +55,9 @@ final class ControlAcceptor implements Closeable {
   private final ServerSocket server;
   /** The pair secret (PROTOCOL.md §7.1) the peer must prove. */
   private final ControlAuth auth;
-  private final LogSummary controlLog = new LogSummary("control connections",
-      ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, Log::info);
-  private final LogSummary.Kind controlRejections = controlLog.detailedKind(
+  private final ServerLogSummary controlLog = new ServerLogSummary("control connections",
+      ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, ServerLog::info);
+  private final ServerLogSummary.Kind controlRejections = controlLog.detailedKind(
       "more rejected", ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
   /** The Data Server whose INIT is awaited ({@link #expect}), or null. */
   private volatile Awaited awaited;
@@ -105,8 +105,8 @@ final class ControlAcceptor implements Closeable {
         if (server.isClosed()) {
           return;
         }
-        Log.warn("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
-            + " ms: " + Log.describe(e));
+        ServerLog.warn("control accept failed, retrying in " + ServerConfig.FRONT_ACCEPT_RETRY_MILLIS
+            + " ms: " + ServerLog.describe(e));
         try {
           // A back-off, not a synchronisation.
           Thread.sleep(ServerConfig.FRONT_ACCEPT_RETRY_MILLIS);
@@ -204,7 +204,7 @@ final class ControlAcceptor implements Closeable {
         link.close(); // A second valid INIT from the same child: the first one stands.
       }
     } catch (IOException | RuntimeException e) {
-      attempt.end(Log.describe(e));
+      attempt.end(ServerLog.describe(e));
       if (link != null) {
         link.close();
       }
@@ -213,7 +213,7 @@ final class ControlAcceptor implements Closeable {
 
   private void controlRejected(Socket socket, String why) {
     if (controlLog.record(controlRejections)) {
-      Log.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
+      ServerLog.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
     }
   }
 }

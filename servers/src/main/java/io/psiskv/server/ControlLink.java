@@ -310,7 +310,7 @@ final class ControlLink implements Closeable {
     } catch (IOException e) {
       reason = closed.get() ? "closed" : e.toString();
     } catch (RuntimeException e) {
-      reason = "failed: " + Log.describe(e);
+      reason = "failed: " + ServerLog.describe(e);
     }
     end(reason);
   }
@@ -339,7 +339,7 @@ final class ControlLink implements Closeable {
     }
     long silentMillis = (now - lastReadNanos) / 1_000_000L;
     if (pausedMillis > 0 && silentMillis <= Supervisor.HUNG_AFTER_MILLIS) {
-      Log.info("this process did not run for " + pausedMillis + " ms; the " + peerName
+      ServerLog.info("this process did not run for " + pausedMillis + " ms; the " + peerName
           + " is alive (heard " + silentMillis + " ms ago)");
     }
     pausedMillis = 0;
@@ -347,18 +347,18 @@ final class ControlLink implements Closeable {
       boolean first = !peerSilent;
       if (first) {
         peerSilent = true;
-        Log.info(peerName + " silent for " + silentMillis + " ms ("
+        ServerLog.info(peerName + " silent for " + silentMillis + " ms ("
             + Supervisor.MISSED_HEARTBEATS_BEFORE_HUNG + " heartbeats missed): is it hung?");
       }
       peerSilentMillis = silentMillis;
       try {
         handler.onSilent(silentMillis, first);
       } catch (RuntimeException e) {
-        Log.error("reaction to a silent " + peerName + " failed: " + Log.describe(e));
+        ServerLog.error("reaction to a silent " + peerName + " failed: " + ServerLog.describe(e));
       }
     } else if (peerSilent) {
       peerSilent = false;
-      Log.info(peerName + " is sending again, after a silence of more than " + peerSilentMillis
+      ServerLog.info(peerName + " is sending again, after a silence of more than " + peerSilentMillis
           + " ms");
     }
   }

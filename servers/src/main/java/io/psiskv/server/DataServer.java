@@ -89,7 +89,7 @@ public final class DataServer {
   private volatile DataTransport transport;
   private volatile int exitCode = ServerConfig.EXIT_OK;
   /** Data connections' problem lines, rate-limited. */
-  private final ProblemLog problems = ProblemLog.forDataServer();
+  private final ServerLogProblems problems = ServerLogProblems.forDataServer();
   /** The pair secret (PROTOCOL.md §7.1), from the launching Front Server on our stdin. */
   private volatile ControlAuth auth;
   /** Relaunches the Front Server for the supervisor; set at start, before the supervisor runs. */
@@ -103,9 +103,9 @@ public final class DataServer {
 
   public static void main(String[] args) {
     ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.DATA, args);
-    Log.init(ServerConfig.Role.DATA.logName);
+    ServerLog.init(ServerConfig.Role.DATA.logName);
     try {
-      Log.configure(config.logLevel, config.logFile);
+      ServerLog.configure(config.logLevel, config.logFile);
     } catch (IOException e) {
       System.err.println("psiskv-server (data): " + e.getMessage());
       System.exit(ServerConfig.EXIT_FAILURE);
@@ -122,8 +122,8 @@ public final class DataServer {
       server.start();
     } catch (IOException | RuntimeException e) {
       if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
-        Log.error("start failed: " + Log.describe(e));
-        Log.debugTrace("start failure", e);
+        ServerLog.error("start failed: " + ServerLog.describe(e));
+        ServerLog.debugTrace("start failure", e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
         server.stop("start failed", NO_REPLY, false);
       }
@@ -155,7 +155,7 @@ public final class DataServer {
     // (PROTOCOL.md §7.1), so no client ever sees a half-loaded store.
     long loadStart = System.nanoTime();
     engine = Engine.open(config.dataDir, config.fsync, config.salvage, config.maxSessions);
-    Log.info("loaded " + engine.store().size() + " keys and " + engine.sessions().size()
+    ServerLog.info("loaded " + engine.store().size() + " keys and " + engine.sessions().size()
         + " sessions from " + engine.log().path() + " in "
         + (System.nanoTime() - loadStart) / 1_000_000 + " ms");
 
@@ -169,7 +169,7 @@ public final class DataServer {
         return;
       }
       startServing(server);
-      Log.info("serving on " + config.bindAddress.getHostAddress() + ":" + clientPort + " ("
+      ServerLog.info("serving on " + config.bindAddress.getHostAddress() + ":" + clientPort + " ("
           + config + ", max connections " + connectionLimit.max() + "); front server pid "
           + frontPid);
       peer = front.isPresent() ? supervisor.adopt(front.get()) : null;
@@ -228,7 +228,7 @@ public final class DataServer {
         if (attempt >= ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS) {
           throw e;
         }
-        Log.warn(Log.describe(e) + "; trying again (attempt " + (attempt + 1) + " of "
+        ServerLog.warn(ServerLog.describe(e) + "; trying again (attempt " + (attempt + 1) + " of "
             + ServerConfig.CONTROL_HANDSHAKE_ATTEMPTS + ")");
         try {
           // A back-off, not a synchronisation.
@@ -393,7 +393,7 @@ public final class DataServer {
       return;
     }
     try {
-      Log.info("stopping: " + reason);
+      ServerLog.info("stopping: " + reason);
       Supervisor.Peer front = supervisor.stop(); // Nothing is relaunched from here on.
       ControlLink link = front == null ? null : front.link();
       if (onPurpose && front != null) {
@@ -418,7 +418,7 @@ public final class DataServer {
         try {
           current.close();
         } catch (IOException ex) {
-          Log.error("closing the backup file failed: " + Log.describe(ex));
+          ServerLog.error("closing the backup file failed: " + ServerLog.describe(ex));
         }
       }
       DataDirLock lock = dataDirLock;
@@ -426,7 +426,7 @@ public final class DataServer {
         try {
           lock.close();
         } catch (IOException ex) {
-          Log.error("releasing the data directory lock failed: " + Log.describe(ex));
+          ServerLog.error("releasing the data directory lock failed: " + ServerLog.describe(ex));
         }
       }
       if (link != null) {
@@ -434,14 +434,14 @@ public final class DataServer {
           try {
             link.sendOk(Opcode.SHUTDOWN, shutdownRequestId);
           } catch (IOException e) {
-            Log.warn("could not answer SHUTDOWN: " + Log.describe(e));
+            ServerLog.warn("could not answer SHUTDOWN: " + ServerLog.describe(e));
           }
         }
         link.close();
       }
       problems.flush();
       PidFile.deleteIfOurs(config.dataDir, PidFile.DATA);
-      Log.info("stopped");
+      ServerLog.info("stopped");
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } finally {
@@ -460,11 +460,11 @@ public final class DataServer {
     if (link != null && !link.isClosed()) {
       try {
         link.sendShutdown();
-        Log.info("told the front server (pid " + front.pid() + ") that this stop is on"
+        ServerLog.info("told the front server (pid " + front.pid() + ") that this stop is on"
             + " purpose");
         return;
       } catch (IOException e) {
-        Log.warn("could not send SHUTDOWN to the front server: " + Log.describe(e));
+        ServerLog.warn("could not send SHUTDOWN to the front server: " + ServerLog.describe(e));
       }
     }
     if (front.process != null) {

@@ -58,7 +58,7 @@ final class DataServerLauncher {
       throw front.isStopping() ? new FrontServer.StartException("stopped during start") : e;
     }
     auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
-    Log.info("launched data server pid " + peer.pid());
+    ServerLog.info("launched data server pid " + peer.pid());
     try {
       awaitInit(peer);
     } catch (IOException | RuntimeException e) {
@@ -141,13 +141,13 @@ final class DataServerLauncher {
         // no crash. Both stop.
         peer.stoppingOnPurpose = true;
         front.setEndpoint(null);
-        Log.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
+        ServerLog.info("data server (pid " + peer.pid() + ") is stopping on purpose; the front"
             + " server stops too");
         front.requestStop("the data server is stopping on purpose");
         return;
       }
       if (h.magic == Protocol.RESPONSE_MAGIC && h.opcode == Opcode.SHUTDOWN.code()) {
-        Log.info("data server acknowledged SHUTDOWN");
+        ServerLog.info("data server acknowledged SHUTDOWN");
         return;
       }
       throw new ProtocolException("unexpected control message " + h);

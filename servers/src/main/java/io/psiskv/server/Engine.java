@@ -118,7 +118,7 @@ final class Engine implements AutoCloseable {
         throw new IOException("cannot rewrite " + log.path() + " in the current format: "
             + e.getMessage(), e);
       }
-      Log.info(log.path() + ": rewritten from format version " + LogFormat.VERSION_1 + " to "
+      ServerLog.info(log.path() + ": rewritten from format version " + LogFormat.VERSION_1 + " to "
           + LogFormat.VERSION + " (its sessions are not kept: they had no secret)");
     }
     return engine;

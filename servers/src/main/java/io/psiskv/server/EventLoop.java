@@ -48,7 +48,7 @@ final class EventLoop implements Runnable {
   private final ServerConfig config;
   private final BodyBudget budget;
   private final ConnectionLimit limit;
-  private final ProblemLog problems;
+  private final ServerLogProblems problems;
   private final CommitPolicy commitPolicy;
   private final Selector selector;
   private final ByteBuffer readBuf =
@@ -80,7 +80,7 @@ final class EventLoop implements Runnable {
   private final ServerStats.Counters counters;
 
   EventLoop(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
-      ProblemLog problems, CommitPolicy commitPolicy) throws IOException {
+      ServerLogProblems problems, CommitPolicy commitPolicy) throws IOException {
     this.commitPolicy = commitPolicy;
     this.engine = engine;
     this.config = config;
@@ -140,7 +140,7 @@ final class EventLoop implements Runnable {
         long now = System.nanoTime();
         takeIncoming(now);
         for (Conn c; (c = takenOver.poll()) != null; ) {
-          c.close(ProblemLog.Kind.TAKEN_OVER, "its session was resumed on another connection");
+          c.close(ServerLogProblems.Kind.TAKEN_OVER, "its session was resumed on another connection");
         }
         if (budgetChanged) {
           budgetChanged = false;
@@ -156,8 +156,8 @@ final class EventLoop implements Runnable {
         }
       }
     } catch (IOException | RuntimeException e) {
-      Log.error(Thread.currentThread().getName() + " failed, closing its connections: "
-          + Log.describe(e));
+      ServerLog.error(Thread.currentThread().getName() + " failed, closing its connections: "
+          + ServerLog.describe(e));
     } finally {
       engine.removeCommitListener(onCommit);
       budget.removeListener(onBudget);
@@ -213,9 +213,9 @@ final class EventLoop implements Runnable {
         c.readAndServe(true);
       }
     } catch (IOException e) {
-      c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
+      c.close(ServerLogProblems.Kind.FAILED, stopping ? null : "connection failed: " + ServerLog.describe(e));
     } catch (RuntimeException e) {
-      c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
+      c.close(ServerLogProblems.Kind.FAILED, "internal error, closing: " + ServerLog.describe(e));
     }
   }
 
@@ -265,9 +265,9 @@ final class EventLoop implements Runnable {
       try {
         c.writeMore();
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, stopping ? null : "connection failed: " + Log.describe(e));
+        c.close(ServerLogProblems.Kind.FAILED, stopping ? null : "connection failed: " + ServerLog.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
+        c.close(ServerLogProblems.Kind.FAILED, "internal error, closing: " + ServerLog.describe(e));
       }
     }
     toFlush.clear();
@@ -285,9 +285,9 @@ final class EventLoop implements Runnable {
       try {
         c.readAndServe(false);
       } catch (IOException e) {
-        c.close(ProblemLog.Kind.FAILED, "connection failed: " + Log.describe(e));
+        c.close(ServerLogProblems.Kind.FAILED, "connection failed: " + ServerLog.describe(e));
       } catch (RuntimeException e) {
-        c.close(ProblemLog.Kind.FAILED, "internal error, closing: " + Log.describe(e));
+        c.close(ServerLogProblems.Kind.FAILED, "internal error, closing: " + ServerLog.describe(e));
       }
     }
   }
@@ -429,7 +429,7 @@ final class EventLoop implements Runnable {
         readAndServe(false); // Whole requests are left in the leftover: serve them now.
       } else if (inputEnded) {
         String broken = handler.describePartial(leftoverLength);
-        close(ProblemLog.Kind.BROKEN_OFF,
+        close(ServerLogProblems.Kind.BROKEN_OFF,
             broken == null ? null : "closed the connection " + broken);
       } else if (isParked) {
         key.interestOps(0);
@@ -476,7 +476,7 @@ final class EventLoop implements Runnable {
     }
 
     /** Closes the connection; logs {@code reason} as a problem of {@code kind} unless null. */
-    void close(ProblemLog.Kind kind, String reason) {
+    void close(ServerLogProblems.Kind kind, String reason) {
       if (closed) {
         return;
       }

@@ -18,7 +18,7 @@ final class EventLoopTransport implements DataTransport {
   private volatile boolean stopping;
 
   EventLoopTransport(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
-      ProblemLog problems) throws IOException {
+      ServerLogProblems problems) throws IOException {
     this.limit = limit;
     int n = config.threads.count();
     this.loops = new EventLoop[n];
@@ -50,7 +50,7 @@ final class EventLoopTransport implements DataTransport {
       } catch (IOException e) {
         // A listener closed by the stop (before the transport's own stop) is no failure.
         if (!stopping && listener.isOpen()) {
-          Log.error("accept failed, no more connections: " + Log.describe(e));
+          ServerLog.error("accept failed, no more connections: " + ServerLog.describe(e));
         }
         return;
       }

@@ -74,7 +74,7 @@ final class FrontConsole {
         st = peer.link().requestStatus(ServerConfig.STATUS_TIMEOUT_MILLIS);
       } catch (IOException ex) {
         System.out.printf("data server: pid %d, port %d, no status (%s)%n", e.pid, e.port,
-            Log.describe(ex));
+            ServerLog.describe(ex));
         st = null;
       }
       if (st != null) {

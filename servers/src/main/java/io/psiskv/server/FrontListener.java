@@ -80,7 +80,7 @@ import java.util.function.Supplier;
  * <p><b>Logging.</b> A connection that breaks a rule gets one line naming the peer and the rule
  * (at most {@value ServerConfig#LOG_PROBLEM_LINES_PER_INTERVAL} per summary interval; the rest are
  * counted). Timeouts, evictions, peers that vanish mid-request and failed accepts are only
- * counted, and logged as one {@link LogSummary} line per interval. An exception met while serving
+ * counted, and logged as one {@link ServerLogSummary} line per interval. An exception met while serving
  * one connection (a bug) closes that connection only, with one line per interval.
  *
  * <p><b>Threads.</b> The loop thread owns the selector, the listening channel, every connection
@@ -98,7 +98,7 @@ final class FrontListener {
     static final String REQUEST_DEADLINE_PROPERTY = "psiskv.front.requestDeadlineMillis";
     static final String IDLE_TIMEOUT_PROPERTY = "psiskv.front.idleTimeoutMillis";
     static final String MAX_CONNECTIONS_PROPERTY = "psiskv.front.maxConnections";
-    static final String SUMMARY_INTERVAL_PROPERTY = ProblemLog.INTERVAL_PROPERTY;
+    static final String SUMMARY_INTERVAL_PROPERTY = ServerLogProblems.INTERVAL_PROPERTY;
     /** Largest value of any override: an hour in milliseconds, or more connections than fds. */
     private static final int MAX_OVERRIDE = 3_600_000;
 
@@ -197,15 +197,15 @@ final class FrontListener {
   /** The listener was ready in this wake-up: accept once the ready connections are served. */
   private boolean acceptReady;
   private long acceptResumeNanos;
-  private final LogSummary summary;
-  private final LogSummary.Kind pastDeadline;
-  private final LogSummary.Kind idleClosed;
-  private final LogSummary.Kind evicted;
-  private final LogSummary.Kind vanished;
-  private final LogSummary.Kind failed;
-  private final LogSummary.Kind acceptFailed;
-  private final LogSummary.Kind protocolLines;
-  private final LogSummary.Kind internalErrors;
+  private final ServerLogSummary summary;
+  private final ServerLogSummary.Kind pastDeadline;
+  private final ServerLogSummary.Kind idleClosed;
+  private final ServerLogSummary.Kind evicted;
+  private final ServerLogSummary.Kind vanished;
+  private final ServerLogSummary.Kind failed;
+  private final ServerLogSummary.Kind acceptFailed;
+  private final ServerLogSummary.Kind protocolLines;
+  private final ServerLogSummary.Kind internalErrors;
 
   /** Guarded by this. */
   private boolean closed;
@@ -228,7 +228,7 @@ final class FrontListener {
     this.endpoint = endpoint;
     this.requests = new TimeoutQueue<>(limits.requestDeadlineMillis);
     this.idle = new TimeoutQueue<>(limits.idleTimeoutMillis);
-    summary = new LogSummary("front connections", limits.summaryIntervalMillis, Log::info);
+    summary = new ServerLogSummary("front connections", limits.summaryIntervalMillis, ServerLog::info);
     pastDeadline = summary.kind(
         "closed past the " + limits.requestDeadlineMillis + " ms request deadline");
     idleClosed = summary.kind("closed after " + limits.idleTimeoutMillis + " ms idle");
@@ -259,7 +259,7 @@ final class FrontListener {
     if (closed) {
       return;
     }
-    Log.info("front connections: served by one thread; request deadline "
+    ServerLog.info("front connections: served by one thread; request deadline "
         + limits.requestDeadlineMillis + " ms, idle timeout " + limits.idleTimeoutMillis
         + " ms, at most " + maxConnections + " open"
         + (maxConnections < limits.maxConnections ? " (not " + limits.maxConnections
@@ -324,8 +324,8 @@ final class FrontListener {
       }
     } catch (IOException | RuntimeException e) {
       if (!isClosed()) {
-        Log.error("front connections: the listener failed, no more front connections: "
-            + Log.describe(e));
+        ServerLog.error("front connections: the listener failed, no more front connections: "
+            + ServerLog.describe(e));
       }
     } finally {
       closeAll();
@@ -383,8 +383,8 @@ final class FrontListener {
     } catch (RuntimeException e) {
       // A bug met by one connection ends that connection, not the loop that serves all.
       if (summary.record(internalErrors, now)) {
-        Log.error("front connection " + Wire.peer(c.channel.socket())
-            + ": internal error, closing: " + Log.describe(e));
+        ServerLog.error("front connection " + Wire.peer(c.channel.socket())
+            + ": internal error, closing: " + ServerLog.describe(e));
       }
       close(c);
     }
@@ -425,7 +425,7 @@ final class FrontListener {
   private void acceptFailed(IOException e) {
     long now = System.nanoTime();
     if (summary.record(acceptFailed, now)) {
-      Log.warn("front connections: accept failed (" + Log.describe(e) + "); closing the oldest"
+      ServerLog.warn("front connections: accept failed (" + ServerLog.describe(e) + "); closing the oldest"
           + " incomplete connection to make room");
     }
     Conn victim = oldestIncomplete();
@@ -481,7 +481,7 @@ final class FrontListener {
     int len;
     if (broken != null) {
       if (summary.record(protocolLines, now)) {
-        Log.info("front connection " + Wire.peer(c.channel.socket()) + ": " + reason
+        ServerLog.info("front connection " + Wire.peer(c.channel.socket()) + ": " + reason
             + "; answered " + broken + ", closing");
       }
       len = Messages.status(c.bytes, h.opcode, broken, h.key, h.requestId);

@@ -139,9 +139,9 @@ public final class FrontServer {
       System.exit(ServerConfig.EXIT_BAD_OPTION);
       return;
     }
-    Log.init(ServerConfig.Role.FRONT.logName);
+    ServerLog.init(ServerConfig.Role.FRONT.logName);
     try {
-      Log.configure(config.logLevel, config.logFile);
+      ServerLog.configure(config.logLevel, config.logFile);
     } catch (IOException e) {
       System.err.println("psiskv-server: " + e.getMessage());
       System.exit(ServerConfig.EXIT_FAILURE);
@@ -162,8 +162,8 @@ public final class FrontServer {
         Uninterruptibles.await(server.stopped);
         System.exit(server.exitCode);
       }
-      Log.error("start failed: " + Log.describe(e));
-      Log.debugTrace("start failure", e);
+      ServerLog.error("start failed: " + ServerLog.describe(e));
+      ServerLog.debugTrace("start failure", e);
       server.exitCode = ServerConfig.EXIT_FAILURE;
       // A launched Data Server was killed by its launch; an adopted one relaunches us.
       server.leaveDataServer = server.adopted;
@@ -182,7 +182,7 @@ public final class FrontServer {
       PrivateFiles.directory(config.dataDir);
     } catch (IOException e) {
       throw new StartException("cannot create data directory " + config.dataDir + ": "
-          + Log.describe(e));
+          + ServerLog.describe(e));
     }
     for (String name : new String[] {PidFile.FRONT, PidFile.DATA}) {
       Optional<ProcessHandle> other = PidFile.livePeer(config.dataDir, name);
@@ -193,7 +193,7 @@ public final class FrontServer {
       }
     }
     PidFile.write(config.dataDir, PidFile.FRONT);
-    Log.info("starting (" + config + ")" + (adopted ? "; relaunched by the data server (pid "
+    ServerLog.info("starting (" + config + ")" + (adopted ? "; relaunched by the data server (pid "
         + config.adoptDataPid + ") after the previous front server died" : ""));
 
     // Bound before the Data Server starts: it must know the port, to bind it again should it
@@ -203,7 +203,7 @@ public final class FrontServer {
       channel = adopted ? bind(config.port) : bindClientPort();
     } catch (BindException e) {
       throw new StartException(
-          Log.describeBind(e, config.bindAddress.getHostAddress(), config.port));
+          ServerLog.describeBind(e, config.bindAddress.getHostAddress(), config.port));
     }
     FrontListener clients;
     try {
@@ -243,8 +243,8 @@ public final class FrontServer {
           if (isStopping()) {
             throw new StartException("stopped during start");
           }
-          Log.warn("no INIT from the adopted data server (pid " + first.pid() + "): "
-              + Log.describe(e));
+          ServerLog.warn("no INIT from the adopted data server (pid " + first.pid() + "): "
+              + ServerLog.describe(e));
           supervisor.peerDown(first, "it sent no INIT to the relaunched front server");
         }
       }
@@ -261,12 +261,12 @@ public final class FrontServer {
     }
     System.out.println("psiskv front server listening on " + bind + ":" + clients.localPort());
     System.out.flush();
-    Log.info("listening on " + bind + ":" + clients.localPort() + (e == null
+    ServerLog.info("listening on " + bind + ":" + clients.localPort() + (e == null
         ? "; no data server yet" : "; data server pid " + e.pid + " on port " + e.port));
     supervisor.startLoop(first, noPeerReason);
 
     if (adopted) {
-      Log.info("console off (started by the data server): stop with SIGTERM or"
+      ServerLog.info("console off (started by the data server): stop with SIGTERM or"
           + " build-scripts/psiskv-stop");
     } else {
       FrontConsole commands = new FrontConsole(config, startNanos, clients, supervisor,
@@ -288,13 +288,13 @@ public final class FrontServer {
       try {
         ServerSocketChannel s = bind(port);
         if (port != config.port) {
-          Log.warn("port " + config.port + " is taken; using " + port);
+          ServerLog.warn("port " + config.port + " is taken; using " + port);
         }
         return s;
       } catch (BindException e) {
-        if (!Log.portInUse(e)) {
+        if (!ServerLog.portInUse(e)) {
           throw new StartException(
-              Log.describeBind(e, config.bindAddress.getHostAddress(), port));
+              ServerLog.describeBind(e, config.bindAddress.getHostAddress(), port));
         }
         // Taken: try the next one.
       }
@@ -366,7 +366,7 @@ public final class FrontServer {
       return;
     }
     try {
-      Log.info("stopping: " + reason);
+      ServerLog.info("stopping: " + reason);
       Supervisor.Peer peer = supervisor.stop(); // Nothing is relaunched from here on.
       endpoint = null;
       FrontListener clients = clientListener;
@@ -378,7 +378,7 @@ public final class FrontServer {
         stopDataServer(peer);
       }
       PidFile.deleteIfOurs(config.dataDir, PidFile.FRONT);
-      Log.info("stopped");
+      ServerLog.info("stopped");
     } finally {
       stopped.countDown();
     }
@@ -396,21 +396,21 @@ public final class FrontServer {
           link.sendShutdown();
           asked = true;
         } catch (IOException e) {
-          Log.warn("could not send SHUTDOWN (" + Log.describe(e) + "); sending SIGTERM");
+          ServerLog.warn("could not send SHUTDOWN (" + ServerLog.describe(e) + "); sending SIGTERM");
         }
       }
       if (!asked) {
         peer.handle.destroy(); // SIGTERM: the Data Server's shutdown hook stops it in order.
       }
       if (!Supervisor.awaitGone(peer, ServerConfig.SHUTDOWN_TIMEOUT_MILLIS)) {
-        Log.error("data server (pid " + peer.pid() + ") did not exit within "
+        ServerLog.error("data server (pid " + peer.pid() + ") did not exit within "
             + ServerConfig.SHUTDOWN_TIMEOUT_MILLIS + " ms; killing it");
         peer.handle.destroyForcibly();
         Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
         exitCode = ServerConfig.EXIT_FAILURE;
       }
       if (peer.isGone()) {
-        Log.info("data server (pid " + peer.pid() + ") " + peer.exitDescription());
+        ServerLog.info("data server (pid " + peer.pid() + ") " + peer.exitDescription());
       }
     } finally {
       if (link != null) {

@@ -61,7 +61,7 @@ final class FrontServerLauncher {
     } catch (IOException e) {
       // It died at once; its exit is seen below as a start that printed no control port.
     }
-    Log.info("launched front server pid " + peer.pid() + " (its log: " + logFile + ")");
+    ServerLog.info("launched front server pid " + peer.pid() + " (its log: " + logFile + ")");
     CompletableFuture<Integer> controlPort = new CompletableFuture<>();
     Thread pump = new Thread(() -> pumpFrontStdout(peer.process, logFile, controlPort),
         "front-stdout");

@@ -44,7 +44,7 @@ final class LogRecovery {
     Path log = dataDir.resolve(FILE_NAME);
     Path tmp = dataDir.resolve(COMPACT_FILE_NAME);
     if (Files.deleteIfExists(tmp)) {
-      Log.info(tmp + ": deleted the temporary file of an interrupted compaction");
+      ServerLog.info(tmp + ": deleted the temporary file of an interrupted compaction");
     }
     if (!Files.exists(log)) {
       createEmpty(dataDir, log, tmp, opts);
@@ -70,7 +70,7 @@ final class LogRecovery {
         }
       });
       if (scan.outcome == LogRecordReader.Outcome.TORN) {
-        Log.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
+        ServerLog.warn(String.format("%s: torn tail at offset %d (%s): truncated, %d bytes "
             + "dropped", log, scan.goodEnd, scan.reason, scan.badBytes()));
         LogFiles.truncate(ch, scan.goodEnd);
       } else if (scan.outcome == LogRecordReader.Outcome.DAMAGED) {
@@ -78,7 +78,7 @@ final class LogRecovery {
           throw new IOException(damageMessage(log, scan));
         }
         Path copy = salvage(dataDir, log, ch, scan);
-        Log.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
+        ServerLog.warn(String.format("%s: damaged at offset %d (%s); salvaged: kept %d "
             + "records, dropped %d bytes, the original is in %s",
             log, scan.goodEnd, scan.reason, scan.records, scan.badBytes(), copy));
       }
@@ -136,11 +136,11 @@ final class LogRecovery {
     }
     Files.move(old, log, StandardCopyOption.ATOMIC_MOVE);
     LogFiles.fsyncDirectory(dataDir);
-    Log.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
+    ServerLog.info("renamed the backup file " + old + " to " + FILE_NAME + " (its new name, which no"
         + " *.log rotation takes)");
     Path oldTmp = dataDir.resolve(OLD_FILE_NAME + ".compact");
     if (Files.deleteIfExists(oldTmp)) {
-      Log.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
+      ServerLog.info(oldTmp + ": deleted the temporary file of an interrupted compaction");
     }
   }
 

@@ -258,7 +258,7 @@ final class LogWriter {
   private void doEnterFailed(IOException cause, AppendBuffer.Batch failedBatch,
       long batchFilePos) {
     IOException f =
-        new IOException("write to " + logPath + " failed: " + Log.describe(cause), cause);
+        new IOException("write to " + logPath + " failed: " + ServerLog.describe(cause), cause);
     Compactor abort;
     buffer.appendLock.lock();
     try {
@@ -281,7 +281,7 @@ final class LogWriter {
     if (abort != null) {
       abort.abort(f);
     }
-    Log.error(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
+    ServerLog.error(String.format("backup log failed; refusing writes, retrying every %d ms: %s",
         opts.failureRetryIntervalMillis, cause));
   }
 
@@ -308,7 +308,7 @@ final class LogWriter {
       LogFiles.fsyncDirectory(dir);
     } catch (IOException e) {
       syncThread.scheduleRetry();
-      Log.error("backup log still failing: " + Log.describe(e));
+      ServerLog.error("backup log still failing: " + ServerLog.describe(e));
       return;
     }
     long seq = durableSeq;
@@ -325,7 +325,7 @@ final class LogWriter {
     doNoteSync();
     durableSeq = seq;
     buffer.clearFailure();
-    Log.info(String.format("backup log recovered: rewrote %d records (%d batches) and "
+    ServerLog.info(String.format("backup log recovered: rewrote %d records (%d batches) and "
         + "accepts writes again", records, rewritten));
   }
 
@@ -453,14 +453,14 @@ final class LogWriter {
       } catch (IOException e) {
         err = e;
         buffer.fail(
-            new IOException("final force of " + logPath + " failed: " + Log.describe(e), e));
+            new IOException("final force of " + logPath + " failed: " + ServerLog.describe(e), e));
       }
     } else if (!retained.isEmpty()) {
       long lost = 0;
       for (AppendBuffer.Batch b : retained) {
         lost += b.records;
       }
-      Log.error("backup log closed while failed: " + lost + " records never reached the disk");
+      ServerLog.error("backup log closed while failed: " + lost + " records never reached the disk");
     }
     closeError = err;
     LogFiles.closeQuietly(channel);

@@ -41,7 +41,7 @@ final class PidFile {
         Files.deleteIfExists(file);
       }
     } catch (IOException e) {
-      Log.info("could not delete " + file + ": " + Log.describe(e));
+      ServerLog.info("could not delete " + file + ": " + ServerLog.describe(e));
     }
   }
 

@@ -72,7 +72,7 @@ final class RequestHandler {
   private final BodyBudget budget;
   private final ReplyQueue replies;
   private final String peer;
-  private final ProblemLog problems;
+  private final ServerLogProblems problems;
   /** Asks the transport to close this connection (any thread): a resume took its session. */
   private final Runnable closeRequest;
   /** The serving thread's counters (ServerStats: plain per-thread longs, no lock). */
@@ -111,7 +111,7 @@ final class RequestHandler {
    *     ServerStats#register})
    */
   RequestHandler(Engine engine, int maxValueBytes, BodyBudget budget, ReplyQueue replies,
-      String peer, ProblemLog problems, Runnable closeRequest, ServerStats.Counters counters) {
+      String peer, ServerLogProblems problems, Runnable closeRequest, ServerStats.Counters counters) {
     this.counters = counters;
     this.engine = engine;
     this.maxValueBytes = maxValueBytes;
@@ -471,7 +471,7 @@ final class RequestHandler {
    * caller has checked the queue's room for one answer (the check in {@link #feed}).
    */
   private Outcome reject(Status status, String reason) {
-    problem(ProblemLog.Kind.VIOLATION, reason + "; answered " + status + ", closing");
+    problem(ServerLogProblems.Kind.VIOLATION, reason + "; answered " + status + ", closing");
     answer(status, h.key);
     closing = true;
     return Outcome.CLOSE;
@@ -511,8 +511,8 @@ final class RequestHandler {
     }
   }
 
-  /** Logs a problem of this connection, within the server's rate limit ({@link ProblemLog}). */
-  void problem(ProblemLog.Kind kind, String message) {
+  /** Logs a problem of this connection, within the server's rate limit ({@link ServerLogProblems}). */
+  void problem(ServerLogProblems.Kind kind, String message) {
     problems.report(kind, peer, message);
   }
 }

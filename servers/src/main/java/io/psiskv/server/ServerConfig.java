@@ -220,7 +220,7 @@ final class ServerConfig {
   static final int EXIT_BAD_OPTION = 2;
 
   /** The log level when {@code --log-level} is not given. */
-  static final Log.Level DEFAULT_LOG_LEVEL = Log.Level.INFO;
+  static final ServerLog.Level DEFAULT_LOG_LEVEL = ServerLog.Level.INFO;
 
   /** Which process is parsing: some options belong to one of them only. */
   enum Role {
@@ -280,7 +280,7 @@ final class ServerConfig {
   /** Absolute path of {@code --log-file}; null: the log goes to stderr. */
   final Path logFile;
   /** {@code --log-level}. */
-  final Log.Level logLevel;
+  final ServerLog.Level logLevel;
   /** {@code --version} was given: print the version and exit; the other fields are defaults. */
   final boolean versionRequested;
 
@@ -323,7 +323,7 @@ final class ServerConfig {
       int maxValueBytes, int controlPort, int frontPort, long adoptDataPid, FsyncPolicy fsync,
       boolean salvage, int maxConnections, int requestTimeoutMillis, int idleTimeoutMillis,
       int poolIdleTimeoutMillis, long bodyBudgetBytes, int maxSessions, int hangTimeoutMillis,
-      Console.Mode console, Path logFile, Log.Level logLevel, boolean versionRequested) {
+      Console.Mode console, Path logFile, ServerLog.Level logLevel, boolean versionRequested) {
     this.role = role;
     this.port = port;
     this.bindAddress = bindAddress;

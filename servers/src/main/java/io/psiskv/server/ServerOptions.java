@@ -59,7 +59,7 @@ final class ServerOptions {
     boolean salvage = false;
     Console.Mode console = Console.Mode.AUTO;
     String logFile = null;
-    Log.Level logLevel = DEFAULT_LOG_LEVEL;
+    ServerLog.Level logLevel = DEFAULT_LOG_LEVEL;
     boolean version = false;
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
@@ -137,7 +137,7 @@ final class ServerOptions {
           logFile = value;
           break;
         case "--log-level":
-          logLevel = Log.Level.parse(value);
+          logLevel = ServerLog.Level.parse(value);
           if (logLevel == null) {
             throw new ConfigException(
                 "--log-level must be error, warn, info or debug, not '" + value + "'");

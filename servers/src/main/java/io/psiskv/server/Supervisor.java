@@ -293,14 +293,14 @@ final class Supervisor {
     HangJudge.Verdict verdict = peer.judge.judge(ProcStat.sample(peer.pid()), silentMillis);
     switch (verdict.action()) {
       case HUNG:
-        Log.warn("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL: "
+        ServerLog.warn("killing the hung " + peerName + " (pid " + peer.pid() + ") with SIGKILL: "
             + verdict.reason());
         peer.handle.destroyForcibly();
         peerDown(peer, "hung (" + verdict.reason() + "), killed");
         break;
       case PAUSED:
         if (before != HangJudge.Action.PAUSED) {
-          Log.info(peerName + " (pid " + peer.pid() + ") is paused, not hung: "
+          ServerLog.info(peerName + " (pid " + peer.pid() + ") is paused, not hung: "
               + verdict.reason() + "; waiting for it up to " + hangTimeoutMillis
               + " ms of silence");
         }
@@ -405,7 +405,7 @@ final class Supervisor {
         }
         count = ++relaunches;
       }
-      Log.warn(peerName + (peer != null ? " (pid " + peer.pid() + ")" : "") + " is down: "
+      ServerLog.warn(peerName + (peer != null ? " (pid " + peer.pid() + ")" : "") + " is down: "
           + reason + ", after running " + livedMillis + " ms; relaunch " + count
           + (delay == 0 ? " now"
               : " in " + delay + " ms (back-off: early death " + backoff.earlyDeaths()
@@ -416,14 +416,14 @@ final class Supervisor {
       long launchNanos = System.nanoTime();
       try {
         peer = launcher.launch();
-        Log.info(peerName + " relaunched: pid " + peer.pid() + " ready "
+        ServerLog.info(peerName + " relaunched: pid " + peer.pid() + " ready "
             + (System.nanoTime() - outageStartNanos) / 1_000_000L + " ms after the old one went"
             + " down (relaunch " + count + ")");
       } catch (IOException | RuntimeException e) {
         if (isStopped()) {
           return;
         }
-        Log.error("relaunch " + count + " of the " + peerName + " failed: " + Log.describe(e));
+        ServerLog.error("relaunch " + count + " of the " + peerName + " failed: " + ServerLog.describe(e));
         peer = null;
         reason = "relaunch " + count + " failed";
         livedMillis = (System.nanoTime() - launchNanos) / 1_000_000L;
@@ -476,11 +476,11 @@ final class Supervisor {
     if (isStopped()) {
       return false;
     }
-    Log.info(peerName + " (pid " + peer.pid() + ") still runs " + PEER_EXIT_GRACE_MILLIS
+    ServerLog.info(peerName + " (pid " + peer.pid() + ") still runs " + PEER_EXIT_GRACE_MILLIS
         + " ms after its control connection broke; killing it (SIGKILL)");
     peer.handle.destroyForcibly();
     if (!awaitGone(peer, PEER_KILL_WAIT_MILLIS)) {
-      Log.warn(peerName + " (pid " + peer.pid() + ") did not exit within "
+      ServerLog.warn(peerName + " (pid " + peer.pid() + ") did not exit within "
           + PEER_KILL_WAIT_MILLIS + " ms of SIGKILL; relaunching anyway");
     }
     return !isStopped();

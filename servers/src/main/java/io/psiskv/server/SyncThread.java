@@ -114,8 +114,8 @@ final class SyncThread {
       }
     } catch (Throwable t) {
       // A bug, not a disk error: fail loudly rather than leave waiters hanging.
-      Log.error("backup log sync thread died: " + Log.describe(t));
-      buffer.fail(new IOException("backup log sync thread died: " + Log.describe(t), t));
+      ServerLog.error("backup log sync thread died: " + ServerLog.describe(t));
+      buffer.fail(new IOException("backup log sync thread died: " + ServerLog.describe(t), t));
       writer.committed();
     }
   }

@@ -37,7 +37,7 @@ final class TerminalLines implements Console.Lines {
       t = TerminalBuilder.builder().system(true).nativeSignals(false).dumb(false)
           .encoding(StandardCharsets.UTF_8).build();
     } catch (IOException | IllegalStateException e) {
-      Log.debug("console: no line editing (" + Log.describe(e) + ")");
+      ServerLog.debug("console: no line editing (" + ServerLog.describe(e) + ")");
       return null;
     }
     if (Terminal.TYPE_DUMB.equals(t.getType()) || Terminal.TYPE_DUMB_COLOR.equals(t.getType())) {
@@ -60,7 +60,7 @@ final class TerminalLines implements Console.Lines {
       return ""; // Not expected (JLine is out of the signals); an empty line, as in a shell.
     } catch (IOError e) {
       throw e.getCause() instanceof IOException ? (IOException) e.getCause()
-          : new IOException(Log.describe(e), e);
+          : new IOException(ServerLog.describe(e), e);
     }
   }
 

@@ -6,7 +6,7 @@ import java.util.stream.Collectors;
 /**
  * The Front Server's connection limits as tests see them: the JVM options that override them
  * ({@link FrontListener.Limits}, for {@code ServerFixture.builder().jvmArgs}), and the {@link
- * LogSummary} lines read out of a server log: {@code front connections: 300 closed past the 2000
+ * ServerLogSummary} lines read out of a server log: {@code front connections: 300 closed past the 2000
  * ms request deadline, 12 evicted at the cap of 4096, in the last 10 s}.
  */
 public final class FrontLog {

@@ -34,12 +34,12 @@ final class HandlerHarness {
   }
 
   /** With {@code problems} shared by several harnesses (null: one of its own). */
-  HandlerHarness(Engine engine, BodyBudget budget, int maxValueBytes, ProblemLog problems) {
+  HandlerHarness(Engine engine, BodyBudget budget, int maxValueBytes, ServerLogProblems problems) {
     this.engine = engine;
     this.budget = budget;
     this.handler = new RequestHandler(engine, maxValueBytes, budget, new ReplyQueue(pool),
         "test-peer", problems != null ? problems
-            : new ProblemLog(logLines::add, ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
+            : new ServerLogProblems(logLines::add, ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS,
                 ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL),
         closeRequests::incrementAndGet, engine.stats().register());
   }

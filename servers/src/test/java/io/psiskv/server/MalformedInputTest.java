@@ -35,7 +35,7 @@ class MalformedInputTest {
   static final ServerFixture server =
       ServerFixture.builder().maxValueBytes(MAX_VALUE_BYTES)
           // Every rejection's own log line is asserted: no rate limit within this test.
-          .jvmArgs("-D" + ProblemLog.LINES_PROPERTY + "=1000").build();
+          .jvmArgs("-D" + ServerLogProblems.LINES_PROPERTY + "=1000").build();
 
   private RawClient bystander;
 

@@ -127,7 +127,7 @@ class RequestHandlerFuzzTest {
       (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
   private static final ClassLoadingMXBean CLASSES = ManagementFactory.getClassLoadingMXBean();
   /** A rejected request logs a line: counted, not printed, or every input prints one. */
-  private static final ProblemLog PROBLEMS = new ProblemLog(line -> {},
+  private static final ServerLogProblems PROBLEMS = new ServerLogProblems(line -> {},
       ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS, ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL);
 
   /** One store and log for every input: the store is emptied after each, the log only grows. */

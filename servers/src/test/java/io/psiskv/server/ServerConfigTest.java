@@ -145,21 +145,21 @@ class ServerConfigTest {
         "/tmp/x/../psiskv-test.log", "--log-level=WARN");
     assertThat(front.console).isEqualTo(Console.Mode.OFF);
     assertThat(front.logFile.toString()).isEqualTo("/tmp/psiskv-test.log");
-    assertThat(front.logLevel).isEqualTo(Log.Level.WARN);
+    assertThat(front.logLevel).isEqualTo(ServerLog.Level.WARN);
     assertThat(ServerOptions.parse(Role.FRONT, "--console").console).isEqualTo(Console.Mode.ON);
     ServerConfig defaults = ServerOptions.parse(Role.FRONT);
     assertThat(defaults.console).isEqualTo(Console.Mode.AUTO);
     assertThat(defaults.logFile).isNull();
-    assertThat(defaults.logLevel).isEqualTo(Log.Level.INFO);
+    assertThat(defaults.logLevel).isEqualTo(ServerLog.Level.INFO);
 
     ServerConfig data = ServerOptions.parse(Role.DATA,
         front.dataServerArgs(4242, 9876).toArray(new String[0]));
     assertThat(data.logFile).isEqualTo(front.logFile);
-    assertThat(data.logLevel).isEqualTo(Log.Level.WARN);
+    assertThat(data.logLevel).isEqualTo(ServerLog.Level.WARN);
     ServerConfig relaunched = ServerOptions.parse(Role.FRONT,
         data.frontServerArgs(7).toArray(new String[0]));
     assertThat(relaunched.logFile).isEqualTo(front.logFile);
-    assertThat(relaunched.logLevel).isEqualTo(Log.Level.WARN);
+    assertThat(relaunched.logLevel).isEqualTo(ServerLog.Level.WARN);
   }
 
   @Test

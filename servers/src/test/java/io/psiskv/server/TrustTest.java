@@ -48,7 +48,7 @@ class TrustTest {
 
   @RegisterExtension
   final ServerFixture server = ServerFixture.builder()
-      .jvmArgs("-D" + ProblemLog.INTERVAL_PROPERTY + "=1000")
+      .jvmArgs("-D" + ServerLogProblems.INTERVAL_PROPERTY + "=1000")
       .build();
 
   /** The Front Server's control port, read where any local user can: the Data Server's argv. */

@@ -32,7 +32,7 @@ import java.util.function.Consumer;
  * of one subject never overtake each other. Times are {@code System.nanoTime()} values, passed
  * in so that tests can drive the clock.
  */
-final class LogSummary {
+final class ServerLogSummary {
   /** One kind of event; made by {@link #kind} or {@link #detailedKind} of its summary. */
   static final class Kind {
     private final String description;
@@ -60,9 +60,9 @@ final class LogSummary {
   /**
    * @param subject the start of every line, e.g. {@code "front connections"}
    * @param intervalMillis the shortest time between two summary lines of this subject
-   * @param sink where lines go ({@code Log::info} in the servers)
+   * @param sink where lines go ({@code ServerLog::info} in the servers)
    */
-  LogSummary(String subject, long intervalMillis, Consumer<String> sink) {
+  ServerLogSummary(String subject, long intervalMillis, Consumer<String> sink) {
     if (intervalMillis <= 0) {
       throw new IllegalArgumentException("interval must be positive: " + intervalMillis);
     }

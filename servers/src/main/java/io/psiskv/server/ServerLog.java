@@ -33,7 +33,7 @@ import java.util.Locale;
  * <p>Messages are for operators: they name what failed and why in words ({@link #describe}),
  * never a Java exception class or a stack trace (those go to {@code debug}).
  */
-final class Log {
+final class ServerLog {
   /** The {@code --log-level} values, most severe first; a level logs itself and those above. */
   enum Level {
     ERROR,
@@ -63,7 +63,7 @@ final class Log {
   /** Guarded by the class lock. */
   private static OutputStream out = new FileOutputStream(FileDescriptor.err);
 
-  private Log() {}
+  private ServerLog() {}
 
   /** Sets the role shown on every line ({@code front} or {@code data}); call once in main. */
   static void init(String roleName) {
@@ -90,7 +90,7 @@ final class Log {
       } catch (IOException e) {
         throw new IOException("cannot open log file " + file + ": " + describe(e), e);
       }
-      synchronized (Log.class) {
+      synchronized (ServerLog.class) {
         out = stream;
       }
     }
@@ -132,7 +132,7 @@ final class Log {
     String line = Instant.now().truncatedTo(ChronoUnit.MILLIS) + " "
         + String.format("%-5s", level.name()) + " " + role + " " + PID + " " + message + "\n";
     byte[] bytes = line.getBytes(StandardCharsets.UTF_8);
-    synchronized (Log.class) {
+    synchronized (ServerLog.class) {
       try {
         out.write(bytes);
         out.flush();

@@ -7,16 +7,16 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** {@link LogSummary} on a clock the test drives: one line per interval, counts, detail lines. */
-class LogSummaryTest {
+/** {@link ServerLogSummary} on a clock the test drives: one line per interval, counts, detail lines. */
+class ServerLogSummaryTest {
   private static final long MS = 1_000_000L;
   /** An arbitrary nanoTime origin, negative to catch comparisons that ignore overflow. */
   private static final long T0 = Long.MIN_VALUE + 5 * MS;
 
   private final List<String> lines = new ArrayList<>();
-  private final LogSummary summary = new LogSummary("front connections", 10_000, lines::add);
-  private final LogSummary.Kind deadline = summary.kind("closed past the 2000 ms request deadline");
-  private final LogSummary.Kind evicted = summary.kind("evicted at the cap of 4096");
+  private final ServerLogSummary summary = new ServerLogSummary("front connections", 10_000, lines::add);
+  private final ServerLogSummary.Kind deadline = summary.kind("closed past the 2000 ms request deadline");
+  private final ServerLogSummary.Kind evicted = summary.kind("evicted at the cap of 4096");
 
   @Test
   void manyEventsInOneIntervalAreOneLineWithTheirCounts() {
@@ -65,7 +65,7 @@ class LogSummaryTest {
 
   @Test
   void aDetailedKindAllowsSomeLinesPerIntervalAndCountsTheRest() {
-    LogSummary.Kind bad = summary.detailedKind("more broke the protocol", 3);
+    ServerLogSummary.Kind bad = summary.detailedKind("more broke the protocol", 3);
     List<Boolean> answers = new ArrayList<>();
     for (int i = 0; i < 5; i++) {
       answers.add(summary.record(bad, T0 + i * MS));
@@ -80,7 +80,7 @@ class LogSummaryTest {
 
   @Test
   void detailLinesWithinTheAllowanceNeedNoSummary() {
-    LogSummary.Kind bad = summary.detailedKind("more broke the protocol", 3);
+    ServerLogSummary.Kind bad = summary.detailedKind("more broke the protocol", 3);
     assertThat(summary.record(bad, T0)).isTrue();
     assertThat(summary.nanosUntilDue(T0)).isEqualTo(Long.MAX_VALUE);
     summary.flushIfDue(T0 + 60_000 * MS);
@@ -99,11 +99,11 @@ class LogSummaryTest {
   @Test
   void shortWindowsAreShownInMillisecondsAndTheIntervalMustBePositive() {
     List<String> out = new ArrayList<>();
-    LogSummary fast = new LogSummary("s", 250, out::add);
-    LogSummary.Kind k = fast.kind("things");
+    ServerLogSummary fast = new ServerLogSummary("s", 250, out::add);
+    ServerLogSummary.Kind k = fast.kind("things");
     fast.record(k, T0);
     fast.flushIfDue(T0 + 250 * MS);
     assertThat(out).containsExactly("s: 1 things, in the last 250 ms");
-    assertThrows(IllegalArgumentException.class, () -> new LogSummary("s", 0, out::add));
+    assertThrows(IllegalArgumentException.class, () -> new ServerLogSummary("s", 0, out::add));
   }
 }

@@ -7,7 +7,7 @@ import java.util.function.Consumer;
  * The log lines of data connections' problems, which a peer can cause as often as it likes
  * (issue 9: 49,303 lines in 16 s of garbage): per {@link Kind}, the first {@code linesPerInterval}
  * of each interval get a line each, naming the peer; the rest are counted, and one summary line
- * per interval gives the counts of every kind ({@link LogSummary}), for example
+ * per interval gives the counts of every kind ({@link ServerLogSummary}), for example
  *
  * <pre>
  *   data connections: 48,210 more protocol violations, 31 more broken off mid-request, in the
@@ -21,7 +21,7 @@ import java.util.function.Consumer;
  * {@link #flushIfDue} every second so that the last counts are logged without waiting for a new
  * problem.
  */
-final class ProblemLog {
+final class ServerLogProblems {
   /** The kinds of problem, each with its own allowance of lines. */
   enum Kind {
     /** A request broke a rule of PROTOCOL.md and was answered with an error. */
@@ -44,20 +44,20 @@ final class ProblemLog {
   static final String LINES_PROPERTY = "psiskv.logProblemLinesPerInterval";
 
   private final Consumer<String> sink;
-  private final LogSummary summary;
-  private final EnumMap<Kind, LogSummary.Kind> kinds = new EnumMap<>(Kind.class);
+  private final ServerLogSummary summary;
+  private final EnumMap<Kind, ServerLogSummary.Kind> kinds = new EnumMap<>(Kind.class);
 
-  ProblemLog(Consumer<String> sink, long intervalMillis, int linesPerInterval) {
+  ServerLogProblems(Consumer<String> sink, long intervalMillis, int linesPerInterval) {
     this.sink = sink;
-    this.summary = new LogSummary("data connections", intervalMillis, sink);
+    this.summary = new ServerLogSummary("data connections", intervalMillis, sink);
     for (Kind k : Kind.values()) {
       kinds.put(k, summary.detailedKind("more " + k.description, linesPerInterval));
     }
   }
 
-  /** The Data Server's: {@link Log#info}, with the configured interval and allowance. */
-  static ProblemLog forDataServer() {
-    return new ProblemLog(Log::info,
+  /** The Data Server's: {@link ServerLog#info}, with the configured interval and allowance. */
+  static ServerLogProblems forDataServer() {
+    return new ServerLogProblems(ServerLog::info,
         Long.getLong(INTERVAL_PROPERTY, ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS),
         Integer.getInteger(LINES_PROPERTY, ServerConfig.LOG_PROBLEM_LINES_PER_INTERVAL));
   }
