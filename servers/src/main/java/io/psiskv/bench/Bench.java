@@ -54,12 +54,13 @@ public final class Bench {
   private static final long PRELOAD_MICROS_PER_KEY = 2_000;
   /** The memory phase lets a server settle this long before each RSS reading. */
   private static final long SETTLE_MILLIS = 1_000;
-  private static final String DURABLE_LABEL = "psiskv";
+  static final String DURABLE_LABEL = "psiskv";
   /** On Ctrl-C or SIGTERM, how long the stop waits for the run to wind down its processes. */
   private static final long STOP_WAIT_MILLIS = 60_000;
 
   private final BenchOptions options;
   private final Path root;
+  private final BenchReport report;
   private final String commandLine;
   private final Path jar;
   private final Path cTarget;
@@ -126,6 +127,7 @@ public final class Bench {
   private Bench(BenchOptions options, Path root, String commandLine) throws IOException {
     this.options = options;
     this.root = root;
+    this.report = new BenchReport(options, root);
     this.commandLine = commandLine;
     this.jar = root.resolve("servers/target/psiskv-server.jar");
     this.cTarget = root.resolve("c-test-app/target");
@@ -244,7 +246,7 @@ public final class Bench {
     checkPrograms();
     String started = ZonedDateTime.now().truncatedTo(ChronoUnit.SECONDS)
         .format(DateTimeFormatter.ISO_OFFSET_DATE_TIME);
-    String loadAtStart = loadAverage();
+    String loadAtStart = BenchReport.loadAverage();
     List<Row> rows = new ArrayList<>();
     List<MemoryRow> memory = new ArrayList<>();
     List<Hostile.Report> hostile = new ArrayList<>();
@@ -276,15 +278,15 @@ public final class Bench {
           : failure.getMessage().lines().findFirst().orElse("failed")).append(").\n\n");
     }
     out.append("Command: `").append(commandLine).append("`\n\n");
-    out.append("Run: ").append(started).append("; ").append(machine())
+    out.append("Run: ").append(started).append("; ").append(report.machine())
         .append("; load average ").append(loadAtStart).append(" at the start, ")
-        .append(loadAverage()).append(" at the end.\n");
+        .append(BenchReport.loadAverage()).append(" at the end.\n");
     if (!rows.isEmpty()) {
-      out.append('\n').append(loadReport(rows));
-      out.append(plot(rows));
+      out.append('\n').append(report.load(rows));
+      out.append(report.plot(rows));
     }
     if (!memory.isEmpty()) {
-      out.append('\n').append(memoryReport(memory));
+      out.append('\n').append(report.memory(memory));
     }
     if (!hostile.isEmpty()) {
       out.append('\n').append(Hostile.render(hostile));
@@ -513,150 +515,6 @@ public final class Bench {
     }
   }
 
-  private String loadReport(List<Row> rows) {
-    List<Row> sorted = new ArrayList<>(rows);
-    List<String> serverOrder = new ArrayList<>();
-    rows.forEach(r -> {
-      if (!serverOrder.contains(r.server())) {
-        serverOrder.add(r.server());
-      }
-    });
-    sorted.sort(Comparator
-        .comparingInt((Row r) -> options.readPercents.indexOf(r.readPercent()))
-        .thenComparingInt(r -> options.threads.indexOf(r.threads()))
-        .thenComparingInt(r -> serverOrder.indexOf(r.server()))
-        .thenComparingInt(r -> r.client().ordinal()));
-    boolean anyPeer = rows.stream().anyMatch(r -> r.kind() != BenchServer.Kind.PSISKV);
-    boolean anyNote = rows.stream().anyMatch(r -> note(r) != null);
-    List<String> headers = new ArrayList<>(List.of("workload", "threads", "server", "client",
-        "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs"));
-    if (anyPeer) {
-      headers.addAll(List.of("psiskv/peer ops/s", "psiskv/peer p99"));
-    }
-    headers.addAll(List.of("server CPU µs/op", "client CPU µs/op"));
-    if (anyNote) {
-      headers.add("notes");
-    }
-    MarkdownTable table = new MarkdownTable(headers.toArray(new String[0]));
-    table.right(1, 4, 5, 6, 7, 8, 9, 10);
-    if (anyPeer) {
-      table.right(11, 12);
-    }
-    for (Row r : sorted) {
-      List<String> cells = new ArrayList<>(List.of(workload(r.readPercent()),
-          Integer.toString(r.threads()), r.server(), r.client().label));
-      LoadResult x = r.result();
-      if (x == null) {
-        cells.addAll(List.of("failed", "", "", "", ""));
-      } else {
-        cells.addAll(List.of(ops(x.opsPerSecond()), micros(x.p50()), micros(x.p99()),
-            micros(x.p999()), micros(x.max())));
-      }
-      if (anyPeer) {
-        Row ref = reference(rows, r);
-        boolean ratio = r.kind() != BenchServer.Kind.PSISKV && ref != null && x != null;
-        cells.add(ratio ? ratio(ref.result().opsPerSecond(), x.opsPerSecond()) : "");
-        cells.add(ratio ? ratio(ref.result().p99(), x.p99()) : "");
-      }
-      cells.add(x == null ? "" : cpu(x.serverCpuPerOp()));
-      cells.add(x == null ? "" : cpu(x.clientCpuPerOp()));
-      if (anyNote) {
-        String note = note(r);
-        cells.add(note == null ? "" : note);
-      }
-      table.add(cells.toArray(new String[0]));
-    }
-    StringBuilder out = new StringBuilder("## Load\n\n");
-    out.append(String.format(Locale.ROOT, "%s keys of %d B preloaded per server; each point: %s s"
-        + " warm-up, then %s s measured; N client threads with one blocking connection each, in"
-        + " one load-generator process on the same machine; keys uniform.%n%n",
-        ops(options.keys), options.valueBytes, seconds(options.warmupSeconds),
-        seconds(options.seconds)));
-    out.append(table.render());
-    out.append('\n');
-    if (anyPeer) {
-      out.append("psiskv/peer: psiskv as started by default (durable: fsync always) divided by"
-          + " the row's store, same client language, threads and workload. Above 1 in ops/s,"
-          + " psiskv is faster; below 1 in p99, psiskv's p99 is lower.\n");
-    }
-    out.append("CPU µs/op: CPU time (user + system) over the measured interval divided by its"
-        + " operations; server: the server process from /proc/PID/stat (psiskv: the Data"
-        + " Server); client: the load-generator process (C: getrusage; Java: the JVM's process"
-        + " CPU time, JIT and GC included).\n");
-    return out.toString();
-  }
-
-  /** The psiskv (default) row of the same client language, threads and workload. */
-  private static Row reference(List<Row> rows, Row r) {
-    for (Row ref : rows) {
-      if (ref.server().equals(DURABLE_LABEL) && ref.client().java == r.client().java
-          && ref.threads() == r.threads() && ref.readPercent() == r.readPercent()
-          && ref.result() != null) {
-        return ref;
-      }
-    }
-    return null;
-  }
-
-  private static String note(Row r) {
-    if (r.result() == null) {
-      return r.failure();
-    }
-    List<String> notes = new ArrayList<>();
-    if (r.result().errors() > 0) {
-      notes.add(r.result().errors() + " errors");
-    }
-    if (r.result().misses() > 0) {
-      notes.add(r.result().misses() + " reads found no key");
-    }
-    return notes.isEmpty() ? null : String.join(", ", notes);
-  }
-
-  private String plot(List<Row> rows) {
-    List<SvgPlot.Panel> panels = new ArrayList<>();
-    for (int readPercent : options.readPercents) {
-      Map<String, List<SvgPlot.Point>> throughput = new LinkedHashMap<>();
-      Map<String, List<SvgPlot.Point>> p99 = new LinkedHashMap<>();
-      for (Row r : rows) {
-        if (r.readPercent() != readPercent || r.result() == null) {
-          continue;
-        }
-        String name = r.server() + " (" + r.client().label + ")";
-        throughput.computeIfAbsent(name, k -> new ArrayList<>())
-            .add(new SvgPlot.Point(r.threads(), r.result().opsPerSecond()));
-        p99.computeIfAbsent(name, k -> new ArrayList<>())
-            .add(new SvgPlot.Point(r.threads(), r.result().p99()));
-      }
-      panels.add(new SvgPlot.Panel("throughput, " + workload(readPercent), "client threads",
-          "ops/s", false, series(throughput)));
-      panels.add(new SvgPlot.Panel("p99 latency, " + workload(readPercent), "client threads",
-          "p99 latency, µs (log scale)", true, series(p99)));
-    }
-    String svg = SvgPlot.render(String.format(Locale.ROOT, "psiskv-bench: %s keys × %d B, %s s"
-        + " per point", ops(options.keys), options.valueBytes, seconds(options.seconds)), panels,
-        2);
-    Path file = plotFile();
-    try {
-      Files.writeString(file, svg, StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      progress("cannot write the plot to " + file + ": " + e);
-      return "\nPlot: not written (" + e + ")\n";
-    }
-    progress("plot written to " + file);
-    return "\nPlot: " + file + "\n";
-  }
-
-  private Path plotFile() {
-    return (options.plot != null ? options.plot : root.resolve(BenchOptions.DEFAULT_PLOT))
-        .toAbsolutePath();
-  }
-
-  private static List<SvgPlot.Series> series(Map<String, List<SvgPlot.Point>> points) {
-    List<SvgPlot.Series> series = new ArrayList<>();
-    points.forEach((name, list) -> series.add(new SvgPlot.Series(name, list)));
-    return series;
-  }
-
   // ---- memory phase ----------------------------------------------------------------------------
 
   private void runMemory(List<MemoryRow> rows, Map<String, List<String>> commands)
@@ -685,21 +543,6 @@ public final class Bench {
     }
   }
 
-  private String memoryReport(List<MemoryRow> rows) {
-    MarkdownTable table = new MarkdownTable("server", "keys", "value B", "RSS before MiB",
-        "RSS after MiB", "RSS per key B", "load rate keys/s").right(1, 2, 3, 4, 5, 6);
-    for (MemoryRow m : rows) {
-      table.add(m.server(), ops(m.keys()), Integer.toString(m.valueBytes()), mib(m.before()),
-          mib(m.after()), String.format(Locale.ROOT, "%.0f", (m.after() - m.before())
-              / (double) m.keys()), ops(m.keysPerSecond()));
-    }
-    return "## Memory\n\n" + table.render() + "\nRSS per key: (VmRSS after - VmRSS before) / keys,"
-        + " VmRSS from /proc/PID/status of a fresh server (psiskv: the Data Server) 1 s after it"
-        + " started and 1 s after the last key was written (by " + options.preloadThreads
-        + " connections). A JVM's RSS also holds heap that garbage collection has not"
-        + " reclaimed or returned.\n";
-  }
-
   // ---- environment -----------------------------------------------------------------------------
 
   private void checkPrograms() throws BenchException {
@@ -709,7 +552,7 @@ public final class Bench {
     }
     if (options.load) {
       // Found out now, not after the run: a plot file that cannot be written.
-      Path plot = plotFile();
+      Path plot = report.plotFile();
       try {
         Files.createDirectories(plot.getParent());
         Files.delete(Files.createTempFile(plot.getParent(), ".psiskv-bench", ".tmp"));
@@ -755,53 +598,6 @@ public final class Bench {
       }
     }
     return false;
-  }
-
-  private String machine() {
-    String cpu = "";
-    try (Stream<String> lines = Files.lines(Path.of("/proc/cpuinfo"))) {
-      cpu = lines.filter(l -> l.startsWith("model name")).findFirst()
-          .map(l -> l.substring(l.indexOf(':') + 1).trim()).orElse("");
-    } catch (IOException | UncheckedIOException e) {
-      // Left out.
-    }
-    StringBuilder out = new StringBuilder();
-    out.append(Runtime.getRuntime().availableProcessors()).append(" CPUs");
-    if (!cpu.isEmpty()) {
-      out.append(" (").append(cpu).append(')');
-    }
-    out.append(", ").append(System.getProperty("os.name")).append(' ')
-        .append(System.getProperty("os.version")).append(", Java ")
-        .append(System.getProperty("java.version"));
-    if (options.compare && (options.load || options.memory)) {
-      out.append(", ").append(firstLine("redis-server", "--version")).append(", ")
-          .append(firstLine("memcached", "-V"));
-    }
-    return out.toString();
-  }
-
-  private static String firstLine(String... cmd) {
-    try {
-      Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-      String line = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8)
-          .lines().findFirst().orElse(cmd[0]);
-      p.waitFor(5, TimeUnit.SECONDS);
-      return line.replaceAll(" sha=\\S+| malloc=\\S+| bits=\\S+| build=\\S+", "").trim();
-    } catch (IOException e) {
-      return cmd[0] + " (version unknown)";
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return cmd[0];
-    }
-  }
-
-  private static String loadAverage() {
-    try {
-      String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split(" ");
-      return f[0] + " " + f[1] + " " + f[2];
-    } catch (IOException e) {
-      return "unknown";
-    }
   }
 
   /** Stops whatever is still running and deletes the temporary directory (idempotent). */
