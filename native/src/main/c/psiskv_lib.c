@@ -41,13 +41,13 @@
  * again with the SAME request id, so the Data Server answers a write it had already applied with
  * the stored result (exactly once, 12.5). Attempts are spaced by a back-off of
  * RETRY_BACKOFF_FIRST_MS doubling to RETRY_BACKOFF_MAX_MS; the call fails (-1, ETIMEDOUT) once its
- * retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment, read once) after the failure,
- * default DEFAULT_RETRY_TIMEOUT_MS; 0 disables reconnection. A protocol violation or an error
- * status other than UNAVAILABLE (FORBIDDEN among them: the session is someone else's) fails the
- * call at once. Each call has its own deadline: a descriptor whose call gave up tries again on
- * its next call. One attempt of the set-up (HELLO, connect, SESSION) is bounded by the connect
- * budget (PSISKV_CONNECT_TIMEOUT_MS) and by the retry deadline; a resent request, like any
- * request, waits for its answer as long as the server takes.
+ * retry deadline has passed: PSISKV_RETRY_TIMEOUT_MS (environment, read once, psiskv_env.h) after
+ * the failure, default PSISKV_DEFAULT_RETRY_TIMEOUT_MS; 0 disables reconnection. A protocol
+ * violation or an error status other than UNAVAILABLE (FORBIDDEN among them: the session is
+ * someone else's) fails the call at once. Each call has its own deadline: a descriptor whose call
+ * gave up tries again on its next call. One attempt of the set-up (HELLO, connect, SESSION) is
+ * bounded by the connect budget (PSISKV_CONNECT_TIMEOUT_MS) and by the retry deadline; a resent
+ * request, like any request, waits for its answer as long as the server takes.
  *
  * Threads and locks:
  *   table_lock       guards table[], table_slots and every entry's refs. Held only for a look-up,
@@ -121,6 +121,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "psiskv_env.h"
 #include "psiskv_net.h"
 #include "psiskv_proto.h"
 
@@ -134,17 +135,6 @@
  * to (doubling). Also between kv_connect's attempts while the Front Server answers UNAVAILABLE. */
 #define RETRY_BACKOFF_FIRST_MS 50
 #define RETRY_BACKOFF_MAX_MS 1000
-/* PROTOCOL.md 12.3: how long a call goes on reconnecting after a failure, unless overridden. */
-#define DEFAULT_RETRY_TIMEOUT_MS 10000
-/* Environment variable overriding it: milliseconds >= 0, 0 disables reconnection. */
-#define RETRY_TIMEOUT_ENV "PSISKV_RETRY_TIMEOUT_MS"
-/* Larger values are taken as this (about 35,000 years), so deadlines never overflow. */
-#define RETRY_TIMEOUT_LIMIT_MS (INT64_C(1) << 50)
-/* Environment variable selecting what a successful kv_read returns (psiskv.h, "kv_read's return
- * value"): READ_RETURNS_ZERO makes it 0, as in the older lab API; anything else or unset, the
- * stored length, as specified. */
-#define READ_RETURNS_ENV "PSISKV_READ_RETURNS"
-#define READ_RETURNS_ZERO "zero"
 /* A PUT whose value is at most this long is copied behind its header and sent from one buffer
  * (send); a longer one goes as two iovecs (sendmsg), header and the caller's value, without a
  * copy. Either way one call. A copy of at most 1 KiB is cheap next to the call, and the buffer
@@ -197,27 +187,6 @@ static unsigned process_generation;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-/* PSISKV_RETRY_TIMEOUT_MS if it is an integer >= 0, else DEFAULT_RETRY_TIMEOUT_MS. */
-static int64_t read_retry_timeout_ms(void) {
-  const char *s = getenv(RETRY_TIMEOUT_ENV);
-  if (s != NULL && *s != '\0') {
-    char *end;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (*end == '\0' && v >= 0) {
-      return errno == ERANGE || v > RETRY_TIMEOUT_LIMIT_MS ? RETRY_TIMEOUT_LIMIT_MS : (int64_t)v;
-    }
-  }
-  return DEFAULT_RETRY_TIMEOUT_MS;
-}
-
-/* Whether PSISKV_READ_RETURNS is exactly "zero" (any other value, or none: the stored length). */
-static int env_read_returns_zero(void) {
-  const char *s = getenv(READ_RETURNS_ENV);
-  return s != NULL && strcmp(s, READ_RETURNS_ZERO) == 0;
-}
-
 /* A condition variable that waits on CLOCK_MONOTONIC. 0 or an error number. */
 static int cond_init_monotonic(pthread_cond_t *c) {
   pthread_condattr_t ca;
@@ -266,8 +235,8 @@ static void fork_child(void) {
 static void library_init(void) {
   int saved = errno;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
-  retry_timeout_ms = read_retry_timeout_ms();
-  read_returns_zero = env_read_returns_zero();
+  retry_timeout_ms = psiskv_env_retry_timeout_ms();
+  read_returns_zero = psiskv_env_read_returns_zero();
   errno = saved;
 }
 
@@ -799,7 +768,7 @@ static int reconnect(struct kv_entry *e, struct retry *rs, int front_down_fails)
       errno = ETIMEDOUT;
       return -1;
     }
-    attempt_deadline_ms = now + psiskv_net_connect_timeout_ms();
+    attempt_deadline_ms = now + psiskv_env_connect_timeout_ms();
     if (attempt_deadline_ms > rs->deadline_ms) attempt_deadline_ms = rs->deadline_ms;
     switch (connect_once(e, attempt_deadline_ms)) {
       case SETUP_OK:
@@ -983,9 +952,8 @@ static int perform(struct kv_entry *e, const struct request *r) {
       if (retry_timeout_ms > 0) {
         if (reconnect(e, &rs, 0) < 0) return -1;
       } else if (e->session_id == PSISKV_SESSION_NEW) {
-        if (connect_once(e, psiskv_net_now_ms() + psiskv_net_connect_timeout_ms()) != SETUP_OK) {
-          return -1;
-        }
+        int64_t deadline_ms = psiskv_net_now_ms() + psiskv_env_connect_timeout_ms();
+        if (connect_once(e, deadline_ms) != SETUP_OK) return -1;
       } else {
         errno = ENOTCONN;
         return -1;
@@ -1003,7 +971,7 @@ static int perform(struct kv_entry *e, const struct request *r) {
 /* ---- the API ----------------------------------------------------------------------------- */
 
 PSISKV_API int kv_connect(const char *kv_server_ip, int kv_server_port) {
-  int64_t deadline_ms = psiskv_net_now_ms() + psiskv_net_connect_timeout_ms();
+  int64_t deadline_ms = psiskv_net_now_ms() + psiskv_env_connect_timeout_ms();
   struct kv_entry *e;
   struct retry rs;
   if (kv_server_ip == NULL || kv_server_port <= 0 || kv_server_port > 65535) {
