@@ -3,7 +3,7 @@
  * (psiskv_exchange), dropping a connection that is out of step, and one attempt of the set-up,
  * HELLO, connect and SESSION (psiskv_establish, PROTOCOL.md 2, 6.1, 6.2, 12.2). Retrying is not
  * here: psiskv_lib.c decides what is retried and when (with_retries). The names match the Java
- * client's (KvClient.establish).
+ * client's (Calls.establish).
  *
  * Every function expects the caller to hold e->lock (psiskv_table.h).
  *

@@ -299,7 +299,7 @@ static enum attempt_result attempt(struct kv_entry *e, const struct request *r, 
  * until the call's retry deadline (PROTOCOL.md 12). With reconnection off, a broken connection
  * fails the call with its cause, and a descriptor broken earlier with ENOTCONN; a descriptor
  * adopted after fork() (no session yet) gets one attempt at its first connection, as kv_connect
- * makes. The Java client's KvClient.withRetries is this loop. Caller holds e->lock.
+ * makes. The Java client's Calls.withRetries is this loop. Caller holds e->lock.
  */
 static int with_retries(struct kv_entry *e, const struct request *r) {
   struct retry rs;
