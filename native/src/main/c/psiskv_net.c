@@ -18,18 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t psiskv_net_connect_timeout_ms(void) {
-  const char *s = getenv(PSISKV_CONNECT_TIMEOUT_ENV);
-  if (s != NULL && *s != '\0') {
-    char *end;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno == 0 && *end == '\0' && v > 0) return (int64_t)v;
-  }
-  return PSISKV_DEFAULT_CONNECT_TIMEOUT_MS;
-}
-
 int64_t psiskv_net_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -21,18 +21,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/* Default budget of one connection set-up attempt (both TCP connects and the HELLO / SESSION
- * exchanges), at kv_connect and at each reconnection attempt (psiskv_lib.c). */
-#define PSISKV_DEFAULT_CONNECT_TIMEOUT_MS 3000
-/* Environment variable overriding it: a positive number of milliseconds. */
-#define PSISKV_CONNECT_TIMEOUT_ENV "PSISKV_CONNECT_TIMEOUT_MS"
-
 /* "No deadline": block until the peer answers or the connection breaks. */
 #define PSISKV_NO_DEADLINE INT64_C(-1)
-
-/* The connect budget: PSISKV_CONNECT_TIMEOUT_MS from the environment if it is a positive
- * integer, else PSISKV_DEFAULT_CONNECT_TIMEOUT_MS. Read at every call, so a program may set it. */
-int64_t psiskv_net_connect_timeout_ms(void);
 
 /* Milliseconds of a monotonic clock (unaffected by changes of the wall clock). */
 int64_t psiskv_net_now_ms(void);
@@ -70,7 +60,7 @@ void psiskv_net_shutdown(int fd);
 
 /*
  * Descriptor numbers. A descriptor of psiskv.h is the number of its data connection's socket, kept
- * for the descriptor's life while the socket under it changes (psiskv_lib.c owns that policy; the
+ * for the descriptor's life while the socket under it changes (psiskv_table.c owns that policy; the
  * calls below are its moves). Every fd they make is close-on-exec, as psiskv_net_socket's are.
  */
 
