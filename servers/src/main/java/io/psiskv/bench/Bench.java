@@ -1,5 +1,11 @@
 package io.psiskv.bench;
 
+import static io.psiskv.bench.BenchFormat.duration;
+import static io.psiskv.bench.BenchFormat.micros;
+import static io.psiskv.bench.BenchFormat.ops;
+import static io.psiskv.bench.BenchFormat.seconds;
+import static io.psiskv.bench.BenchFormat.workload;
+
 import io.psiskv.bench.BenchOptions.UsageException;
 import java.io.BufferedReader;
 import java.io.File;
@@ -72,43 +78,11 @@ public final class Bench {
   /** Set by main when the run is over and it exits on its own. */
   private volatile boolean finished;
 
-  /** A client program: which store it speaks to and how it is started. */
-  enum Client {
-    LIBPSISKV("libpsiskv", false, BenchServer.Kind.PSISKV, "loadgen-psiskv"),
-    HIREDIS("hiredis", false, BenchServer.Kind.REDIS, "loadgen-hiredis"),
-    LIBMEMCACHED("libmemcached", false, BenchServer.Kind.MEMCACHED, "loadgen-memcached"),
-    KVCLIENT("KvClient", true, BenchServer.Kind.PSISKV, "psiskv"),
-    JEDIS("Jedis", true, BenchServer.Kind.REDIS, "jedis");
-
-    final String label;
-    final boolean java;
-    final BenchServer.Kind kind;
-    /** The C binary's name, or JavaLoad's --client value. */
-    final String program;
-
-    Client(String label, boolean java, BenchServer.Kind kind, String program) {
-      this.label = label;
-      this.java = java;
-      this.kind = kind;
-      this.program = program;
-    }
-
-    /** The C load generator that speaks to this kind of store (it also preloads it). */
-    static Client preloaderFor(BenchServer.Kind kind) {
-      for (Client c : values()) {
-        if (!c.java && c.kind == kind) {
-          return c;
-        }
-      }
-      throw new AssertionError(kind);
-    }
-  }
-
   /** A server configuration: its label and how to make a fresh instance in a directory. */
   record ServerSpec(String label, BenchServer.Kind kind, Function<Path, BenchServer> factory) {}
 
   /** One measured point. {@code result} is null when the run failed; {@code failure} says why. */
-  record Row(String server, BenchServer.Kind kind, Client client, int readPercent, int threads,
+  record Row(String server, BenchServer.Kind kind, BenchClient client, int readPercent, int threads,
       LoadResult result, String failure) {}
 
   /** One memory measurement. */
@@ -153,7 +127,7 @@ public final class Bench {
     int code;
     Bench bench = null;
     try {
-      bench = new Bench(options, root(), commandLine(args));
+      bench = new Bench(options, root(), BenchFormat.commandLine(args));
       Bench b = bench;
       Thread main = Thread.currentThread();
       // Ctrl-C or SIGTERM: the run stops where it is (every wait is interruptible, and nothing
@@ -222,26 +196,6 @@ public final class Bench {
     }
   }
 
-  /** The command as the user typed it (for the report), quoted where a shell needs it. */
-  static String commandLine(String[] args) {
-    List<String> words = new ArrayList<>(List.of("build-scripts/psiskv-bench"));
-    words.addAll(List.of(args));
-    return shell(words);
-  }
-
-  /** The words as a shell command line, quoted where a shell needs it. */
-  static String shell(List<String> words) {
-    StringBuilder out = new StringBuilder();
-    for (String a : words) {
-      if (out.length() > 0) {
-        out.append(' ');
-      }
-      out.append(a.matches("[A-Za-z0-9_@%+=:,./-]+") ? a
-          : "'" + a.replace("'", "'\\''") + "'");
-    }
-    return out.toString();
-  }
-
   private void run() throws BenchException, IOException, InterruptedException {
     checkPrograms();
     String started = ZonedDateTime.now().truncatedTo(ChronoUnit.SECONDS)
@@ -299,7 +253,7 @@ public final class Bench {
           shown.set(0, "java");
         }
         out.append("- ").append(label).append(": `")
-            .append(shell(shown).replace(work.toString(), "DIR")).append("`\n");
+            .append(BenchFormat.shell(shown).replace(work.toString(), "DIR")).append("`\n");
       });
     }
     System.out.print(out);
@@ -330,9 +284,9 @@ public final class Bench {
     return specs;
   }
 
-  private List<Client> clientsFor(BenchServer.Kind kind) {
-    List<Client> clients = new ArrayList<>();
-    for (Client c : Client.values()) {
+  private List<BenchClient> clientsFor(BenchServer.Kind kind) {
+    List<BenchClient> clients = new ArrayList<>();
+    for (BenchClient c : BenchClient.values()) {
       if (c.kind == kind && (!c.java || options.java)) {
         clients.add(c);
       }
@@ -359,7 +313,7 @@ public final class Bench {
         preload(server, options.keys);
         for (int readPercent : options.readPercents) {
           for (int threads : options.threads) {
-            for (Client client : clientsFor(spec.kind())) {
+            for (BenchClient client : clientsFor(spec.kind())) {
               done++;
               String what = String.format(Locale.ROOT, "[%d/%d] %s, %s, %d thread%s, %s",
                   done, points, spec.label(), client.label, threads, threads == 1 ? "" : "s",
@@ -389,7 +343,7 @@ public final class Bench {
     return (long) ((options.seconds + options.warmupSeconds) * 1000) + LOAD_TIMEOUT_SLACK_MILLIS;
   }
 
-  private List<String> loadCommand(Client client, BenchServer server, int threads,
+  private List<String> loadCommand(BenchClient client, BenchServer server, int threads,
       int readPercent) throws IOException {
     List<String> cmd = new ArrayList<>();
     if (client.java) {
@@ -416,7 +370,7 @@ public final class Bench {
   /** Writes every key once with the C load generator (its progress line shows on stderr). */
   private LoadResult preload(BenchServer server, int keys) throws BenchException,
       InterruptedException {
-    Client loader = Client.preloaderFor(server.kind);
+    BenchClient loader = BenchClient.preloaderFor(server.kind);
     List<String> cmd = List.of(cTarget.resolve(loader.program).toString(), "--preload-only",
         "--host", "127.0.0.1", "--port", Integer.toString(server.port()), "--keys",
         Integer.toString(keys), "--value-bytes", Integer.toString(options.valueBytes),
@@ -571,9 +525,9 @@ public final class Bench {
       throw new BenchException("servers/target/bench-classpath.txt (Jedis's classpath) is"
           + " missing: run mvn -B -ntp -DskipTests package");
     }
-    List<Client> needed = new ArrayList<>(List.of(Client.LIBPSISKV));
+    List<BenchClient> needed = new ArrayList<>(List.of(BenchClient.LIBPSISKV));
     if (options.compare) {
-      needed.addAll(List.of(Client.HIREDIS, Client.LIBMEMCACHED));
+      needed.addAll(List.of(BenchClient.HIREDIS, BenchClient.LIBMEMCACHED));
       for (String server : List.of("redis-server", "memcached")) {
         if (!onPath(server)) {
           throw new BenchException(server + " is not installed: run"
@@ -581,10 +535,10 @@ public final class Bench {
         }
       }
     }
-    for (Client c : needed) {
+    for (BenchClient c : needed) {
       if (!Files.isExecutable(cTarget.resolve(c.program))) {
         throw new BenchException(cTarget.resolve(c.program) + " is missing: run make -C"
-            + " c-test-app bench" + (c == Client.LIBPSISKV ? ""
+            + " c-test-app bench" + (c == BenchClient.LIBPSISKV ? ""
             : " after build-scripts/install-bench-peers"));
       }
     }
@@ -632,41 +586,5 @@ public final class Bench {
 
   static void progress(String line) {
     System.err.println("psiskv-bench: " + line);
-  }
-
-  static String workload(int readPercent) {
-    return readPercent == 0 ? "writes only" : readPercent == 100 ? "reads only"
-        : readPercent + "% reads";
-  }
-
-  static String ops(double v) {
-    return Double.isNaN(v) ? "" : String.format(Locale.ROOT, "%,.0f", v);
-  }
-
-  static String micros(double v) {
-    if (Double.isNaN(v)) {
-      return "";
-    }
-    return String.format(Locale.ROOT, v < 100 ? "%.1f" : "%,.0f", v);
-  }
-
-  static String cpu(double v) {
-    return Double.isNaN(v) ? "" : String.format(Locale.ROOT, "%.1f", v);
-  }
-
-  static String ratio(double psiskv, double peer) {
-    return psiskv > 0 && peer > 0 ? String.format(Locale.ROOT, "%.2f", psiskv / peer) : "";
-  }
-
-  static String mib(long bytes) {
-    return String.format(Locale.ROOT, "%.1f", bytes / 1048576.0);
-  }
-
-  static String seconds(double s) {
-    return s == Math.rint(s) ? Long.toString((long) s) : Double.toString(s);
-  }
-
-  private static String duration(double seconds) {
-    return seconds < 90 ? Math.round(seconds) + " s" : Math.round(seconds / 60) + " min";
   }
 }

@@ -1,14 +1,14 @@
 package io.psiskv.bench;
 
 import static io.psiskv.bench.Bench.DURABLE_LABEL;
-import static io.psiskv.bench.Bench.cpu;
-import static io.psiskv.bench.Bench.micros;
-import static io.psiskv.bench.Bench.mib;
-import static io.psiskv.bench.Bench.ops;
+import static io.psiskv.bench.BenchFormat.cpu;
+import static io.psiskv.bench.BenchFormat.micros;
+import static io.psiskv.bench.BenchFormat.mib;
+import static io.psiskv.bench.BenchFormat.ops;
 import static io.psiskv.bench.Bench.progress;
-import static io.psiskv.bench.Bench.ratio;
-import static io.psiskv.bench.Bench.seconds;
-import static io.psiskv.bench.Bench.workload;
+import static io.psiskv.bench.BenchFormat.ratio;
+import static io.psiskv.bench.BenchFormat.seconds;
+import static io.psiskv.bench.BenchFormat.workload;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;

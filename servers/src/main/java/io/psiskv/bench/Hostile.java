@@ -512,6 +512,6 @@ final class Hostile {
   }
 
   private static String rss(Sample s) {
-    return s.rssBytes() == null ? "gone" : Bench.mib(s.rssBytes());
+    return s.rssBytes() == null ? "gone" : BenchFormat.mib(s.rssBytes());
   }
 }

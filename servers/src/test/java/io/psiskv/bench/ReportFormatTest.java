@@ -55,14 +55,14 @@ class ReportFormatTest {
 
   @Test
   void commandLineIsQuotedForAShell() {
-    assertThat(Bench.commandLine(new String[] {"--threads", "1,16", "--", "--x", "a b", "it's"}))
+    assertThat(BenchFormat.commandLine(new String[] {"--threads", "1,16", "--", "--x", "a b", "it's"}))
         .isEqualTo("build-scripts/psiskv-bench --threads 1,16 -- --x 'a b' 'it'\\''s'");
   }
 
   @Test
   void workloadNames() {
-    assertThat(Bench.workload(90)).isEqualTo("90% reads");
-    assertThat(Bench.workload(0)).isEqualTo("writes only");
-    assertThat(Bench.workload(100)).isEqualTo("reads only");
+    assertThat(BenchFormat.workload(90)).isEqualTo("90% reads");
+    assertThat(BenchFormat.workload(0)).isEqualTo("writes only");
+    assertThat(BenchFormat.workload(100)).isEqualTo("reads only");
   }
 }
