@@ -1,4 +1,4 @@
-# Sourced by the scripts that run psiskv-server.jar (psiskv-server, psiskv-check): sets $root,
+# Sourced by the scripts that run psiskv-server.jar (psiskv-server, psiskv-check, psiskv-cli): sets $root,
 # $jar and $classpath, and builds the jar when it is missing or older than the sources.
 #
 # The jar is rebuilt (mvn -DskipTests package, output on stderr) when any file under

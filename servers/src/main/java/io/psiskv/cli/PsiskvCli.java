@@ -216,13 +216,30 @@ public final class PsiskvCli implements Runnable {
     return m == null || m.isBlank() ? "unexpected failure" : m;
   }
 
-  /** {@code --version}: the jar's version, and the protocol version it speaks. */
+  /**
+   * The build's version: the servers module's {@code version.txt}, which the build fills in (the
+   * CLI ships in the server jar), or "unknown" for classes not built by Maven.
+   */
+  static String version() {
+    try (java.io.InputStream in =
+        PsiskvCli.class.getResourceAsStream("/io/psiskv/server/version.txt")) {
+      if (in != null) {
+        String v = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
+        if (!v.isEmpty() && !v.startsWith("${")) {
+          return v;
+        }
+      }
+    } catch (java.io.IOException e) {
+      // Reported as unknown below.
+    }
+    return "unknown";
+  }
+
+  /** {@code --version}: the build's version, and the protocol version it speaks. */
   static final class Version implements CommandLine.IVersionProvider {
     @Override
     public String[] getVersion() {
-      String v = PsiskvCli.class.getPackage().getImplementationVersion();
-      return new String[] {"psiskv-cli " + (v == null ? "unknown" : v) + " (protocol "
-          + Protocol.VERSION + ")"};
+      return new String[] {"psiskv-cli " + version() + " (protocol " + Protocol.VERSION + ")"};
     }
   }
 }
