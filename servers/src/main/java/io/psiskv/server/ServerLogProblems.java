@@ -5,9 +5,10 @@ import java.util.function.Consumer;
 
 /**
  * The log lines of data connections' problems, which a peer can cause as often as it likes
- * (issue 9: 49,303 lines in 16 s of garbage): per {@link Kind}, the first {@code linesPerInterval}
- * of each interval get a line each, naming the peer; the rest are counted, and one summary line
- * per interval gives the counts of every kind ({@link ServerLogSummary}), for example
+ * (one line per connection would be tens of thousands of lines a minute): per {@link Kind}, the
+ * first {@code linesPerInterval} of each interval get a line each, naming the peer; the rest are
+ * counted, and one summary line per interval gives the counts of every kind ({@link
+ * ServerLogSummary}), for example
  *
  * <pre>
  *   data connections: 48,210 more protocol violations, 31 more broken off mid-request, in the

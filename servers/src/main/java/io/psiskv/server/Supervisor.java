@@ -10,7 +10,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Each server process supervises the other and relaunches it (issue 5): the Front Server watches
+ * Each server process supervises the other and relaunches it: the Front Server watches
  * and relaunches the Data Server, the Data Server watches and relaunches the Front Server. This
  * class is the rule, the same on both sides; {@link FrontServer} and {@link DataServer} supply
  * how to launch their peer and what to do when it is down.
