@@ -184,6 +184,8 @@ public final class DataServer {
       return;
     }
     link.start(frontLinkHandler(peer));
+    // From here on its heartbeats and this side's watchdog run (tests wait for this line).
+    ServerLog.info("watching the front server (pid " + frontPid + ") on the control link");
     // Not our child: the JDK polls its exit; the control connection usually tells first.
     peer.handle.onExit().thenRun(() -> supervisor.peerDown(peer, "its process exited"));
     supervisor.startLoop(peer, null);

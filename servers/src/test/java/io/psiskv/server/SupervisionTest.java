@@ -295,8 +295,9 @@ class SupervisionTest {
     writeKeys(server, 1, 4);
     ProcessHandle front = server.frontProcess();
     ProcessHandle data = server.dataProcess();
-    // The Data Server starts supervising after its serving threads (a pool of 128 takes a while).
-    server.awaitLog("data " + data.pid() + " serving on", TIMEOUT);
+    // The Data Server's watchdog starts after it serves (its serving threads, its maintenance):
+    // a pause before that is no pause to it, so wait until it says it watches.
+    server.awaitLog("data " + data.pid() + " watching the front server", TIMEOUT);
     Process stop = new ProcessBuilder("kill", "-STOP", Long.toString(front.pid()),
         Long.toString(data.pid())).inheritIO().start();
     assertThat(stop.waitFor(30, TimeUnit.SECONDS)).isTrue();
