@@ -62,10 +62,7 @@ final class DataServerLauncher {
     try {
       awaitInit(peer);
     } catch (IOException | RuntimeException e) {
-      if (!supervisor.isStopped()) {
-        peer.handle.destroyForcibly();
-        Supervisor.awaitGone(peer, Supervisor.PEER_KILL_WAIT_MILLIS);
-      }
+      supervisor.abandonLaunch(peer);
       throw e;
     }
     peer.process.onExit().thenRun(() -> supervisor.peerDown(peer, peer.exitDescription()));

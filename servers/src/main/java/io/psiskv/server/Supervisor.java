@@ -316,6 +316,18 @@ final class Supervisor {
     }
   }
 
+  /**
+   * A launch of {@code peer} failed after its process started (no INIT, a bad handshake): SIGKILLs
+   * the process and waits (bounded) until it is gone, so the relaunch never meets it; nothing if
+   * this process is stopping (its stop ends the peer). The launcher's thread, before it rethrows.
+   */
+  void abandonLaunch(Peer peer) {
+    if (!isStopped()) {
+      peer.handle.destroyForcibly();
+      awaitGone(peer, PEER_KILL_WAIT_MILLIS);
+    }
+  }
+
   /** Runs {@code action} under the lock if {@code peer} is current and not down; true if it ran. */
   boolean ifUp(Peer peer, Runnable action) {
     synchronized (lock) {
