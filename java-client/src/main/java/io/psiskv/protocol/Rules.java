@@ -5,7 +5,7 @@ import static io.psiskv.protocol.Protocol.*;
 /**
  * The MUST rules of PROTOCOL.md §6 and §7 for a request header, and the §8 rules for a response,
  * in one place. A server decodes a header, asks {@link #checkRequest}, and answers with the
- * returned status when it is not {@code null}; the check never looks at a body, so the server
+ * status of the returned {@link Rejection} when there is one (logging its reason); the check never looks at a body, so the server
  * allocates nothing a peer merely claims before it passes. A client asks {@link
  * #checkResponse(Header, Opcode, int, long)} of every response header before it reads the body,
  * for the same reason.
@@ -14,33 +14,52 @@ public final class Rules {
   private Rules() {}
 
   /**
+   * Why a request header breaks a rule: the status to answer with and the log text that names the
+   * rule of PROTOCOL.md it broke. Both come from the same test, so the answer and the log line
+   * always agree.
+   */
+  public record Rejection(Status status, String reason) {}
+
+  /**
    * Checks a decoded request header.
    *
    * @param maxValueBytes the server's maximum value length (§9)
-   * @return {@code null} if the header obeys every rule, else the status to answer with. After any
-   *     non-null status the server closes the connection (§8).
+   * @return {@code null} if the header obeys every rule, else the status to answer with and why.
+   *     After any rejection the server closes the connection (§8). A header that passes allocates
+   *     nothing.
    */
-  public static Status checkRequest(Header h, int maxValueBytes) {
+  public static Rejection checkRequest(Header h, int maxValueBytes) {
     if (h.magic != REQUEST_MAGIC) {
-      return Status.BAD_REQUEST;
+      return badRequest(String.format("bad magic 0x%02x", h.magic & 0xFF));
     }
     if (h.version != VERSION) {
-      return Status.UNSUPPORTED_VERSION;
+      return new Rejection(
+          Status.UNSUPPORTED_VERSION, "unsupported protocol version " + (h.version & 0xFF));
     }
     Opcode op = Opcode.of(h.opcode);
     if (op == null) {
-      return Status.UNKNOWN_OPCODE;
+      return new Rejection(Status.UNKNOWN_OPCODE, String.format("unknown opcode 0x%02x", h.opcode));
     }
     if (h.flagsOrStatus != 0 && !(op == Opcode.PUT && h.flagsOrStatus == FLAG_OVERWRITE)) {
-      return Status.BAD_REQUEST;
+      return badRequest(String.format("%s with bad flags 0x%02x", op, h.flagsOrStatus));
     }
     if (op == Opcode.PUT) {
-      return h.bodyLength > maxValueBytes ? Status.TOO_LARGE : null;
+      return h.bodyLength <= maxValueBytes
+          ? null
+          : new Rejection(Status.TOO_LARGE,
+              "PUT of " + h.bodyLength + " bytes exceeds the maximum of " + maxValueBytes);
     }
     if (!usesKey(op) && h.key != 0) {
-      return Status.BAD_REQUEST;
+      return badRequest(op + " with nonzero key " + Integer.toUnsignedString(h.key));
     }
-    return h.bodyLength == requestBodyBytes(op) ? null : Status.BAD_REQUEST;
+    long expected = requestBodyBytes(op);
+    return h.bodyLength == expected
+        ? null
+        : badRequest(op + " with body length " + h.bodyLength + ", expected " + expected);
+  }
+
+  private static Rejection badRequest(String reason) {
+    return new Rejection(Status.BAD_REQUEST, reason);
   }
 
   /** Whether the key field of a request with this opcode is meaningful (else it MUST be 0). */

@@ -5,13 +5,21 @@ import static io.psiskv.protocol.Protocol.HEADER_BYTES;
 
 import org.junit.jupiter.api.Test;
 
-/** The MUST rules of PROTOCOL.md §6 as {@link Rules#checkRequest} enforces them. */
+/**
+ * The MUST rules of PROTOCOL.md §6 as {@link Rules#checkRequest} enforces them: the status and the
+ * reason, which come from one test.
+ */
 class RulesTest {
   private static final int MAX = 1000;
   private final byte[] b = new byte[64];
 
   private Status check() {
-    return Rules.checkRequest(new Header().decode(b, 0), MAX);
+    Rules.Rejection r = Rules.checkRequest(new Header().decode(b, 0), MAX);
+    return r == null ? null : r.status();
+  }
+
+  private String reason() {
+    return Rules.checkRequest(new Header().decode(b, 0), MAX).reason();
   }
 
   @Test
@@ -29,6 +37,7 @@ class RulesTest {
     Messages.ping(b, 1);
     b[0] = 'G';
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(reason()).isEqualTo("bad magic 0x47");
   }
 
   @Test
@@ -43,6 +52,7 @@ class RulesTest {
       Messages.ping(b, 1);
       b[1] = (byte) version;
       assertThat(check()).isEqualTo(Status.UNSUPPORTED_VERSION);
+      assertThat(reason()).isEqualTo("unsupported protocol version " + version);
     }
   }
 
@@ -51,12 +61,14 @@ class RulesTest {
     Messages.ping(b, 1);
     b[2] = 0x7F;
     assertThat(check()).isEqualTo(Status.UNKNOWN_OPCODE);
+    assertThat(reason()).isEqualTo("unknown opcode 0x7f");
   }
 
   @Test
   void putLongerThanMaximumIsTooLargeWhateverItClaims() {
     Messages.putHeader(b, 1, 1, false, MAX + 1);
     assertThat(check()).isEqualTo(Status.TOO_LARGE);
+    assertThat(reason()).isEqualTo("PUT of 1001 bytes exceeds the maximum of 1000");
     Header.putU32(b, Protocol.OFF_BODY_LENGTH, 0xFFFFFFFF);
     assertThat(check()).isEqualTo(Status.TOO_LARGE);
   }
@@ -66,6 +78,7 @@ class RulesTest {
     Messages.putHeader(b, 1, 1, false, 1);
     b[3] = 0x02;
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(reason()).isEqualTo("PUT with bad flags 0x02");
     Messages.get(b, 1, 1, 10);
     b[3] = 0x01;
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
@@ -76,6 +89,7 @@ class RulesTest {
     Messages.get(b, 1, 1, 10);
     Header.putU32(b, Protocol.OFF_BODY_LENGTH, 5);
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(reason()).isEqualTo("GET with body length 5, expected 4");
     Messages.delete(b, 1, 1);
     Header.putU32(b, Protocol.OFF_BODY_LENGTH, 0x7FFFFFFF);
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
@@ -86,6 +100,7 @@ class RulesTest {
     Messages.ping(b, 1);
     Header.putU32(b, Protocol.OFF_KEY, 9);
     assertThat(check()).isEqualTo(Status.BAD_REQUEST);
+    assertThat(reason()).isEqualTo("PING with nonzero key 9");
   }
 
   @Test

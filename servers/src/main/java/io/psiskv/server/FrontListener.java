@@ -471,8 +471,9 @@ final class FrontListener {
   /** A whole request header is in {@code c.bytes}: encodes its answer and starts writing it. */
   private void answer(Conn c, long now) throws IOException {
     Header h = header.decode(c.bytes, 0);
-    Status broken = Rules.checkRequest(h, maxValueBytes);
-    String reason = broken == null ? null : Wire.describeRejection(h, broken, maxValueBytes);
+    Rules.Rejection rejection = Rules.checkRequest(h, maxValueBytes);
+    Status broken = rejection == null ? null : rejection.status();
+    String reason = rejection == null ? null : rejection.reason();
     Opcode op = Opcode.of(h.opcode);
     if (broken == null && op != Opcode.HELLO && op != Opcode.PING) {
       broken = Status.BAD_REQUEST;

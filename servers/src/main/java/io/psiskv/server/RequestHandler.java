@@ -211,9 +211,9 @@ final class RequestHandler {
     }
     in.get(in.position(), scratch, 0, HEADER_BYTES);
     h.decode(scratch, 0);
-    Status broken = Rules.checkRequest(h, maxValueBytes);
+    Rules.Rejection broken = Rules.checkRequest(h, maxValueBytes);
     if (broken != null) {
-      return reject(broken, Wire.describeRejection(h, broken, maxValueBytes));
+      return reject(broken.status(), broken.reason());
     }
     Opcode op = Opcode.of(h.opcode);
     switch (op) {

@@ -1,10 +1,5 @@
 package io.psiskv.server;
 
-import io.psiskv.protocol.Header;
-import io.psiskv.protocol.Opcode;
-import io.psiskv.protocol.Protocol;
-import io.psiskv.protocol.Rules;
-import io.psiskv.protocol.Status;
 import java.io.Closeable;
 import java.io.IOException;
 import java.io.InputStream;
@@ -94,38 +89,5 @@ final class Wire {
   /** Milliseconds left until {@code deadlineNanos} (a {@code System.nanoTime()} value), >= 0. */
   static long remainingMillis(long deadlineNanos) {
     return Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000L);
-  }
-
-  /**
-   * The log text for a header that {@link Rules#checkRequest} rejected with {@code status}: which
-   * rule of PROTOCOL.md it broke.
-   */
-  static String describeRejection(Header h, Status status, int maxValueBytes) {
-    Opcode op = Opcode.of(h.opcode);
-    switch (status) {
-      case UNSUPPORTED_VERSION:
-        return "unsupported protocol version " + (h.version & 0xFF);
-      case UNKNOWN_OPCODE:
-        return String.format("unknown opcode 0x%02x", h.opcode);
-      case TOO_LARGE:
-        return "PUT of " + h.bodyLength + " bytes exceeds the maximum of " + maxValueBytes;
-      default:
-        break;
-    }
-    if (h.magic != Protocol.REQUEST_MAGIC) {
-      return String.format("bad magic 0x%02x", h.magic & 0xFF);
-    }
-    if (h.flagsOrStatus != 0 && op != null
-        && !(op == Opcode.PUT && h.flagsOrStatus == Protocol.FLAG_OVERWRITE)) {
-      return String.format("%s with bad flags 0x%02x", op, h.flagsOrStatus);
-    }
-    if (op != null && !Rules.usesKey(op) && h.key != 0) {
-      return op + " with nonzero key " + Integer.toUnsignedString(h.key);
-    }
-    if (op != null) {
-      return op + " with body length " + h.bodyLength + ", expected "
-          + Rules.requestBodyBytes(op);
-    }
-    return "bad request: " + h;
   }
 }
