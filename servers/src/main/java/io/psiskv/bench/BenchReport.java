@@ -1,11 +1,11 @@
 package io.psiskv.bench;
 
 import static io.psiskv.bench.Bench.DURABLE_LABEL;
-import static io.psiskv.bench.BenchFormat.cpu;
-import static io.psiskv.bench.BenchFormat.micros;
-import static io.psiskv.bench.BenchFormat.mib;
-import static io.psiskv.bench.BenchFormat.ops;
 import static io.psiskv.bench.Bench.progress;
+import static io.psiskv.bench.BenchFormat.cpu;
+import static io.psiskv.bench.BenchFormat.mib;
+import static io.psiskv.bench.BenchFormat.micros;
+import static io.psiskv.bench.BenchFormat.ops;
 import static io.psiskv.bench.BenchFormat.ratio;
 import static io.psiskv.bench.BenchFormat.seconds;
 import static io.psiskv.bench.BenchFormat.workload;

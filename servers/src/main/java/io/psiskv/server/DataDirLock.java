@@ -1,5 +1,7 @@
 package io.psiskv.server;
 
+import io.psiskv.server.backup.BackupLog;
+import io.psiskv.server.backup.LogFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -21,9 +23,9 @@ import java.nio.file.StandardOpenOption;
  * third process lock a new inode while the second still holds the old one). Take the lock before
  * {@link BackupLog#open} and keep the object until the process exits.
  */
-final class DataDirLock implements AutoCloseable {
+public final class DataDirLock implements AutoCloseable {
   /** The lock file's name in the data directory. */
-  static final String FILE_NAME = "lock";
+  public static final String FILE_NAME = "lock";
   /** Bytes of the lock file read for the holder's pid; a pid and a newline are far shorter. */
   static final int MAX_PID_BYTES = 32;
 
@@ -43,7 +45,7 @@ final class DataDirLock implements AutoCloseable {
    * @throws IOException if another process (or this one) holds the lock; the message names the
    *     directory and the holder's pid as written in the lock file
    */
-  static DataDirLock acquire(Path dataDir) throws IOException {
+  public static DataDirLock acquire(Path dataDir) throws IOException {
     PrivateFiles.directory(dataDir);
     Path file = dataDir.resolve(FILE_NAME);
     FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,

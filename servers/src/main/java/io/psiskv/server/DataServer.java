@@ -3,6 +3,21 @@ package io.psiskv.server;
 import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
+import io.psiskv.server.backup.BackupLog;
+import io.psiskv.server.control.ControlAuth;
+import io.psiskv.server.control.ControlLink;
+import io.psiskv.server.control.FrontServerLauncher;
+import io.psiskv.server.control.PeerLinkHandler;
+import io.psiskv.server.control.Supervisor;
+import io.psiskv.server.data.BlockingTransport;
+import io.psiskv.server.data.BodyBudget;
+import io.psiskv.server.data.ConnectionLimit;
+import io.psiskv.server.data.DataTransport;
+import io.psiskv.server.data.EventLoopTransport;
+import io.psiskv.server.data.ServerStats;
+import io.psiskv.server.front.Console;
+import io.psiskv.server.store.Engine;
+import io.psiskv.server.store.Store;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -222,7 +237,7 @@ public final class DataServer {
    * average of 12 in a test run) can make this side miss that, and another attempt on a new
    * connection is cheaper than the front relaunching this process. The last failure is thrown.
    */
-  ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
+  public ControlLink handshakeRetrying(int controlPort, long expectedPid) throws IOException {
     for (int attempt = 1; ; attempt++) {
       try {
         return handshake(controlPort, expectedPid);
@@ -289,7 +304,7 @@ public final class DataServer {
   }
 
   /** The Data Server's reactions to its front's control connection. */
-  ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
+  public ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
     return new PeerLinkHandler(supervisor, peer, this::isStopping, (h, buf) -> {
       if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
         stop("SHUTDOWN from the front server", h.requestId, false);
@@ -360,7 +375,7 @@ public final class DataServer {
    * began; then closes it and returns false. Under lifecycleLock, so the stop either finds the
    * link or the launch finds the stop.
    */
-  boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
+  public boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
     synchronized (lifecycleLock) {
       if (stopping) {
         link.close();

@@ -1,6 +1,14 @@
 package io.psiskv.server;
 
 import io.psiskv.protocol.Header;
+import io.psiskv.server.control.ControlAcceptor;
+import io.psiskv.server.control.ControlAuth;
+import io.psiskv.server.control.ControlLink;
+import io.psiskv.server.control.Supervisor;
+import io.psiskv.server.front.Console;
+import io.psiskv.server.front.DataServerLauncher;
+import io.psiskv.server.front.FrontConsole;
+import io.psiskv.server.front.FrontListener;
 import java.io.IOException;
 import java.net.BindException;
 import java.net.InetSocketAddress;
@@ -72,24 +80,24 @@ import java.util.concurrent.CountDownLatch;
  */
 public final class FrontServer {
   /** First stdout line of an adopted start, followed by the control port (the Data Server reads it). */
-  static final String CONTROL_PORT_LINE = "control port ";
+  public static final String CONTROL_PORT_LINE = "control port ";
 
   /** Where HELLO redirects clients; immutable, replaced as a whole. */
-  static final class DataEndpoint {
-    final long pid;
-    final int port;
+  public static final class DataEndpoint {
+    public final long pid;
+    public final int port;
 
-    DataEndpoint(long pid, int port) {
+    public DataEndpoint(long pid, int port) {
       this.pid = pid;
       this.port = port;
     }
   }
 
   /** A start failure with a message for the user. */
-  static final class StartException extends IOException {
+  public static final class StartException extends IOException {
     private static final long serialVersionUID = 1L;
 
-    StartException(String message) {
+    public StartException(String message) {
       super(message);
     }
   }
@@ -321,7 +329,7 @@ public final class FrontServer {
   }
 
   /** Where HELLO sends clients from now on; null: UNAVAILABLE. */
-  void setEndpoint(DataEndpoint e) {
+  public void setEndpoint(DataEndpoint e) {
     endpoint = e;
   }
 
@@ -330,7 +338,7 @@ public final class FrontServer {
    * began; then closes it and returns false. Under lifecycleLock (see the class comment), so the
    * stop either finds the link or the launch finds the stop.
    */
-  boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
+  public boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
     synchronized (lifecycleLock) {
       if (stopping) {
         link.close();
@@ -342,13 +350,13 @@ public final class FrontServer {
   }
 
   /** Wakes {@code main} to stop both processes ({@code quit}, the Data Server's SHUTDOWN). */
-  void requestStop(String reason) {
+  public void requestStop(String reason) {
     stopReason = reason;
     stopRequested.countDown();
   }
 
   /** Whether the stop has begun: a launch in progress then gives up and links nothing. */
-  boolean isStopping() {
+  public boolean isStopping() {
     synchronized (lifecycleLock) {
       return stopping;
     }

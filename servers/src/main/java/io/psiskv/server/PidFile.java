@@ -1,5 +1,6 @@
 package io.psiskv.server;
 
+import io.psiskv.server.control.Supervisor;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -14,9 +15,9 @@ import java.util.Optional;
  * directory. Each process writes its own file at start and deletes it on an orderly exit; a file
  * left by a crash is recognised as stale because its process is gone.
  */
-final class PidFile {
-  static final String FRONT = "front.pid";
-  static final String DATA = "data.pid";
+public final class PidFile {
+  public static final String FRONT = "front.pid";
+  public static final String DATA = "data.pid";
 
   private static final long PID = ProcessHandle.current().pid();
 

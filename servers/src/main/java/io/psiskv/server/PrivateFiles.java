@@ -16,7 +16,7 @@ import java.util.Set;
  * keep them private if they are copied or the directory is opened up later. On a file system
  * without POSIX permissions nothing is changed.
  */
-final class PrivateFiles {
+public final class PrivateFiles {
   static final Set<PosixFilePermission> DIRECTORY_MODE =
       PosixFilePermissions.fromString("rwx------");
   static final Set<PosixFilePermission> FILE_MODE = PosixFilePermissions.fromString("rw-------");
@@ -29,7 +29,7 @@ final class PrivateFiles {
    * Creates {@code dir} (and missing parents) if needed and makes it 0700. A directory that
    * cannot be changed (owned by another user) is an error: its files would not be private.
    */
-  static void directory(Path dir) throws IOException {
+  public static void directory(Path dir) throws IOException {
     if (!POSIX) {
       Files.createDirectories(dir);
       return;
@@ -46,7 +46,7 @@ final class PrivateFiles {
   }
 
   /** Makes {@code file} 0600; call right after creating it, before it holds anything. */
-  static void file(Path file) throws IOException {
+  public static void file(Path file) throws IOException {
     if (POSIX) {
       Files.setPosixFilePermissions(file, FILE_MODE);
     }

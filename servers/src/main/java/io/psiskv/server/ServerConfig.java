@@ -1,6 +1,12 @@
 package io.psiskv.server;
 
 import io.psiskv.protocol.Protocol;
+import io.psiskv.server.backup.FsyncPolicy;
+import io.psiskv.server.control.HangJudge;
+import io.psiskv.server.control.Supervisor;
+import io.psiskv.server.data.BodyBudget;
+import io.psiskv.server.front.Console;
+import io.psiskv.server.store.ValueArena;
 import java.net.InetAddress;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -14,7 +20,7 @@ import java.util.List;
  * #dataServerArgs}), so both processes parse the same options. Everything else is a named
  * constant with its unit in its name. Instances are immutable and safe to share between threads.
  */
-final class ServerConfig {
+public final class ServerConfig {
   // --- Command-line defaults. ---
 
   /** Front Server client port when {@code --port} is not given (README). */
@@ -33,14 +39,14 @@ final class ServerConfig {
   // --- Control connection (PROTOCOL.md §7). Supervision's numbers are in Supervisor. ---
 
   /** Front Server: how long it waits for the Data Server's INIT after launching it at start. */
-  static final long DATA_START_TIMEOUT_MILLIS = 60_000;
+  public static final long DATA_START_TIMEOUT_MILLIS = 60_000;
   /** Data Server: how long it waits for CHALLENGE, and for INIT OK after sending INIT. */
   static final int INIT_REPLY_TIMEOUT_MILLIS = 10_000;
   /**
    * Front Server: a control connection must complete the handshake (CHALLENGE, INIT, PROTOCOL.md
    * §7.1) within this long from its accept, else it is closed. The real child needs milliseconds.
    */
-  static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
+  public static final long CONTROL_HANDSHAKE_TIMEOUT_MILLIS = 2_000;
   /** Data Server: control handshakes it tries before giving up (and being relaunched). */
   static final int CONTROL_HANDSHAKE_ATTEMPTS = 3;
   /** Data Server: the pause between two of those attempts. */
@@ -49,22 +55,22 @@ final class ServerConfig {
    * Front Server: control handshakes in progress at once, each on its own thread. Accepting one
    * more closes the oldest, so silent connections cannot keep the real child out.
    */
-  static final int MAX_CONTROL_HANDSHAKES = 32;
+  public static final int MAX_CONTROL_HANDSHAKES = 32;
   /** Front Server: pending-connection queue of the control listener (accepted at once anyway). */
-  static final int CONTROL_LISTEN_BACKLOG = 64;
+  public static final int CONTROL_LISTEN_BACKLOG = 64;
   /** Front Server: how long it waits for a STATUS answer for the console. */
-  static final long STATUS_TIMEOUT_MILLIS = 2_000;
+  public static final long STATUS_TIMEOUT_MILLIS = 2_000;
   /**
    * Front Server: how often the wait for INIT wakes up to notice a launched Data Server that died
    * before it connected, or a stop (accept has no other way to be woken).
    */
-  static final int INIT_ACCEPT_POLL_MILLIS = 100;
+  public static final int INIT_ACCEPT_POLL_MILLIS = 100;
   /** A Front Server started by the Data Server writes its log here, in the data directory. */
-  static final String FRONT_LOG_FILE = "front.log";
+  public static final String FRONT_LOG_FILE = "front.log";
   /** Front Server: how long it waits for the Data Server to exit after SHUTDOWN before killing. */
   static final long SHUTDOWN_TIMEOUT_MILLIS = 15_000;
   /** Data Server: how long a stop waits for in-flight requests before closing them by force. */
-  static final long DRAIN_TIMEOUT_MILLIS = 5_000;
+  public static final long DRAIN_TIMEOUT_MILLIS = 5_000;
   /**
    * {@code --hang-timeout-ms}: a silent peer that is still running (collecting garbage, busy,
    * waiting for a CPU) is waited for until its silence lasts this long, then killed anyway
@@ -84,30 +90,30 @@ final class ServerConfig {
    * Front connection: from accept, or from the moment the previous answer was written, the next
    * request must be complete and answered within this time, however often the peer sends.
    */
-  static final int FRONT_REQUEST_DEADLINE_MILLIS = 2_000;
+  public static final int FRONT_REQUEST_DEADLINE_MILLIS = 2_000;
   /**
    * Front connection: closed when nothing has arrived for this long (since accept, the last byte
    * or the previous answer). Shorter than the request deadline, so a silent peer goes first.
    */
-  static final int FRONT_IDLE_TIMEOUT_MILLIS = 1_000;
+  public static final int FRONT_IDLE_TIMEOUT_MILLIS = 1_000;
   /**
    * Front connections open at once. Accepting one more closes the oldest incomplete one (the one
    * nearest its request deadline), so a flood delays no new client; lowered at start to what the
    * process's open-file limit allows.
    */
-  static final int MAX_FRONT_CONNECTIONS = 4_096;
+  public static final int MAX_FRONT_CONNECTIONS = 4_096;
   /** Pending-connection queue of the Front Server listener (the kernel caps it at somaxconn). */
   static final int FRONT_LISTEN_BACKLOG = 1_024;
   /** File descriptors the Front Server keeps for itself below its open-file limit. */
-  static final int FRONT_RESERVED_FILES = 64;
+  public static final int FRONT_RESERVED_FILES = 64;
   /** Connections the front's loop accepts per wake-up before it serves the ready ones. */
-  static final int FRONT_ACCEPTS_PER_WAKEUP = 64;
+  public static final int FRONT_ACCEPTS_PER_WAKEUP = 64;
   /** After a failed accept with nothing to close, the front's loop retries after this long. */
-  static final int FRONT_ACCEPT_RETRY_MILLIS = 100;
+  public static final int FRONT_ACCEPT_RETRY_MILLIS = 100;
   /** Timeouts, evictions, failures: one summary line per subject at most this often. */
-  static final long LOG_SUMMARY_INTERVAL_MILLIS = 10_000;
+  public static final long LOG_SUMMARY_INTERVAL_MILLIS = 10_000;
   /** Protocol violations logged one line each per summary interval; the rest are counted. */
-  static final int LOG_PROBLEM_LINES_PER_INTERVAL = 20;
+  public static final int LOG_PROBLEM_LINES_PER_INTERVAL = 20;
 
   // Data connections (DESIGN.md §4, §10), served by the --threads policy's DataTransport.
 
@@ -118,13 +124,13 @@ final class ServerConfig {
    */
   static final int DEFAULT_MAX_CONNECTIONS = 16_384;
   /** File descriptors kept for the log, the listeners, the control link and the JVM. */
-  static final int RESERVED_FILE_DESCRIPTORS = 128;
+  public static final int RESERVED_FILE_DESCRIPTORS = 128;
   /**
    * Connections over the limit being refused at once: each gets UNAVAILABLE for its first request
    * within {@link #REFUSAL_TIMEOUT_MILLIS}; more are closed without an answer.
    */
-  static final int MAX_REFUSING_CONNECTIONS = 256;
-  static final int REFUSAL_TIMEOUT_MILLIS = 1_000;
+  public static final int MAX_REFUSING_CONNECTIONS = 256;
+  public static final int REFUSAL_TIMEOUT_MILLIS = 1_000;
   /**
    * {@code --request-timeout-ms}: the deadline for a whole request, from its first byte to its
    * last, and for a peer to take its answers; past it the connection is closed. Not restarted by
@@ -154,18 +160,18 @@ final class ServerConfig {
    * still sending for at most this long and this many bytes before it closes, so that the close
    * does not turn into a TCP reset that could destroy the error response in flight.
    */
-  static final int ERROR_LINGER_MILLIS = 250;
-  static final int ERROR_LINGER_MAX_BYTES = 256 * 1024;
+  public static final int ERROR_LINGER_MILLIS = 250;
+  public static final int ERROR_LINGER_MAX_BYTES = 256 * 1024;
   /**
    * Bytes read from one connection per system call, and the size of the arrays lent to a
    * connection for the partial request it left unread and for the answers it is owed: the only
    * per-connection buffers, held only while bytes are in flight.
    */
-  static final int CONNECTION_BUFFER_BYTES = 16 * 1024;
+  public static final int CONNECTION_BUFFER_BYTES = 16 * 1024;
   /** Event loop: connection buffers each loop keeps for reuse. */
-  static final int POOLED_BUFFERS_PER_LOOP = 256;
+  public static final int POOLED_BUFFERS_PER_LOOP = 256;
   /** Event loop: how often a loop checks its connections' deadlines. */
-  static final int DEADLINE_CHECK_INTERVAL_MILLIS = 100;
+  public static final int DEADLINE_CHECK_INTERVAL_MILLIS = 100;
   /** Pending-connection queue of the Data Server listener (pool:N clients wait here). */
   static final int DATA_LISTEN_BACKLOG = 1024;
   // --- Backup file and sessions (PROTOCOL.md §11, §12). ---
@@ -176,7 +182,7 @@ final class ServerConfig {
    * Exactly-once table: a session with no connection for this long is forgotten (PROTOCOL.md
    * §12.6). Far longer than any client's retry deadline (10 s by default).
    */
-  static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
+  public static final long SESSION_IDLE_EXPIRY_MILLIS = 10 * 60_000;
   /**
    * {@code --max-sessions}: sessions the exactly-once table holds at once (each about 200 bytes).
    * A new one beyond it takes the place of the session idle longest, if that one has been idle
@@ -187,7 +193,7 @@ final class ServerConfig {
    * A session idle for less than this is never forgotten to make room (PROTOCOL.md §12.6): it is
    * the clients' default retry deadline, so a client retrying a write finds its session.
    */
-  static final long SESSION_EVICT_MIN_IDLE_MILLIS = 10_000;
+  public static final long SESSION_EVICT_MIN_IDLE_MILLIS = 10_000;
   /** Data Server: how often the maintenance thread checks compaction and expires sessions. */
   static final long MAINTENANCE_INTERVAL_MILLIS = 1_000;
 
@@ -201,7 +207,7 @@ final class ServerConfig {
    * socket I/O are cached only up to 256 KiB per thread. Direct memory may grow to the machine's
    * RAM: it holds the values. Options given to the first JVM come after these and win.
    */
-  static List<String> dataServerJvmOptions() {
+  public static List<String> dataServerJvmOptions() {
     List<String> options = new ArrayList<>(List.of("-XX:+UseG1GC", "-XX:MinHeapFreeRatio=5",
         "-XX:MaxHeapFreeRatio=10", "-XX:G1HeapRegionSize=1m", "-XX:G1PeriodicGCInterval=500",
         "-Djdk.nio.maxCachedBufferSize=262144"));
@@ -238,13 +244,13 @@ final class ServerConfig {
   /** Front Server client port; 0 = ephemeral. */
   final int port;
   /** IPv4 address both servers listen on for clients. */
-  final InetAddress bindAddress;
+  public final InetAddress bindAddress;
   /** Absolute, normalized data directory (created at start if missing, not by parsing). */
-  final Path dataDir;
+  public final Path dataDir;
   /** How data connections are served ({@code --threads}). */
-  final ThreadPolicy threads;
+  public final ThreadPolicy threads;
   /** Largest value accepted by PUT (PROTOCOL.md §9). */
-  final int maxValueBytes;
+  public final int maxValueBytes;
   /** Data Server only: the Front Server's control port on 127.0.0.1; -1 for the Front Server. */
   final int controlPort;
   /**
@@ -258,17 +264,17 @@ final class ServerConfig {
    */
   final long adoptDataPid;
   /** When a write is acknowledged relative to the disk (PROTOCOL.md §11.4). */
-  final FsyncPolicy fsync;
+  public final FsyncPolicy fsync;
   /** Start even if the backup file is damaged before its tail, salvaging up to the damage. */
   final boolean salvage;
   /** Data connections open at once; see {@link #DEFAULT_MAX_CONNECTIONS}. */
-  final int maxConnections;
+  public final int maxConnections;
   /** See {@link #DEFAULT_REQUEST_TIMEOUT_MILLIS}. */
-  final int requestTimeoutMillis;
+  public final int requestTimeoutMillis;
   /** See {@link #DEFAULT_IDLE_TIMEOUT_MILLIS}. */
-  final int idleTimeoutMillis;
+  public final int idleTimeoutMillis;
   /** See {@link #DEFAULT_POOL_IDLE_TIMEOUT_MILLIS}. */
-  final int poolIdleTimeoutMillis;
+  public final int poolIdleTimeoutMillis;
   /** See {@link #DEFAULT_BODY_BUDGET_BYTES}. */
   final long bodyBudgetBytes;
   /** See {@link #DEFAULT_MAX_SESSIONS}. */
@@ -288,8 +294,8 @@ final class ServerConfig {
    * {@code --threads}: how the Data Server serves its connections (DESIGN.md §4 says when each
    * fits). {@code count} is the number of event loops or pool threads, 0 for on-demand.
    */
-  record ThreadPolicy(Kind kind, int count) {
-    enum Kind {
+  public record ThreadPolicy(Kind kind, int count) {
+    public enum Kind {
       /** A few selector threads serve every connection (the default). */
       EVENT_LOOP,
       /** One thread per connection, created when it connects. */
@@ -352,7 +358,7 @@ final class ServerConfig {
    * The servers' version ({@code servers/pom.xml}'s, written into the resource {@code
    * version.txt} by the build), or "unknown" when the classes were not built by Maven.
    */
-  static String version() {
+  public static String version() {
     try (java.io.InputStream in = ServerConfig.class.getResourceAsStream("version.txt")) {
       if (in != null) {
         String v = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
@@ -367,7 +373,7 @@ final class ServerConfig {
   }
 
   /** The options the Front Server passes to the Data Server it launches. */
-  List<String> dataServerArgs(int controlPort, int frontPort) {
+  public List<String> dataServerArgs(int controlPort, int frontPort) {
     List<String> args = sharedArgs();
     args.add("--control-port");
     args.add(Integer.toString(controlPort));
@@ -380,7 +386,7 @@ final class ServerConfig {
    * The options the Data Server passes to the Front Server it relaunches: the same settings, the
    * front's client port exactly, and {@code --adopt-data} with the Data Server's pid.
    */
-  List<String> frontServerArgs(long dataPid) {
+  public List<String> frontServerArgs(long dataPid) {
     List<String> args = sharedArgs();
     args.add("--port");
     args.add(Integer.toString(frontPort));

@@ -33,7 +33,7 @@ import java.util.Locale;
  * <p>Messages are for operators: they name what failed and why in words ({@link #describe}),
  * never a Java exception class or a stack trace (those go to {@code debug}).
  */
-final class ServerLog {
+public final class ServerLog {
   /** The {@code --log-level} values, most severe first; a level logs itself and those above. */
   enum Level {
     ERROR,
@@ -100,19 +100,19 @@ final class ServerLog {
     return level.compareTo(threshold) <= 0;
   }
 
-  static void error(String message) {
+  public static void error(String message) {
     write(Level.ERROR, message);
   }
 
-  static void warn(String message) {
+  public static void warn(String message) {
     write(Level.WARN, message);
   }
 
-  static void info(String message) {
+  public static void info(String message) {
     write(Level.INFO, message);
   }
 
-  static void debug(String message) {
+  public static void debug(String message) {
     write(Level.DEBUG, message);
   }
 
@@ -148,7 +148,7 @@ final class ServerLog {
    * its problem for file-system errors, and "unexpected internal error" for an exception without
    * a message (a bug; {@link #debugTrace} shows its trace). Never the exception's class name.
    */
-  static String describe(Throwable e) {
+  public static String describe(Throwable e) {
     if (e instanceof FileSystemException) {
       FileSystemException f = (FileSystemException) e;
       String file = f.getFile() == null ? "" : f.getFile();

@@ -22,9 +22,9 @@ import java.util.function.Consumer;
  * {@link #flushIfDue} every second so that the last counts are logged without waiting for a new
  * problem.
  */
-final class ServerLogProblems {
+public final class ServerLogProblems {
   /** The kinds of problem, each with its own allowance of lines. */
-  enum Kind {
+  public enum Kind {
     /** A request broke a rule of PROTOCOL.md and was answered with an error. */
     VIOLATION("protocol violations"),
     /** The peer closed or stalled in the middle of a request. */
@@ -41,14 +41,14 @@ final class ServerLogProblems {
     }
   }
 
-  static final String INTERVAL_PROPERTY = "psiskv.logSummaryIntervalMillis";
-  static final String LINES_PROPERTY = "psiskv.logProblemLinesPerInterval";
+  public static final String INTERVAL_PROPERTY = "psiskv.logSummaryIntervalMillis";
+  public static final String LINES_PROPERTY = "psiskv.logProblemLinesPerInterval";
 
   private final Consumer<String> sink;
   private final ServerLogSummary summary;
   private final EnumMap<Kind, ServerLogSummary.Kind> kinds = new EnumMap<>(Kind.class);
 
-  ServerLogProblems(Consumer<String> sink, long intervalMillis, int linesPerInterval) {
+  public ServerLogProblems(Consumer<String> sink, long intervalMillis, int linesPerInterval) {
     this.sink = sink;
     this.summary = new ServerLogSummary("data connections", intervalMillis, sink);
     for (Kind k : Kind.values()) {
@@ -64,7 +64,7 @@ final class ServerLogProblems {
   }
 
   /** A problem of {@code kind} of the connection from {@code peer}: its own line, or counted. */
-  void report(Kind kind, String peer, String message) {
+  public void report(Kind kind, String peer, String message) {
     if (summary.record(kinds.get(kind))) {
       sink.accept("data connection " + peer + ": " + message);
     }

@@ -32,9 +32,9 @@ import java.util.function.Consumer;
  * of one subject never overtake each other. Times are {@code System.nanoTime()} values, passed
  * in so that tests can drive the clock.
  */
-final class ServerLogSummary {
+public final class ServerLogSummary {
   /** One kind of event; made by {@link #kind} or {@link #detailedKind} of its summary. */
-  static final class Kind {
+  public static final class Kind {
     private final String description;
     private final int linesPerWindow;
     /** Guarded by the summary's lock. */
@@ -62,7 +62,7 @@ final class ServerLogSummary {
    * @param intervalMillis the shortest time between two summary lines of this subject
    * @param sink where lines go ({@code ServerLog::info} in the servers)
    */
-  ServerLogSummary(String subject, long intervalMillis, Consumer<String> sink) {
+  public ServerLogSummary(String subject, long intervalMillis, Consumer<String> sink) {
     if (intervalMillis <= 0) {
       throw new IllegalArgumentException("interval must be positive: " + intervalMillis);
     }
@@ -72,7 +72,7 @@ final class ServerLogSummary {
   }
 
   /** A kind that is only counted; {@code description} follows the count ("12 evicted at ..."). */
-  synchronized Kind kind(String description) {
+  public synchronized Kind kind(String description) {
     return add(new Kind(description, 0));
   }
 
@@ -80,7 +80,7 @@ final class ServerLogSummary {
    * A kind whose first {@code linesPerWindow} events of each window get a line of their own from
    * the caller ({@link #record} returns true); the rest are counted under {@code description}.
    */
-  synchronized Kind detailedKind(String description, int linesPerWindow) {
+  public synchronized Kind detailedKind(String description, int linesPerWindow) {
     return add(new Kind(description, linesPerWindow));
   }
 
@@ -95,7 +95,7 @@ final class ServerLogSummary {
    * @return true if the caller should log the event's own line (a detailed kind within its
    *     allowance); false if it was counted for the summary
    */
-  synchronized boolean record(Kind kind, long nowNanos) {
+  public synchronized boolean record(Kind kind, long nowNanos) {
     flushIfDue(nowNanos);
     if (!windowOpen) {
       windowOpen = true;
@@ -111,12 +111,12 @@ final class ServerLogSummary {
   }
 
   /** {@link #record} at the current time. */
-  boolean record(Kind kind) {
+  public boolean record(Kind kind) {
     return record(kind, System.nanoTime());
   }
 
   /** Logs the open window's summary if it is due at {@code nowNanos}, and closes the window. */
-  synchronized void flushIfDue(long nowNanos) {
+  public synchronized void flushIfDue(long nowNanos) {
     if (windowOpen && nowNanos - windowStartNanos >= intervalNanos) {
       flush(nowNanos);
     }
@@ -126,7 +126,7 @@ final class ServerLogSummary {
    * Logs the open window's summary now, due or not, and closes the window: for a stop, so that
    * the last counts are not lost.
    */
-  synchronized void flush(long nowNanos) {
+  public synchronized void flush(long nowNanos) {
     if (!windowOpen) {
       return;
     }
@@ -152,7 +152,7 @@ final class ServerLogSummary {
    * Nanoseconds from {@code nowNanos} until a summary is due (0 if it is), or {@code
    * Long.MAX_VALUE} if none is pending: the longest a loop calling {@link #flushIfDue} may sleep.
    */
-  synchronized long nanosUntilDue(long nowNanos) {
+  public synchronized long nanosUntilDue(long nowNanos) {
     if (!pending) {
       return Long.MAX_VALUE;
     }

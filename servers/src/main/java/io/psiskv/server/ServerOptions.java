@@ -1,5 +1,9 @@
 package io.psiskv.server;
 
+import io.psiskv.server.backup.FsyncPolicy;
+import io.psiskv.server.control.Supervisor;
+import io.psiskv.server.front.Console;
+
 // The defaults and limits the options are checked against, and the Role and ThreadPolicy types.
 import static io.psiskv.server.ServerConfig.*;
 

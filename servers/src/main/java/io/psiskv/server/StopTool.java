@@ -1,5 +1,6 @@
 package io.psiskv.server;
 
+import io.psiskv.server.control.Supervisor;
 import java.nio.file.Path;
 import java.util.Optional;
 

@@ -8,7 +8,7 @@ import java.util.concurrent.TimeUnit;
  * whatever else the waiting thread is asked. Each one waits on, remembers the interrupt and sets
  * the thread's interrupt status again before it returns, so the caller's caller still sees it.
  */
-final class Uninterruptibles {
+public final class Uninterruptibles {
   private Uninterruptibles() {}
 
   /** Waits until {@code latch} reaches zero. */
@@ -50,7 +50,7 @@ final class Uninterruptibles {
   }
 
   /** Waits until {@code thread} has ended. */
-  static void join(Thread thread) {
+  public static void join(Thread thread) {
     boolean interrupted = false;
     while (true) {
       try {

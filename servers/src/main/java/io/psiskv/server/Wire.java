@@ -15,7 +15,7 @@ import java.net.SocketTimeoutException;
  * until every byte is handed to the kernel. Reads do: TCP is a byte stream and one {@code read}
  * returns whatever has arrived, which may be less than a message.
  */
-final class Wire {
+public final class Wire {
   private Wire() {}
 
   /**
@@ -23,7 +23,7 @@ final class Wire {
    *
    * @return the number of bytes read: {@code len}, or fewer if the peer closed the connection
    */
-  static int readFully(InputStream in, byte[] b, int off, int len) throws IOException {
+  public static int readFully(InputStream in, byte[] b, int off, int len) throws IOException {
     int done = 0;
     while (done < len) {
       int n = in.read(b, off + done, len - done);
@@ -41,7 +41,7 @@ final class Wire {
    * socket with unread input makes the kernel send a reset, which may destroy the response before
    * the peer reads it; the short linger avoids that for well-behaved peers.
    */
-  static void lingerAndClose(Socket socket, byte[] scratch) {
+  public static void lingerAndClose(Socket socket, byte[] scratch) {
     try {
       socket.shutdownOutput();
       socket.setSoTimeout(ServerConfig.ERROR_LINGER_MILLIS);
@@ -65,7 +65,7 @@ final class Wire {
   }
 
   /** {@code address:port} of the peer, for log lines. */
-  static String peer(Socket socket) {
+  public static String peer(Socket socket) {
     SocketAddress a = socket.getRemoteSocketAddress();
     if (a instanceof InetSocketAddress) {
       InetSocketAddress i = (InetSocketAddress) a;
@@ -75,7 +75,7 @@ final class Wire {
     return String.valueOf(a);
   }
 
-  static void closeQuietly(Closeable c) {
+  public static void closeQuietly(Closeable c) {
     if (c == null) {
       return;
     }
@@ -87,7 +87,7 @@ final class Wire {
   }
 
   /** Milliseconds left until {@code deadlineNanos} (a {@code System.nanoTime()} value), >= 0. */
-  static long remainingMillis(long deadlineNanos) {
+  public static long remainingMillis(long deadlineNanos) {
     return Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000L);
   }
 }

@@ -4,7 +4,7 @@ import static com.google.common.truth.Truth.assertThat;
 import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.ServerFixture;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;

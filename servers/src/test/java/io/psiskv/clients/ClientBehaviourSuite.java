@@ -5,7 +5,7 @@ import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
 import io.psiskv.client.KvClient;
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.ServerFixture;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.util.ArrayList;

@@ -2,7 +2,7 @@ package io.psiskv.clients;
 
 import static com.google.common.truth.Truth.assertThat;
 
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.ServerFixture;
 import java.util.Arrays;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;

@@ -1,6 +1,6 @@
 package io.psiskv.clients;
 
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.ServerFixture;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The behaviour suite against servers with the default policy: a few event loops. */

@@ -4,9 +4,9 @@ import static com.google.common.truth.Truth.assertThat;
 import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
-import io.psiskv.server.FrontLog;
-import io.psiskv.server.Poll;
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.FrontLog;
+import io.psiskv.server.testkit.Poll;
+import io.psiskv.server.testkit.ServerFixture;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;

@@ -6,7 +6,7 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 
 import io.psiskv.client.KvClient;
 import io.psiskv.client.KvConnectionException;
-import io.psiskv.server.ServerFixture;
+import io.psiskv.server.testkit.ServerFixture;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

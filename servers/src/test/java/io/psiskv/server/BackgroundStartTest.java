@@ -6,6 +6,8 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.psiskv.client.KvClient;
+import io.psiskv.server.front.Console;
+import io.psiskv.server.testkit.Poll;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -31,7 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Server on SIGTTIN; in the foreground of that terminal it reads the console with a prompt; with
  * {@code --no-console} and stdin closed it serves until {@code psiskv-stop}.
  */
-class BackgroundStartTest {
+public class BackgroundStartTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   private static final Pattern LISTENING =
       Pattern.compile("psiskv front server listening on [0-9.]+:(\\d+)");

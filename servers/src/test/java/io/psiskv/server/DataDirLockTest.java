@@ -1,10 +1,10 @@
 package io.psiskv.server;
 
 import static com.google.common.truth.Truth.assertThat;
-import static io.psiskv.server.BackupLogTestSupport.pollUntil;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
-import io.psiskv.server.BackupLogTestSupport.Child;
+import io.psiskv.server.testkit.JavaChild;
+import io.psiskv.server.testkit.Poll;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -35,9 +35,9 @@ class DataDirLockTest {
   @Test
   void lockHeldByAnotherProcessIsRefusedNamingItsPid() throws Exception {
     Path dir = tmp.resolve("data");
-    try (Child child = new Child(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
+    try (JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
         dir.toString())) {
-      pollUntil("the child to lock", TIMEOUT,
+      Poll.require("the child to lock", TIMEOUT,
           () -> !child.lines.isEmpty() || !child.process.isAlive());
       assertThat(child.lines.get(0)).startsWith("LOCKED");
       IOException e = assertThrows(IOException.class, () -> DataDirLock.acquire(dir));
@@ -57,16 +57,16 @@ class DataDirLockTest {
       throws Exception {
     Path dir = tmp.resolve("data");
     try (DataDirLock lock = DataDirLock.acquire(dir);
-        Child child = new Child(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
+        JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
             dir.toString())) {
       assertThat(child.finish()).isEqualTo(0);
       assertThat(child.lines.get(0)).startsWith("REFUSED");
       assertThat(child.lines.get(0)).contains("pid " + ProcessHandle.current().pid());
     }
     // A holder killed with SIGKILL leaves the file but not the lock.
-    try (Child holder = new Child(DataDirLockChild.class, tmp.resolve("stderr2.txt"), List.of(),
+    try (JavaChild holder = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr2.txt"), List.of(),
         dir.toString())) {
-      pollUntil("the child to lock", TIMEOUT,
+      Poll.require("the child to lock", TIMEOUT,
           () -> !holder.lines.isEmpty() || !holder.process.isAlive());
       assertThat(holder.lines.get(0)).startsWith("LOCKED");
       holder.kill();

@@ -5,6 +5,10 @@ import static com.google.common.truth.Truth.assertWithMessage;
 import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.psiskv.server.backup.BackupLog;
+import io.psiskv.server.backup.BackupLogTestSupport;
+import io.psiskv.server.backup.FsyncPolicy;
+import io.psiskv.server.front.Console;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -5,8 +5,11 @@ import static com.google.common.truth.Truth.assertWithMessage;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.psiskv.protocol.Protocol;
-import io.psiskv.server.ServerOptions.ConfigException;
 import io.psiskv.server.ServerConfig.Role;
+import io.psiskv.server.ServerOptions.ConfigException;
+import io.psiskv.server.backup.FsyncPolicy;
+import io.psiskv.server.control.Supervisor;
+import io.psiskv.server.front.Console;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
