@@ -93,7 +93,7 @@
  * request, resent or not, waits for its answer as long as the server takes. A protocol violation
  * or an error status other than UNAVAILABLE is not retried. PSISKV_RETRY_TIMEOUT_MS=0 turns
  * reconnection off: a broken connection fails the call with its cause and the descriptor stays
- * broken (ENOTCONN) until kv_close(), as before the library reconnected.
+ * broken (ENOTCONN) until kv_close().
  * kv_connect: a Front Server that refuses, cannot be reached, breaks off or does not answer HELLO
  * within PSISKV_CONNECT_TIMEOUT_MS fails at once (also between retries); a Front Server that
  * answers UNAVAILABLE (its Data Server being relaunched), and a Data Server that refuses, breaks

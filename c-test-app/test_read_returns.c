@@ -12,7 +12,7 @@
  * so each mode is a process of its own that sets it before any library call:
  *   unset    the variable unset: the stored length
  *   zero     "zero": 0, the value copied, never more than value_length bytes; -2 ENOENT for a
- *            missing key and -1 EBADF for a bad descriptor as before; kv_write and kv_delete
+ *            missing key and -1 EBADF for a bad descriptor as in the unset mode; kv_write and kv_delete
  *            unchanged; a child forked after the first kv_connect keeps 0 even with the variable
  *            unset before its own kv_connect
  *   ZERO, 0, zeros, empty   any other value: the stored length

@@ -18,6 +18,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -26,6 +27,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * module's package phase, against a real server pair. Binary bytes through stdin and stdout, the
  * exit codes seen by the shell, and a refused connection's one line.
  */
+@Tag("process")
 class CliScriptTest {
   private static final long PROCESS_TIMEOUT_SECONDS = 60;
 

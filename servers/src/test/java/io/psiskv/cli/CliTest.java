@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
@@ -26,6 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
  * every subcommand, every exit code, the key forms and the messages a user sees. Each test uses
  * its own keys on the shared pair. {@link CliScriptTest} runs the real script as a process.
  */
+@Tag("process")
 class CliTest {
   /** A small maximum, so that a value past it is cheap to send. */
   static final int MAX_VALUE_BYTES = 100_000;

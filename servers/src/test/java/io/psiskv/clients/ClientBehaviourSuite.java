@@ -20,6 +20,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -30,6 +31,7 @@ import org.junit.jupiter.params.provider.EnumSource;
  * the server pair (one per thread policy). Each test uses its own keys, so tests of one class can
  * share a server.
  */
+@Tag("process")
 abstract class ClientBehaviourSuite {
   /** Servers of this suite accept values up to this size (set by the subclasses' fixtures). */
   static final int MAX_VALUE_BYTES = 16 * 1024 * 1024;

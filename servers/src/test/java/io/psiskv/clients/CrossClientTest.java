@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** What one client writes, the other reads: the two speak one protocol, byte for byte. */
+@Tag("process")
 @Tag("server-pair")
 class CrossClientTest {
   @RegisterExtension

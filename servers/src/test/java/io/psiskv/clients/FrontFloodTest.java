@@ -14,6 +14,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -27,6 +28,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * stream; the closes must be counted in summary lines, not logged one line each; and the front
  * must not grow a thread per connection.
  */
+@Tag("process")
 class FrontFloodTest {
   private static final int DRIPPERS = 300;
   /** Faster than the idle timeout (1,000 ms), so that only the request deadline closes them. */

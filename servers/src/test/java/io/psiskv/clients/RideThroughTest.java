@@ -40,6 +40,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * putIfAbsent} of a key the client knows to be new never answers -2, a delete of a key it knows
  * to exist never answers -1).
  */
+@Tag("process")
 @Tag("server-pair")
 class RideThroughTest {
   private static final int CLIENTS_PER_KIND = 8;

@@ -23,6 +23,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -33,6 +34,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Server on SIGTTIN; in the foreground of that terminal it reads the console with a prompt; with
  * {@code --no-console} and stdin closed it serves until {@code psiskv-stop}.
  */
+@Tag("process")
 public class BackgroundStartTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   private static final Pattern LISTENING =

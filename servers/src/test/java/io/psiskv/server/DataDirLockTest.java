@@ -10,10 +10,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** One Data Server per data directory, with an error that names the holder. */
+@Tag("process")
 class DataDirLockTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
 

@@ -35,6 +35,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * rule, the stop script, the console, option errors. Each test gets its own pair. The relaunches
  * themselves are {@link SupervisionTest}'s.
  */
+@Tag("process")
 @Tag("server-pair")
 class LifecycleTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(30);

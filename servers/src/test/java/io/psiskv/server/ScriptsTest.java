@@ -20,6 +20,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -32,6 +33,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * records the build); the systemd unit's options are ones the server accepts. The Java-backed
  * scripts run on the test's classes ({@code PSISKV_CLASSPATH}), so nothing is built here.
  */
+@Tag("process")
 class ScriptsTest {
   private static final Path ROOT = Path.of(System.getProperty("user.dir")).getParent();
   private static final Path SCRIPTS = ROOT.resolve("build-scripts");

@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -22,6 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code --log-level} (both servers' lines in one file, each with a timestamp and a level), and
  * start failures that say their cause in words (no exception class names).
  */
+@Tag("process")
 class ServiceOptionsTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   /** {@code <iso time> <LEVEL> <role> <pid> <message>}. */

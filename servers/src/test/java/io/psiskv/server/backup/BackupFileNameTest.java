@@ -9,6 +9,7 @@ import io.psiskv.server.testkit.ServerFixture;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
@@ -19,6 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
  * ({@value BackupLog#OLD_FILE_NAME}) renames it once and serves its keys; both names at once are
  * refused.
  */
+@Tag("process")
 class BackupFileNameTest {
   @TempDir Path dir;
 

@@ -14,6 +14,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -24,6 +25,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * each acknowledged write; the test kills it with SIGKILL (or it halts itself at a compaction
  * step), reopens the log here and checks every acknowledged write is there with its exact value.
  */
+@Tag("process")
 class BackupLogCrashTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   private static final int THREADS = 8;

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * the maintenance thread rewrites it in the background, writes go on meanwhile, and the compacted
  * log reloads to the exact state after a SIGKILL.
  */
+@Tag("process")
 @Tag("server-pair")
 class LiveCompactionTest {
   private static final int MIB = 1 << 20;

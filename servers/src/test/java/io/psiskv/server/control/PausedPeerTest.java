@@ -22,6 +22,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -39,6 +40,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * <p>Not tagged {@code server-pair}: the thread policy plays no part in supervision, so the pairs
  * run once, not once per policy.
  */
+@Tag("process")
 class PausedPeerTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   /** Extra time a loaded machine may take beyond a stated bound (DESIGN.md §8). */

@@ -9,12 +9,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
  * {@link ProcStat}: the stat line's fields, and what it says about real processes (a sleeping,
  * a spinning, a stopped and a gone one). Linux only.
  */
+@Tag("process")
 class ProcStatTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(30);
 

@@ -36,6 +36,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * <p>The recovery times are measured and printed (grep the test output for {@code measured:}),
  * never asserted beyond a generous bound.
  */
+@Tag("process")
 @Tag("server-pair")
 public class SupervisionTest {
   /** Generous bound for any recovery; the measured figures are around a second. */

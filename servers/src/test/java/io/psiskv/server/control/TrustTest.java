@@ -39,6 +39,7 @@ import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -49,6 +50,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * in {@link ExactlyOnceTest} and {@link EngineTest}, 5 and 6 in the C tests, 8 in {@link
  * SupervisionTest}.
  */
+@Tag("process")
 class TrustTest {
   private static final Duration RECOVERY = Duration.ofSeconds(30);
   private static final Duration TIMEOUT = Duration.ofSeconds(20);

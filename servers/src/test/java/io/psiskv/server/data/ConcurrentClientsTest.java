@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** Many clients at once over the wire: verified mixed operations and the putIfAbsent race. */
+@Tag("process")
 @Tag("server-pair")
 class ConcurrentClientsTest {
   @RegisterExtension static final ServerFixture server = ServerFixture.builder().build();

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * Every data operation and result status of PROTOCOL.md §6 through a real server pair. The pair
  * is shared by the class, so each test uses its own keys.
  */
+@Tag("process")
 @Tag("server-pair")
 class DataProtocolTest {
   @RegisterExtension static final ServerFixture server = ServerFixture.builder().build();

@@ -35,6 +35,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * normal client's every request must succeed with the right answer, and afterwards the data
  * written before and during the attack must be intact.
  */
+@Tag("process")
 @Tag("server-pair")
 class HostileClientTest {
   private static final int HOSTILE_THREADS = 8;

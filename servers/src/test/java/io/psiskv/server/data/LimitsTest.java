@@ -34,6 +34,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * timing. The limits are set small here so that reaching them is quick; the defaults are in
  * {@link ServerConfig}.
  */
+@Tag("process")
 @Tag("server-pair")
 class LimitsTest {
   private static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(20);

@@ -28,6 +28,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * naming the peer and the reason, and a bystander client connected before keeps working, as do
  * new clients.
  */
+@Tag("process")
 @Tag("server-pair")
 class MalformedInputTest {
   private static final int MAX_VALUE_BYTES = 1024 * 1024;

@@ -29,6 +29,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * the same snapshot (§7.4). The pair is shared by the class's tests, which therefore compare
  * differences, never absolute counts, except where a test owns the keys.
  */
+@Tag("process")
 @Tag("server-pair")
 class StatsTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(20);

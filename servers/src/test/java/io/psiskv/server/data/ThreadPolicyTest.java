@@ -13,10 +13,12 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The three thread policies of the Data Server (see {@link DataTransport}). */
+@Tag("process")
 class ThreadPolicyTest {
   private static final int POOL_THREADS = 2;
   /** How long a client that must wait is given to (wrongly) get an answer. */

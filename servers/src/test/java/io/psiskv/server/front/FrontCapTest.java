@@ -12,6 +12,7 @@ import java.io.IOException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -20,6 +21,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * closes anything): a new connection at the cap evicts the oldest incomplete one and is served,
  * so silent connections never lock a client out, and the evictions are one summary line.
  */
+@Tag("process")
 class FrontCapTest {
   private static final int CAP = 8;
   private static final int LONG_MILLIS = 600_000;

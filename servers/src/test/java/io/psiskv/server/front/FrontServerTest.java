@@ -29,6 +29,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * front clients. The front's limits are the defaults; only the log summary comes more often, so
  * that the test need not wait 10 s for it.
  */
+@Tag("process")
 @Tag("server-pair")
 class FrontServerTest {
   private static final Duration LOG_TIMEOUT = Duration.ofSeconds(20);

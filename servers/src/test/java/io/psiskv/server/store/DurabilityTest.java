@@ -31,6 +31,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * The backup file through the real servers (PROTOCOL.md §11): what was acknowledged survives
  * SIGKILL of the Data Server and an orderly stop, and only one Data Server owns a data directory.
  */
+@Tag("process")
 @Tag("server-pair")
 class DurabilityTest {
   private static final int WRITERS = 16;

@@ -81,7 +81,8 @@ public class EngineTest {
 
   @Test
   void aRequestIdReusedForAnotherRequestIsRefusedAndChangesNothing() {
-    // Finding 3 of issue 9: the same id with another key or operation was answered OK unapplied.
+    // A retry must repeat its request: the same id with another key or operation is refused, not
+    // answered OK unapplied (PROTOCOL.md §12).
     Sessions.Session s = newSession();
     assertThat(engine.put(s, 1, 40, v("a"), true).status()).isEqualTo(Status.OK);
     assertThat(engine.put(s, 1, 41, v("a"), true).status()).isEqualTo(Status.BAD_REQUEST);
@@ -99,7 +100,7 @@ public class EngineTest {
 
   @Test
   void requestIdsAreComparedUnsigned() {
-    // Finding 3 of issue 9: ids from 2^63 up were refused as stale (compared as signed longs).
+    // Ids are u64: from 2^63 up they are newer, not stale (compared unsigned, PROTOCOL.md §12).
     Sessions.Session s = newSession();
     assertThat(engine.put(s, 5, 50, v("low"), true).status()).isEqualTo(Status.OK);
     assertThat(engine.put(s, Long.MIN_VALUE, 51, v("2^63"), true).status())

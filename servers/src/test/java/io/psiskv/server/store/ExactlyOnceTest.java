@@ -16,6 +16,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * its original result and not applied again, on the same Data Server and after a SIGKILL and a
  * reload of the backup file.
  */
+@Tag("process")
 @Tag("server-pair")
 public class ExactlyOnceTest {
   @RegisterExtension
@@ -65,8 +66,8 @@ public class ExactlyOnceTest {
 
   @Test
   void aRequestIdReusedForAnotherRequestIsBadRequestAndIdsFrom2To63AreValid() throws Exception {
-    // Finding 3 of issue 9: the same id with another key was answered OK and not applied; ids
-    // from 2^63 up were refused as stale (compared signed).
+    // The same id with another key is BAD_REQUEST, never OK unapplied; ids from 2^63 up are
+    // valid (u64, compared unsigned; PROTOCOL.md §12).
     server.start();
     long session;
     byte[] secret;
