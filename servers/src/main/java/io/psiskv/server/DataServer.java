@@ -25,7 +25,7 @@ import java.net.ProtocolException;
 import java.net.Socket;
 import java.nio.channels.ServerSocketChannel;
 import java.util.Optional;
-import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The Data Server process (process 2): holds the pairs and serves PUT, GET and DELETE to clients
@@ -71,7 +71,7 @@ import java.util.concurrent.CountDownLatch;
  * </ul>
  *
  * <p><b>Shared state.</b> The {@link Store} locks per stripe; {@link Engine} and {@link BackupLog}
- * say the rest. {@code lifecycleLock} guards {@code stopping}, the start of the serving threads
+ * say the rest. The {@link Lifecycle} orders the stop against the start of the serving threads
  * and the linking of a front's control connection.
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent; the first caller does the work, others wait): stop
@@ -93,14 +93,11 @@ public final class DataServer {
   /** Set by start() before any connection is accepted. */
   private volatile Engine engine;
   private volatile DataDirLock dataDirLock;
-  private final Object lifecycleLock = new Object();
-  /** Guarded by lifecycleLock. */
-  private boolean stopping;
-  private final CountDownLatch stopped = new CountDownLatch(1);
+  private final Lifecycle lifecycle = new Lifecycle();
   private final Supervisor supervisor;
   private volatile ServerSocketChannel listener;
   private volatile ConnectionLimit connectionLimit;
-  /** Set under lifecycleLock once serving starts; null before. */
+  /** Set under the lifecycle's lock once serving starts; null before. */
   private volatile DataTransport transport;
   private volatile int exitCode = ServerConfig.EXIT_OK;
   /** Data connections' problem lines, rate-limited. */
@@ -136,14 +133,15 @@ public final class DataServer {
     try {
       server.start();
     } catch (IOException | RuntimeException e) {
-      if (!server.isStopping()) { // Else a signal's stop interrupted the start: not a failure.
+      // A start that a signal's stop interrupted is not a failure.
+      if (!server.lifecycle.isStopping()) {
         ServerLog.error("start failed: " + ServerLog.describe(e));
         ServerLog.debugTrace("start failure", e);
         server.exitCode = ServerConfig.EXIT_FAILURE;
         server.stop("start failed", NO_REPLY, false);
       }
     }
-    Uninterruptibles.await(server.stopped);
+    server.lifecycle.awaitStopped();
     System.exit(server.exitCode);
   }
 
@@ -154,11 +152,8 @@ public final class DataServer {
     // Only one Data Server may own a data directory (PROTOCOL.md §11.6): a second one, or a
     // relaunch racing a slow death, stops here with the holder's pid in the message.
     dataDirLock = DataDirLock.acquire(config.dataDir);
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        return;
-      }
-      PidFile.write(config.dataDir, PidFile.DATA);
+    if (!lifecycle.unlessStopping(() -> PidFile.write(config.dataDir, PidFile.DATA))) {
+      return;
     }
     ServerSocketChannel server = ServerSocketChannel.open();
     server.socket().setReuseAddress(true);
@@ -177,21 +172,23 @@ public final class DataServer {
     ControlLink link = handshakeRetrying(config.controlPort, -1);
     long frontPid = Header.getU64(link.body(), Protocol.HEADER_BYTES);
     Optional<ProcessHandle> front = ProcessHandle.of(frontPid);
-    Supervisor.Peer peer;
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        link.close();
-        return;
-      }
+    // Serving, adopting the front and linking it are one step: a stop finds all three or none.
+    AtomicReference<Supervisor.Peer> adopted = new AtomicReference<>();
+    boolean started = lifecycle.unlessStopping(() -> {
       startServing(server);
       ServerLog.info("serving on " + config.bindAddress.getHostAddress() + ":" + clientPort + " ("
           + config + ", max connections " + connectionLimit.max() + "); front server pid "
           + frontPid);
-      peer = front.isPresent() ? supervisor.adopt(front.get()) : null;
-      if (peer != null) {
-        peer.linked(link);
+      if (front.isPresent()) {
+        adopted.set(supervisor.adopt(front.get()));
+        adopted.get().linked(link);
       }
+    });
+    if (!started) {
+      link.close();
+      return;
     }
+    Supervisor.Peer peer = adopted.get();
     startMaintenance();
     if (peer == null) {
       link.close();
@@ -215,7 +212,7 @@ public final class DataServer {
     Engine e = engine;
     BackupLog.LiveData live = e.liveData();
     Thread t = new Thread(() -> {
-      while (!isStopping()) {
+      while (!lifecycle.isStopping()) {
         try {
           Thread.sleep(ServerConfig.MAINTENANCE_INTERVAL_MILLIS); // A period, not a synchronisation.
         } catch (InterruptedException ie) {
@@ -297,7 +294,7 @@ public final class DataServer {
       linkedFrontPid = pid;
       return link;
     } catch (IOException e) {
-      Wire.closeQuietly(socket);
+      Sockets.closeQuietly(socket);
       throw new IOException("control connection to the front server on port "
           + controlPort + " failed: " + e.getMessage(), e);
     }
@@ -305,7 +302,7 @@ public final class DataServer {
 
   /** The Data Server's reactions to its front's control connection. */
   public ControlLink.Handler frontLinkHandler(Supervisor.Peer peer) {
-    return new PeerLinkHandler(supervisor, peer, this::isStopping, (h, buf) -> {
+    return new PeerLinkHandler(supervisor, peer, lifecycle::isStopping, (h, buf) -> {
       if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
         stop("SHUTDOWN from the front server", h.requestId, false);
         return;
@@ -326,7 +323,7 @@ public final class DataServer {
     link.sendStatusOk(requestId, engine.stats().snapshot());
   }
 
-  /** Caller holds lifecycleLock: starts the serving threads of the {@code --threads} policy. */
+  /** Under the lifecycle's lock ({@link Lifecycle#unlessStopping}): starts the serving threads of the {@code --threads} policy. */
   private void startServing(ServerSocketChannel server) throws IOException {
     BodyBudget budget = new BodyBudget(config.bodyBudgetBytes);
     connectionLimit = new ConnectionLimit(config);
@@ -370,26 +367,9 @@ public final class DataServer {
     return frontLauncher.launch();
   }
 
-  /**
-   * Links a relaunched front's control connection ({@link Supervisor.Peer#linked}) unless a stop
-   * began; then closes it and returns false. Under lifecycleLock, so the stop either finds the
-   * link or the launch finds the stop.
-   */
-  public boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        link.close();
-        return false;
-      }
-      peer.linked(link);
-      return true;
-    }
-  }
-
-  private boolean isStopping() {
-    synchronized (lifecycleLock) {
-      return stopping;
-    }
+  /** The stop state the launches check ({@link FrontServerLauncher}). */
+  public Lifecycle lifecycle() {
+    return lifecycle;
   }
 
   /**
@@ -400,13 +380,7 @@ public final class DataServer {
    * @param onPurpose this process decided to stop (a signal): tell the front, which stops too
    */
   private void stop(String reason, long shutdownRequestId, boolean onPurpose) {
-    boolean first;
-    synchronized (lifecycleLock) {
-      first = !stopping;
-      stopping = true;
-    }
-    if (!first) {
-      Uninterruptibles.await(stopped);
+    if (!lifecycle.beginStop()) {
       return;
     }
     try {
@@ -416,11 +390,10 @@ public final class DataServer {
       if (onPurpose && front != null) {
         tellFront(front, link);
       }
-      Wire.closeQuietly(listener);
-      DataTransport t;
-      synchronized (lifecycleLock) {
-        t = transport; // Serving starts under the lock, so it has started or never will.
-      }
+      Sockets.closeQuietly(listener);
+      // Serving starts under the lifecycle's lock, which beginStop took: it has started or never
+      // will.
+      DataTransport t = transport;
       if (t != null) {
         t.stop(ServerConfig.DRAIN_TIMEOUT_MILLIS);
       }
@@ -462,7 +435,7 @@ public final class DataServer {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } finally {
-      stopped.countDown();
+      lifecycle.stopped();
     }
   }
 

@@ -65,10 +65,10 @@ import java.util.concurrent.CountDownLatch;
  * <p><b>Shared state.</b> {@code endpoint} (volatile, immutable record) is where HELLO sends
  * clients; null means UNAVAILABLE; the listener's loop reads it for every HELLO. It is set and
  * cleared under the supervisor's lock ({@link Supervisor#ifUp}, the supervisor's down hook), so a
- * Data Server found down is never advertised afterwards. {@code lifecycleLock} guards {@code
- * stopping} and the linking of a new Data Server's control connection, so that a stop either sees
- * the link (and sends SHUTDOWN) or the launch sees the stop (and leaves the Data Server to the
- * stop's SIGTERM).
+ * Data Server found down is never advertised afterwards. The {@link Lifecycle} orders the stop
+ * against the linking of a new Data Server's control connection, so that a stop either sees the
+ * link (and sends SHUTDOWN) or the launch sees the stop (and leaves the Data Server to the stop's
+ * SIGTERM).
  *
  * <p><b>Stop</b> ({@link #stop}, idempotent, race-free between {@code quit} and a signal: the
  * first caller does the work, later ones wait for it): stop supervising (nothing is relaunched
@@ -109,9 +109,7 @@ public final class FrontServer {
   private final long startNanos = System.nanoTime();
   /** The HELLO answer's address: 0 ("the host you reached me at") for the wildcard bind. */
   private final int helloAddress;
-  private final Object lifecycleLock = new Object();
-  /** Guarded by lifecycleLock. */
-  private boolean stopping;
+  private final Lifecycle lifecycle = new Lifecycle();
   private volatile DataEndpoint endpoint;
   private final Supervisor supervisor;
   /** The control listener and its handshakes; set at start. */
@@ -124,7 +122,6 @@ public final class FrontServer {
   private volatile boolean leaveDataServer;
   private final CountDownLatch stopRequested = new CountDownLatch(1);
   private volatile String stopReason = "";
-  private final CountDownLatch stopped = new CountDownLatch(1);
   private volatile int exitCode = ServerConfig.EXIT_OK;
 
   private FrontServer(ServerConfig config, FrontListener.Limits frontLimits) {
@@ -165,9 +162,9 @@ public final class FrontServer {
     try {
       server.start();
     } catch (IOException | RuntimeException e) {
-      if (server.isStopping()) {
+      if (server.lifecycle.isStopping()) {
         // A signal's stop interrupted the start; the shutdown hook finishes it and exits.
-        Uninterruptibles.await(server.stopped);
+        server.lifecycle.awaitStopped();
         System.exit(server.exitCode);
       }
       ServerLog.error("start failed: " + ServerLog.describe(e));
@@ -218,7 +215,7 @@ public final class FrontServer {
       clients = new FrontListener(channel, frontLimits, helloAddress, config.maxValueBytes,
           () -> endpoint);
     } catch (IOException e) {
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
       throw e;
     }
     clientListener = clients;
@@ -248,7 +245,7 @@ public final class FrontServer {
         try {
           dataLauncher.awaitInit(first);
         } catch (IOException e) {
-          if (isStopping()) {
+          if (lifecycle.isStopping()) {
             throw new StartException("stopped during start");
           }
           ServerLog.warn("no INIT from the adopted data server (pid " + first.pid() + "): "
@@ -333,20 +330,9 @@ public final class FrontServer {
     endpoint = e;
   }
 
-  /**
-   * Links a new Data Server's control connection ({@link Supervisor.Peer#linked}) unless a stop
-   * began; then closes it and returns false. Under lifecycleLock (see the class comment), so the
-   * stop either finds the link or the launch finds the stop.
-   */
-  public boolean linkUnlessStopping(Supervisor.Peer peer, ControlLink link) {
-    synchronized (lifecycleLock) {
-      if (stopping) {
-        link.close();
-        return false;
-      }
-      peer.linked(link);
-      return true;
-    }
+  /** The stop state the launches check ({@link DataServerLauncher}). */
+  public Lifecycle lifecycle() {
+    return lifecycle;
   }
 
   /** Wakes {@code main} to stop both processes ({@code quit}, the Data Server's SHUTDOWN). */
@@ -355,22 +341,9 @@ public final class FrontServer {
     stopRequested.countDown();
   }
 
-  /** Whether the stop has begun: a launch in progress then gives up and links nothing. */
-  public boolean isStopping() {
-    synchronized (lifecycleLock) {
-      return stopping;
-    }
-  }
-
   /** The orderly stop of both processes; see the class comment. */
   private void stop(String reason) {
-    boolean first;
-    synchronized (lifecycleLock) {
-      first = !stopping;
-      stopping = true;
-    }
-    if (!first) {
-      Uninterruptibles.await(stopped);
+    if (!lifecycle.beginStop()) {
       return;
     }
     try {
@@ -381,14 +354,14 @@ public final class FrontServer {
       if (clients != null) {
         clients.close();
       }
-      Wire.closeQuietly(controlAcceptor);
+      Sockets.closeQuietly(controlAcceptor);
       if (peer != null && !leaveDataServer) {
         stopDataServer(peer);
       }
       PidFile.deleteIfOurs(config.dataDir, PidFile.FRONT);
       ServerLog.info("stopped");
     } finally {
-      stopped.countDown();
+      lifecycle.stopped();
     }
   }
 

@@ -8,7 +8,7 @@ import io.psiskv.protocol.Protocol;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogSummary;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import java.io.Closeable;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -95,7 +95,7 @@ public final class ControlAcceptor implements Closeable {
   /** Closes the listener, which ends the {@code control-acceptor} thread. */
   @Override
   public void close() {
-    Wire.closeQuietly(server);
+    Sockets.closeQuietly(server);
   }
 
   /** The {@code control-acceptor} thread: see the class comment. */
@@ -167,7 +167,7 @@ public final class ControlAcceptor implements Closeable {
     void end(String why) {
       if (ended.compareAndSet(false, true)) {
         controlRejected(socket, why);
-        Wire.closeQuietly(socket);
+        Sockets.closeQuietly(socket);
       }
     }
   }
@@ -217,7 +217,7 @@ public final class ControlAcceptor implements Closeable {
 
   private void controlRejected(Socket socket, String why) {
     if (controlLog.record(controlRejections)) {
-      ServerLog.warn("control connection from " + Wire.peer(socket) + " rejected: " + why);
+      ServerLog.warn("control connection from " + Sockets.peer(socket) + " rejected: " + why);
     }
   }
 }

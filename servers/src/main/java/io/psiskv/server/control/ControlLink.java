@@ -10,7 +10,7 @@ import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.StatsBody;
 import io.psiskv.protocol.Status;
 import io.psiskv.server.ServerLog;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import java.io.Closeable;
 import java.io.EOFException;
 import java.io.IOException;
@@ -133,7 +133,7 @@ public final class ControlLink implements Closeable {
    * @throws EOFException at the end of the stream (the peer closed or died)
    */
   public Header read() throws IOException {
-    int n = Wire.readFully(in, readBuf, 0, HEADER_BYTES);
+    int n = Sockets.readFully(in, readBuf, 0, HEADER_BYTES);
     if (n < HEADER_BYTES) {
       throw new EOFException(n == 0 ? "end of stream" : "end of stream mid-message");
     }
@@ -143,7 +143,7 @@ public final class ControlLink implements Closeable {
           + " bytes: " + header);
     }
     int len = (int) header.bodyLength;
-    if (Wire.readFully(in, readBuf, HEADER_BYTES, len) < len) {
+    if (Sockets.readFully(in, readBuf, HEADER_BYTES, len) < len) {
       throw new EOFException("end of stream mid-message");
     }
     lastReadNanos = System.nanoTime();
@@ -378,7 +378,7 @@ public final class ControlLink implements Closeable {
     if (w != null) {
       w.shutdownNow();
     }
-    Wire.closeQuietly(socket);
+    Sockets.closeQuietly(socket);
     for (CompletableFuture<Map<String, Object>> f : pendingStatus.values()) {
       f.completeExceptionally(new IOException("control connection ended: " + reason));
     }

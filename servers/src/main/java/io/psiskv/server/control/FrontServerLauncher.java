@@ -86,7 +86,7 @@ public final class FrontServerLauncher {
         throw new IOException("interrupted");
       }
       ControlLink link = data.handshakeRetrying(port, peer.pid());
-      if (!data.linkUnlessStopping(peer, link)) {
+      if (!data.lifecycle().linkUnlessStopping(peer, link)) {
         // The stop found no link and sends SIGTERM to the front.
         throw new IOException("stopping");
       }

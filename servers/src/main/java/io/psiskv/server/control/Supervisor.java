@@ -1,9 +1,9 @@
 package io.psiskv.server.control;
 
 import io.psiskv.server.DataServer;
+import io.psiskv.server.Deadlines;
 import io.psiskv.server.FrontServer;
 import io.psiskv.server.ServerLog;
-import io.psiskv.server.Wire;
 import java.io.File;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -466,7 +466,7 @@ public final class Supervisor {
     long deadline = System.nanoTime() + millis * 1_000_000L;
     synchronized (lock) {
       while (!stopped) {
-        long left = Wire.remainingMillis(deadline);
+        long left = Deadlines.remainingMillis(deadline);
         if (left == 0) {
           return true;
         }
@@ -513,7 +513,7 @@ public final class Supervisor {
         return peer.process.waitFor(millis, TimeUnit.MILLISECONDS);
       }
       while (!peer.isGone()) {
-        if (Wire.remainingMillis(deadline) == 0) {
+        if (Deadlines.remainingMillis(deadline) == 0) {
           return false;
         }
         Thread.sleep(EXIT_POLL_MILLIS); // Polling a non-child's exit: no event exists for it.

@@ -3,7 +3,7 @@ package io.psiskv.server.data;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.Engine;
 import java.io.IOException;
@@ -61,7 +61,7 @@ final class BlockingConnection implements Runnable {
   /** Asks the connection to close after its current request (now, if it has none). */
   void requestStop() {
     if (activity.getAndSet(STOP) == IDLE) {
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
     }
   }
 
@@ -71,12 +71,12 @@ final class BlockingConnection implements Runnable {
    */
   void forceClose() {
     activity.set(STOP);
-    Wire.closeQuietly(channel);
+    Sockets.closeQuietly(channel);
   }
 
   @Override
   public void run() {
-    String peer = Wire.peer(channel.socket());
+    String peer = Sockets.peer(channel.socket());
     ByteArrayPool pool = new ByteArrayPool(ServerConfig.CONNECTION_BUFFER_BYTES, 1);
     // Per connection: this thread's counters, added to the server's totals when it ends.
     ServerStats.Counters counters = engine.stats().register();
@@ -103,7 +103,7 @@ final class BlockingConnection implements Runnable {
     } finally {
       handler.close();
       engine.stats().retire(counters);
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
       onClosed.accept(this);
     }
   }
@@ -117,7 +117,7 @@ final class BlockingConnection implements Runnable {
       flush(handler);
       switch (o) {
         case CLOSE:
-          Wire.lingerAndClose(channel.socket(), inArray);
+          Sockets.lingerAndClose(channel.socket(), inArray);
           return;
         case OUTPUT_FULL:
           continue;

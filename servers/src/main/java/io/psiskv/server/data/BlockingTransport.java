@@ -1,9 +1,10 @@
 package io.psiskv.server.data;
 
+import io.psiskv.server.Deadlines;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import io.psiskv.server.store.Engine;
 import java.io.IOException;
 import java.nio.channels.ServerSocketChannel;
@@ -111,7 +112,7 @@ public final class BlockingTransport implements DataTransport {
         }
       }
       limit.closed();
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
       return null;
     }
   }
@@ -140,8 +141,8 @@ public final class BlockingTransport implements DataTransport {
     }
     long deadline = System.nanoTime() + drainMillis * 1_000_000L;
     synchronized (lock) {
-      while (!live.isEmpty() && Wire.remainingMillis(deadline) > 0) {
-        lock.wait(Wire.remainingMillis(deadline));
+      while (!live.isEmpty() && Deadlines.remainingMillis(deadline) > 0) {
+        lock.wait(Deadlines.remainingMillis(deadline));
       }
     }
     if (!live.isEmpty()) {

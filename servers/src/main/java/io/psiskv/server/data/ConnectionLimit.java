@@ -8,7 +8,7 @@ import io.psiskv.protocol.Status;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogSummary;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.lang.management.OperatingSystemMXBean;
@@ -159,7 +159,7 @@ public final class ConnectionLimit implements AutoCloseable {
     note(refusals, refusedLine);
     if (stopped || refusing.incrementAndGet() > ServerConfig.MAX_REFUSING_CONNECTIONS) {
       refusing.decrementAndGet();
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
       return;
     }
     toRefuse.add(channel);
@@ -243,7 +243,7 @@ public final class ConnectionLimit implements AutoCloseable {
     if (k != null) {
       k.cancel();
     }
-    Wire.closeQuietly(c);
+    Sockets.closeQuietly(c);
     refusing.decrementAndGet();
   }
 
@@ -257,12 +257,12 @@ public final class ConnectionLimit implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     for (SelectionKey k : selector.keys()) {
-      Wire.closeQuietly(k.channel());
+      Sockets.closeQuietly(k.channel());
     }
     for (SocketChannel c; (c = toRefuse.poll()) != null; ) {
-      Wire.closeQuietly(c);
+      Sockets.closeQuietly(c);
     }
-    Wire.closeQuietly(selector);
+    Sockets.closeQuietly(selector);
     summary.flush(System.nanoTime());
   }
 }

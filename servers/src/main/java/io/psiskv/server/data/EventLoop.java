@@ -3,7 +3,7 @@ package io.psiskv.server.data;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.CommitPolicy;
 import io.psiskv.server.store.Engine;
@@ -173,9 +173,9 @@ public final class EventLoop implements Runnable {
       }
       for (SocketChannel c; (c = incoming.poll()) != null; ) {
         limit.closed();
-        Wire.closeQuietly(c);
+        Sockets.closeQuietly(c);
       }
-      Wire.closeQuietly(selector);
+      Sockets.closeQuietly(selector);
     }
   }
 
@@ -183,7 +183,7 @@ public final class EventLoop implements Runnable {
     for (SocketChannel c; (c = incoming.poll()) != null; ) {
       if (stopping) {
         limit.closed();
-        Wire.closeQuietly(c);
+        Sockets.closeQuietly(c);
         continue;
       }
       try {
@@ -194,7 +194,7 @@ public final class EventLoop implements Runnable {
         open++;
       } catch (IOException e) {
         limit.closed();
-        Wire.closeQuietly(c);
+        Sockets.closeQuietly(c);
       }
     }
   }
@@ -371,7 +371,7 @@ public final class EventLoop implements Runnable {
     Conn(SocketChannel channel, long now) {
       this.channel = channel;
       this.handler = new RequestHandler(engine, config.maxValueBytes, budget, replies,
-          Wire.peer(channel.socket()), problems, () -> {
+          Sockets.peer(channel.socket()), problems, () -> {
             takenOver.add(this);
             selector.wakeup();
           }, counters);
@@ -494,7 +494,7 @@ public final class EventLoop implements Runnable {
       if (key != null) {
         key.cancel();
       }
-      Wire.closeQuietly(channel);
+      Sockets.closeQuietly(channel);
       notWaiting();
       handler.close();
       if (leftover != null) {

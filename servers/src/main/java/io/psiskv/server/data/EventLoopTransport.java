@@ -1,9 +1,9 @@
 package io.psiskv.server.data;
 
+import io.psiskv.server.Deadlines;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
-import io.psiskv.server.Wire;
 import io.psiskv.server.backup.FsyncPolicy;
 import io.psiskv.server.store.CommitPolicy;
 import io.psiskv.server.store.Engine;
@@ -85,7 +85,7 @@ public final class EventLoopTransport implements DataTransport {
       l.stop(deadline);
     }
     for (Thread t : loopThreads) {
-      t.join(Math.max(1, Wire.remainingMillis(deadline)) + ServerConfig.DRAIN_TIMEOUT_MILLIS);
+      t.join(Math.max(1, Deadlines.remainingMillis(deadline)) + ServerConfig.DRAIN_TIMEOUT_MILLIS);
     }
   }
 }

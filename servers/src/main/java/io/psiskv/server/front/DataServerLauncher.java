@@ -3,10 +3,10 @@ package io.psiskv.server.front;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.server.DataServer;
+import io.psiskv.server.Deadlines;
 import io.psiskv.server.FrontServer;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
-import io.psiskv.server.Wire;
 import io.psiskv.server.control.ControlAcceptor;
 import io.psiskv.server.control.ControlAuth;
 import io.psiskv.server.control.ControlLink;
@@ -65,7 +65,7 @@ public final class DataServerLauncher {
     try {
       peer = supervisor.track(builder);
     } catch (IOException e) {
-      throw front.isStopping() ? new FrontServer.StartException("stopped during start") : e;
+      throw front.lifecycle().isStopping() ? new FrontServer.StartException("stopped during start") : e;
     }
     auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
     ServerLog.info("launched data server pid " + peer.pid());
@@ -93,7 +93,7 @@ public final class DataServerLauncher {
     ControlAcceptor.Handshake hs = null;
     try {
       while (hs == null) {
-        if (front.isStopping() || supervisor.isStopped()) {
+        if (front.lifecycle().isStopping() || supervisor.isStopped()) {
           throw new FrontServer.StartException("stopped during start");
         }
         if (peer.isGone()) {
@@ -102,7 +102,7 @@ public final class DataServerLauncher {
                   + " (see its log lines above)"
               : "the data server (pid " + peer.pid() + ") is gone");
         }
-        long remaining = Wire.remainingMillis(deadline);
+        long remaining = Deadlines.remainingMillis(deadline);
         if (remaining == 0) {
           throw new FrontServer.StartException("the data server (pid " + peer.pid()
               + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
@@ -130,7 +130,7 @@ public final class DataServerLauncher {
         }
       }
     }
-    if (!front.linkUnlessStopping(peer, hs.link)) {
+    if (!front.lifecycle().linkUnlessStopping(peer, hs.link)) {
       // The stop found no link and sends SIGTERM; the Data Server stops on that.
       throw new FrontServer.StartException("stopped during start");
     }
@@ -142,7 +142,7 @@ public final class DataServerLauncher {
 
   /** The Front Server's reactions to its Data Server's control connection. */
   private ControlLink.Handler dataLinkHandler(Supervisor.Peer peer) {
-    return new PeerLinkHandler(supervisor, peer, front::isStopping, (h, buf) -> {
+    return new PeerLinkHandler(supervisor, peer, front.lifecycle()::isStopping, (h, buf) -> {
       if (ControlLink.isRequest(h, Opcode.SHUTDOWN)) {
         // PROTOCOL.md §7.3: the Data Server got SIGINT/SIGTERM and stops in order; its end is
         // no crash. Both stop.

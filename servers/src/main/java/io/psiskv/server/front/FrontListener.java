@@ -13,7 +13,7 @@ import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
 import io.psiskv.server.ServerLogSummary;
-import io.psiskv.server.Wire;
+import io.psiskv.server.Sockets;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.lang.management.OperatingSystemMXBean;
@@ -49,7 +49,7 @@ import java.util.function.Supplier;
  * in order and pipelined ones wait in the kernel; at most one request per connection is served
  * per wake-up, and all ready connections are served before the wake-up's accepts. An error
  * answer is followed by the non-blocking form of {@link
- * Wire#lingerAndClose}: output shut down, what the peer still sends discarded for at most
+ * Sockets#lingerAndClose}: output shut down, what the peer still sends discarded for at most
  * {@value ServerConfig#ERROR_LINGER_MILLIS} ms and {@value ServerConfig#ERROR_LINGER_MAX_BYTES}
  * bytes, then close.
  *
@@ -389,7 +389,7 @@ public final class FrontListener {
     } catch (RuntimeException e) {
       // A bug met by one connection ends that connection, not the loop that serves all.
       if (summary.record(internalErrors, now)) {
-        ServerLog.error("front connection " + Wire.peer(c.channel.socket())
+        ServerLog.error("front connection " + Sockets.peer(c.channel.socket())
             + ": internal error, closing: " + ServerLog.describe(e));
       }
       close(c);
@@ -420,7 +420,7 @@ public final class FrontListener {
         c.key = channel.register(selector, SelectionKey.OP_READ, c);
       } catch (IOException e) {
         summary.record(failed, now);
-        Wire.closeQuietly(channel);
+        Sockets.closeQuietly(channel);
         continue;
       }
       requests.restart(c.byDeadline, now);
@@ -488,7 +488,7 @@ public final class FrontListener {
     int len;
     if (broken != null) {
       if (summary.record(protocolLines, now)) {
-        ServerLog.info("front connection " + Wire.peer(c.channel.socket()) + ": " + reason
+        ServerLog.info("front connection " + Sockets.peer(c.channel.socket()) + ": " + reason
             + "; answered " + broken + ", closing");
       }
       len = Messages.status(c.bytes, h.opcode, broken, h.key, h.requestId);
@@ -563,7 +563,7 @@ public final class FrontListener {
     if (c.key != null) {
       c.key.cancel();
     }
-    Wire.closeQuietly(c.channel);
+    Sockets.closeQuietly(c.channel);
   }
 
   /**
@@ -580,8 +580,8 @@ public final class FrontListener {
     } catch (RuntimeException e) {
       // The selector is closed already: its channels went with it.
     }
-    Wire.closeQuietly(server);
-    Wire.closeQuietly(selector);
+    Sockets.closeQuietly(server);
+    Sockets.closeQuietly(selector);
     summary.flush(System.nanoTime());
   }
 

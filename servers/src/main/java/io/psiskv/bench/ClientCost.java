@@ -1,5 +1,6 @@
-package io.psiskv.client;
+package io.psiskv.bench;
 
+import io.psiskv.client.KvClient;
 import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -12,7 +13,7 @@ import java.util.concurrent.CyclicBarrier;
  * c-test-app/client_cost.c}). Not a test: it prints figures, and exits 1 only if a call fails.
  *
  * <pre>
- * java -cp java-client/target/classes:java-client/target/test-classes io.psiskv.client.ClientCost \
+ * java -cp servers/target/psiskv-server.jar io.psiskv.bench.ClientCost \
  *     HOST PORT [operations [threads [value-bytes [read-percent [keys [warm-up-operations]]]]]]
  * defaults:       200000      1        100           90             1000   200000
  * </pre>
@@ -25,7 +26,7 @@ import java.util.concurrent.CyclicBarrier;
  * compiler and the garbage collector, as {@code getrusage} of the process would count them) is
  * taken around the measured phase only.
  */
-public final class ClientCost {
+final class ClientCost {
   private static final int KEY_BASE = 0x6D000000;
   /** {@code -Dpsiskv.callTimeoutMs=N}: the clients' call timeout (what the watchdog costs); none. */
   private static final java.time.Duration CALL_TIMEOUT =

@@ -9,14 +9,15 @@ import java.net.SocketAddress;
 import java.net.SocketTimeoutException;
 
 /**
- * Socket helpers shared by both servers: the read-fully loop and the error close.
+ * Socket helpers shared by both servers: the read-fully loop, the error close, the peer's name for
+ * log lines.
  *
  * <p>Writes need no loop: {@link java.io.OutputStream#write(byte[], int, int)} of a socket blocks
  * until every byte is handed to the kernel. Reads do: TCP is a byte stream and one {@code read}
  * returns whatever has arrived, which may be less than a message.
  */
-public final class Wire {
-  private Wire() {}
+public final class Sockets {
+  private Sockets() {}
 
   /**
    * Reads exactly {@code len} bytes unless the stream ends first.
@@ -84,10 +85,5 @@ public final class Wire {
     } catch (IOException e) {
       // Closing is best effort: the descriptor is released either way.
     }
-  }
-
-  /** Milliseconds left until {@code deadlineNanos} (a {@code System.nanoTime()} value), >= 0. */
-  public static long remainingMillis(long deadlineNanos) {
-    return Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000L);
   }
 }
