@@ -5,8 +5,8 @@ import static io.psiskv.protocol.Protocol.*;
 /**
  * The MUST rules of PROTOCOL.md §6 and §7 for a request header, and the §8 rules for a response,
  * in one place. A server decodes a header, asks {@link #checkRequest}, and answers with the
- * status of the returned {@link Rejection} when there is one (logging its reason); the check never looks at a body, so the server
- * allocates nothing a peer merely claims before it passes. A client asks {@link
+ * status of the returned {@link Rejection} when there is one (logging its reason); the check never
+ * looks at a body, so the server allocates nothing a peer merely claims before it passes. A client asks {@link
  * #checkResponse(Header, Opcode, int, long)} of every response header before it reads the body,
  * for the same reason.
  */

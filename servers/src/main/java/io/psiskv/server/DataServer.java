@@ -323,7 +323,10 @@ public final class DataServer {
     link.sendStatusOk(requestId, engine.stats().snapshot());
   }
 
-  /** Under the lifecycle's lock ({@link Lifecycle#unlessStopping}): starts the serving threads of the {@code --threads} policy. */
+  /**
+   * Under the lifecycle's lock ({@link Lifecycle#unlessStopping}): starts the serving threads of
+   * the {@code --threads} policy.
+   */
   private void startServing(ServerSocketChannel server) throws IOException {
     BodyBudget budget = new BodyBudget(config.bodyBudgetBytes);
     connectionLimit = new ConnectionLimit(config);

@@ -37,8 +37,8 @@ class DataDirLockTest {
   @Test
   void lockHeldByAnotherProcessIsRefusedNamingItsPid() throws Exception {
     Path dir = tmp.resolve("data");
-    try (JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
-        dir.toString())) {
+    try (JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"),
+        List.of(), dir.toString())) {
       Poll.require("the child to lock", TIMEOUT,
           () -> !child.lines.isEmpty() || !child.process.isAlive());
       assertThat(child.lines.get(0)).startsWith("LOCKED");
@@ -59,15 +59,15 @@ class DataDirLockTest {
       throws Exception {
     Path dir = tmp.resolve("data");
     try (DataDirLock lock = DataDirLock.acquire(dir);
-        JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"), List.of(),
-            dir.toString())) {
+        JavaChild child = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr.txt"),
+            List.of(), dir.toString())) {
       assertThat(child.finish()).isEqualTo(0);
       assertThat(child.lines.get(0)).startsWith("REFUSED");
       assertThat(child.lines.get(0)).contains("pid " + ProcessHandle.current().pid());
     }
     // A holder killed with SIGKILL leaves the file but not the lock.
-    try (JavaChild holder = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr2.txt"), List.of(),
-        dir.toString())) {
+    try (JavaChild holder = new JavaChild(DataDirLockChild.class, tmp.resolve("stderr2.txt"),
+        List.of(), dir.toString())) {
       Poll.require("the child to lock", TIMEOUT,
           () -> !holder.lines.isEmpty() || !holder.process.isAlive());
       assertThat(holder.lines.get(0)).startsWith("LOCKED");

@@ -16,7 +16,7 @@ import java.time.Instant;
  * Offline checker of a backup log, like {@code redis-check-aof} (PROTOCOL.md §11.7):
  *
  * <pre>
- *   java -cp psiskv-server.jar io.psiskv.server.backup.BackupCheck [--fix] &lt;data-dir or log file&gt;
+ *   java -cp psiskv-server.jar io.psiskv.server.backup.BackupCheck [--fix] &lt;dir or file&gt;
  * </pre>
  *
  * Prints the header, the record counts, the live keys and bytes the log replays to, the file size,

@@ -323,7 +323,8 @@ public final class BackupLog implements AutoCloseable {
    *
    * @param info {@link LogFormat#encodeSessionValue}'s {@link LogFormat#SESSION_VALUE_BYTES}
    */
-  public long appendSession(long session, long requestId, int result, byte[] info) throws IOException {
+  public long appendSession(long session, long requestId, int result, byte[] info)
+      throws IOException {
     if (info.length != SESSION_VALUE_BYTES) {
       throw new IllegalArgumentException("a SESSION record's value has " + SESSION_VALUE_BYTES
           + " bytes, not " + info.length);

@@ -18,8 +18,8 @@ public enum FsyncPolicy {
   /**
    * {@code awaitDurable(seq)} returns once the record was written to the operating system (it
    * survives a crash of the process, not of the machine); the log's sync thread forces the file
-   * every {@link BackupLog#EVERYSEC_SYNC_INTERVAL_MILLIS} while it has unforced writes. A power loss or kernel crash loses about
-   * the last second of acknowledged writes.
+   * every {@link BackupLog#EVERYSEC_SYNC_INTERVAL_MILLIS} while it has unforced writes. A power
+   * loss or kernel crash loses about the last second of acknowledged writes.
    */
   EVERYSEC,
   /**

@@ -82,7 +82,8 @@ public final class Supervisor {
    * relaunched if it is hung, waited for if it is paused.
    */
   static final int MISSED_HEARTBEATS_BEFORE_HUNG = 3;
-  public static final long HUNG_AFTER_MILLIS = HEARTBEAT_INTERVAL_MILLIS * MISSED_HEARTBEATS_BEFORE_HUNG;
+  public static final long HUNG_AFTER_MILLIS =
+      HEARTBEAT_INTERVAL_MILLIS * MISSED_HEARTBEATS_BEFORE_HUNG;
   /** The watchdog compares the silence with the limit this often: a hang is seen within 0.1 s. */
   static final long WATCHDOG_CHECK_MILLIS = 100;
   /**
@@ -217,7 +218,8 @@ public final class Supervisor {
    * @param hangTimeoutMillis {@code --hang-timeout-ms}: the silence after which a peer that is
    *     still running is killed anyway
    */
-  public Supervisor(String peerName, Launcher launcher, Runnable onDownHook, long hangTimeoutMillis) {
+  public Supervisor(String peerName, Launcher launcher, Runnable onDownHook,
+      long hangTimeoutMillis) {
     this.peerName = peerName;
     this.launcher = launcher;
     this.onDownHook = onDownHook;
@@ -570,7 +572,8 @@ public final class Supervisor {
    * the user gave the first JVM (e.g. {@code -Xmx}) holds for every process of the pair and wins
    * over a default.
    */
-  public static List<String> javaCommand(Class<?> main, List<String> jvmOptions, List<String> args) {
+  public static List<String> javaCommand(Class<?> main, List<String> jvmOptions,
+      List<String> args) {
     java.util.LinkedHashSet<String> options = new java.util.LinkedHashSet<>(jvmOptions);
     options.addAll(inheritedJvmOptions());
     List<String> command = new ArrayList<>();

@@ -24,8 +24,8 @@ public final class EventLoopTransport implements DataTransport {
   private final Thread[] loopThreads;
   private volatile boolean stopping;
 
-  public EventLoopTransport(Engine engine, ServerConfig config, BodyBudget budget, ConnectionLimit limit,
-      ServerLogProblems problems) throws IOException {
+  public EventLoopTransport(Engine engine, ServerConfig config, BodyBudget budget,
+      ConnectionLimit limit, ServerLogProblems problems) throws IOException {
     this.limit = limit;
     int n = config.threads.count();
     this.loops = new EventLoop[n];

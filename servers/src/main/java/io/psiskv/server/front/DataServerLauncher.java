@@ -65,7 +65,8 @@ public final class DataServerLauncher {
     try {
       peer = supervisor.track(builder);
     } catch (IOException e) {
-      throw front.lifecycle().isStopping() ? new FrontServer.StartException("stopped during start") : e;
+      throw front.lifecycle().isStopping()
+          ? new FrontServer.StartException("stopped during start") : e;
     }
     auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
     ServerLog.info("launched data server pid " + peer.pid());

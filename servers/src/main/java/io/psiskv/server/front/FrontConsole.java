@@ -29,8 +29,9 @@ public final class FrontConsole {
   /** Asks the Front Server to stop both processes, with the reason for the log. */
   private final Consumer<String> requestStop;
 
-  public FrontConsole(ServerConfig config, long startNanos, FrontListener clients, Supervisor supervisor,
-      Supplier<FrontServer.DataEndpoint> endpoint, Consumer<String> requestStop) {
+  public FrontConsole(ServerConfig config, long startNanos, FrontListener clients,
+      Supervisor supervisor, Supplier<FrontServer.DataEndpoint> endpoint,
+      Consumer<String> requestStop) {
     this.config = config;
     this.startNanos = startNanos;
     this.clients = clients;

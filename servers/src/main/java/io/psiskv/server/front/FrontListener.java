@@ -224,8 +224,8 @@ public final class FrontListener {
    * @param helloAddress the HELLO answer's IPv4 address (0: "the host you reached me at")
    * @param endpoint where HELLO redirects: null answers UNAVAILABLE
    */
-  public FrontListener(ServerSocketChannel server, Limits limits, int helloAddress, int maxValueBytes,
-      Supplier<FrontServer.DataEndpoint> endpoint) throws IOException {
+  public FrontListener(ServerSocketChannel server, Limits limits, int helloAddress,
+      int maxValueBytes, Supplier<FrontServer.DataEndpoint> endpoint) throws IOException {
     this.server = server;
     this.limits = limits;
     this.maxConnections = capForOpenFileLimit(limits.maxConnections);

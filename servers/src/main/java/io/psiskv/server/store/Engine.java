@@ -160,7 +160,8 @@ public final class Engine implements AutoCloseable {
   }
 
   /** PUT (§6.4): OK, or KEY_EXISTS when {@code overwrite} is false and the key is present. */
-  public WriteResult put(Sessions.Session s, long requestId, int key, byte[] value, boolean overwrite) {
+  public WriteResult put(Sessions.Session s, long requestId, int key, byte[] value,
+      boolean overwrite) {
     return write(s, requestId, overwrite ? LogFormat.OP_PUT : LogFormat.OP_PUT_IF_ABSENT, key,
         value);
   }

@@ -92,8 +92,8 @@ class BackupLogCrashTest {
   @Test
   void sigkillLosesNoAcknowledgedWrite() throws Exception {
     Path dir = tmp.resolve("data");
-    try (JavaChild child = new JavaChild(BackupLogCrashChild.class, tmp.resolve("stderr.txt"), List.of(),
-        dir.toString(), "write", String.valueOf(THREADS))) {
+    try (JavaChild child = new JavaChild(BackupLogCrashChild.class, tmp.resolve("stderr.txt"),
+        List.of(), dir.toString(), "write", String.valueOf(THREADS))) {
       Poll.require("3000 acknowledgements", TIMEOUT, () -> child.lines.size() >= 3000
           || !child.process.isAlive());
       assertWithMessage("child died: %s", child.stderrText()).that(child.process.isAlive())
@@ -107,8 +107,8 @@ class BackupLogCrashTest {
   @Test
   void sigkillDuringRepeatedCompactionsLosesNoAcknowledgedWrite() throws Exception {
     Path dir = tmp.resolve("data");
-    try (JavaChild child = new JavaChild(BackupLogCrashChild.class, tmp.resolve("stderr.txt"), List.of(),
-        dir.toString(), "compact", String.valueOf(THREADS))) {
+    try (JavaChild child = new JavaChild(BackupLogCrashChild.class, tmp.resolve("stderr.txt"),
+        List.of(), dir.toString(), "compact", String.valueOf(THREADS))) {
       Poll.require("3 compactions", TIMEOUT, () -> count(child.lines, "COMPACTED") >= 3
           || !child.process.isAlive());
       assertWithMessage("child died: %s", child.stderrText()).that(child.process.isAlive())

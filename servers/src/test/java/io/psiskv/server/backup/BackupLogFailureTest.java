@@ -98,7 +98,8 @@ class BackupLogFailureTest {
         log.awaitDurable(b);
         return null;
       });
-      Poll.require("the force of record 2", TIMEOUT, () -> faults.forcesEntered.get() == before + 1);
+      Poll.require("the force of record 2", TIMEOUT,
+          () -> faults.forcesEntered.get() == before + 1);
       long c = log.appendPut(3, v(3), 7, 3, 0); // pending while the force runs
       Future<?> waitC = pool.submit(() -> {
         log.awaitDurable(c);

@@ -84,7 +84,8 @@ class BackupLogGroupCommitTest {
           return null;
         }));
         // The writer is now inside the first force, holding nothing the appenders need.
-        Poll.require("the first force", TIMEOUT, () -> faults.forcesEntered.get() == forcesBefore + 1);
+        Poll.require("the first force", TIMEOUT,
+            () -> faults.forcesEntered.get() == forcesBefore + 1);
         for (int i = 1; i <= followers; i++) {
           int key = i;
           done.add(pool.submit(() -> {

@@ -21,7 +21,8 @@ public final class JavaChild implements AutoCloseable {
   public final Path stderr;
   private final Thread reader;
 
-  public JavaChild(Class<?> main, Path stderr, List<String> jvmArgs, String... args) throws IOException {
+  public JavaChild(Class<?> main, Path stderr, List<String> jvmArgs, String... args)
+      throws IOException {
     this.stderr = stderr;
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
