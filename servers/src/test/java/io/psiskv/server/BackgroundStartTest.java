@@ -35,7 +35,7 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code --no-console} and stdin closed it serves until {@code psiskv-stop}.
  */
 @Tag("process")
-public class BackgroundStartTest {
+class BackgroundStartTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(60);
   private static final Pattern LISTENING =
       Pattern.compile("psiskv front server listening on [0-9.]+:(\\d+)");

@@ -9,7 +9,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
-import io.psiskv.server.control.SupervisionTest;
 import io.psiskv.server.testkit.Poll;
 import io.psiskv.server.testkit.RawClient;
 import io.psiskv.server.testkit.ServerFixture;
@@ -33,7 +32,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 /**
  * Start and stop of the pair: quit, SIGTERM, SIGINT, end of stdin, a killed Data Server, the port
  * rule, the stop script, the console, option errors. Each test gets its own pair. The relaunches
- * themselves are {@link SupervisionTest}'s.
+ * themselves are {@code SupervisionTest}'s.
  */
 @Tag("process")
 @Tag("server-pair")

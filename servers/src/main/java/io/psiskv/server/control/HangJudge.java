@@ -1,7 +1,7 @@
 package io.psiskv.server.control;
 
 /**
- * Tells a hung peer from a paused one (issue finding 8, "a pause taken for a hang"), apart from
+ * Tells a hung peer from a paused one (a long collection must not pass for a deadlock), apart from
  * threads, clocks and {@code /proc} so that the rule can be tested case by case. One judge serves
  * one silence: the watchdog feeds it, at each of its checks while the peer has been silent for
  * more than {@link Supervisor#HUNG_AFTER_MILLIS}, how long the silence has lasted and a {@link

@@ -16,9 +16,9 @@ import static io.psiskv.server.backup.LogFormat.VERSION_1;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Protocol;
-import io.psiskv.server.data.RequestHandlerFuzzTest;
 import io.psiskv.server.store.Engine;
 import io.psiskv.server.store.Sessions;
+import io.psiskv.server.testkit.GoldenVectors;
 import java.io.IOException;
 import java.lang.management.ClassLoadingMXBean;
 import java.lang.management.ManagementFactory;
@@ -327,7 +327,7 @@ class LogRecordReaderFuzzTest {
    */
   private static byte[] goldenLog(boolean compacted) throws IOException {
     List<ByteBuffer> writes = new ArrayList<>();
-    for (byte[] v : RequestHandlerFuzzTest.goldenVectors().values()) {
+    for (byte[] v : GoldenVectors.load().values()) {
       Opcode op = v.length < Protocol.HEADER_BYTES || v[Protocol.OFF_MAGIC] != Protocol.REQUEST_MAGIC
           ? null : Opcode.of(v[Protocol.OFF_OPCODE]);
       if (op == Opcode.PUT || op == Opcode.DELETE) {

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
- * Issue finding 8, "a pause taken for a hang": a Data Server that stops sending heartbeats while
+ * A pause is not a hang: a Data Server that stops sending heartbeats while
  * it runs (as in a long garbage collection) is waited for, up to {@code --hang-timeout-ms}; one
  * that is silent and does nothing (as in a deadlock) is still replaced promptly.
  *
@@ -182,7 +182,7 @@ class PausedPeerTest {
         long pause = busyPauseMillis(pair, data.pid());
         measured("heap dump of " + BIG_VALUES * (BIG_VALUE_BYTES >> 20) + " MiB (busy pause)",
             pause);
-        // What broke (finding 8): the front took the pause for a hang and killed the server.
+        // Taking the pause for a hang would have killed the server here.
         assertWithMessage("log %s", pair.logFile()).that(pair.log())
             .doesNotContain("killing the hung data server");
         assertWithMessage("the test's premise: a pause (jcmd's run) longer than the silence limit"

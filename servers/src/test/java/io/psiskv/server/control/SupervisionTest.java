@@ -29,7 +29,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
- * Issue 5: the two servers relaunch each other. Real processes, real signals (SIGKILL, SIGSTOP,
+ * The two servers relaunch each other. Real processes, real signals (SIGKILL, SIGSTOP,
  * SIGTERM, SIGINT to the process group); every wait is a condition with a deadline. Each test
  * gets its own pair; the fixture kills whatever is left, relaunched processes included.
  *
@@ -38,7 +38,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  */
 @Tag("process")
 @Tag("server-pair")
-public class SupervisionTest {
+class SupervisionTest {
   /** Generous bound for any recovery; the measured figures are around a second. */
   private static final Duration RECOVERY = Duration.ofSeconds(30);
   private static final Duration TIMEOUT = Duration.ofSeconds(30);

@@ -15,8 +15,6 @@ import io.psiskv.server.PidFile;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLogProblems;
 import io.psiskv.server.backup.BackupLog;
-import io.psiskv.server.store.EngineTest;
-import io.psiskv.server.store.ExactlyOnceTest;
 import io.psiskv.server.testkit.Poll;
 import io.psiskv.server.testkit.RawClient;
 import io.psiskv.server.testkit.ServerFixture;
@@ -44,11 +42,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
- * Issue 9's findings against a real pair, each tried as a local attacker would, on loopback
- * only: a forged or silent control connection (1), resuming another client's session and the
- * data directory's modes (2), the session table's bound (4), and log flooding (7). Finding 3 is
- * in {@link ExactlyOnceTest} and {@link EngineTest}, 5 and 6 in the C tests, 8 in {@link
- * SupervisionTest}.
+ * The local threats of DESIGN.md §12 against a real pair, each tried as a local attacker would,
+ * on loopback only: a forged or silent control connection, resuming another client's session and
+ * the data directory's modes, the session table's bound, and log flooding. A request id reused
+ * for another request is tried in {@code ExactlyOnceTest} and {@code EngineTest}, fork and a
+ * reused descriptor in the C tests, a paused peer in {@code PausedPeerTest}.
  */
 @Tag("process")
 class TrustTest {
@@ -114,8 +112,8 @@ class TrustTest {
   @Test
   void forgedAndSilentControlConnectionsNeitherRedirectClientsNorDelayTheRealDataServer()
       throws Exception {
-    // Finding 1: a forged INIT with the new child's pid was accepted, and 8 silent connections
-    // kept the service down for 80 s.
+    // A forged INIT that carries the new child's pid must be refused, and silent control
+    // connections must not keep the service down.
     long old = server.dataPid();
     int controlPort = controlPort(old);
     List<Socket> silent = new ArrayList<>();
@@ -174,8 +172,8 @@ class TrustTest {
 
   @Test
   void onlyTheOwnerResumesASessionAndTheDataDirectoryIsPrivate() throws Exception {
-    // Finding 2: any local process could resume a live session (its id was in a 0644 file) and
-    // write under it with request id 2^63-1, after which the owner's writes were refused.
+    // No other local process may resume a live session, or write under it (with request id
+    // 2^63-1 it would make the owner's writes stale); nor read its id from the data directory.
     try (RawClient owner = RawClient.session(server)) {
       assertThat(owner.put(1, "mine".getBytes(UTF_8), true)).isEqualTo(Status.OK);
       try (RawClient thief = RawClient.data(server)) {
@@ -212,7 +210,7 @@ class TrustTest {
 
   @Test
   void sessionsThatNeverWroteLeaveNoEntry() throws Exception {
-    // Finding 4: 100,000 open-and-close sessions left 100,081 entries until the expiry.
+    // Open-and-close sessions leave no entry: a session is kept only once it writes.
     for (int i = 0; i < 500; i++) {
       try (RawClient c = RawClient.session(server)) {
         c.ping();
@@ -248,7 +246,8 @@ class TrustTest {
   @Test
   void garbageFromManyConnectionsIsLoggedWithinTheRateLimitAndEveryProblemIsCounted()
       throws Exception {
-    // Finding 7: one line per bad connection, 49,303 lines in 16 s of garbage.
+    // Bad connections do not each cost a log line: the lines are limited per interval and the
+    // rest counted in a summary.
     InetSocketAddress data = RawClient.redirect(server);
     byte[] garbage = "GET / HTTP/1.1\r\nHost: psiskv\r\n\r\n".getBytes(UTF_8);
     for (int i = 0; i < GARBAGE_CONNECTIONS; i++) {

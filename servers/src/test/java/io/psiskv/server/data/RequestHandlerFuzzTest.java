@@ -33,14 +33,13 @@ import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.Engine;
 import io.psiskv.server.store.Sessions;
 import io.psiskv.server.store.Store;
-import java.io.BufferedReader;
+import io.psiskv.server.testkit.GoldenVectors;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.management.ClassLoadingMXBean;
 import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
 import java.nio.channels.GatheringByteChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -119,7 +118,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * <p>Runs in the fuzz-request-handler execution of servers/pom.xml; README "Fuzzing" says how to
  * fuzz for longer.
  */
-public class RequestHandlerFuzzTest {
+class RequestHandlerFuzzTest {
   private static final int MAX_VALUE_BYTES = Protocol.DEFAULT_MAX_VALUE_BYTES;
   private static final long BODY_BUDGET_BYTES = 1 << 20;
   /** What one input may allocate in this thread beyond 16 bytes per byte in and out. */
@@ -664,7 +663,7 @@ public class RequestHandlerFuzzTest {
 
   static {
     try {
-      ByteBuffer resume = ByteBuffer.wrap(goldenVectors().get("session_request_resume"));
+      ByteBuffer resume = ByteBuffer.wrap(GoldenVectors.load().get("session_request_resume"));
       HELD_ID = resume.getLong(HEADER_BYTES);
       resume.get(HEADER_BYTES + 8, HELD_SECRET);
     } catch (IOException e) {
@@ -743,7 +742,7 @@ public class RequestHandlerFuzzTest {
   static Stream<Arguments> goldenSeeds() throws IOException {
     List<byte[]> requests = new ArrayList<>();
     Map<String, byte[]> named = new LinkedHashMap<>();
-    for (Map.Entry<String, byte[]> e : goldenVectors().entrySet()) {
+    for (Map.Entry<String, byte[]> e : GoldenVectors.load().entrySet()) {
       byte[] v = e.getValue();
       if (v.length >= HEADER_BYTES && v[OFF_MAGIC] == REQUEST_MAGIC) {
         requests.add(v);
@@ -812,24 +811,5 @@ public class RequestHandlerFuzzTest {
       b.writeBytes(p);
     }
     return b.toByteArray();
-  }
-
-  /**
-   * PROTOCOL.md §10, the java-client module's file: its path is given by the fuzz execution, else
-   * taken relative to this module.
-   */
-  public static Map<String, byte[]> goldenVectors() throws IOException {
-    Path file = Path.of(System.getProperty("psiskv.goldenVectors",
-        "../java-client/src/test/resources/golden-vectors.txt"));
-    Map<String, byte[]> vectors = new LinkedHashMap<>();
-    try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
-      for (String line; (line = r.readLine()) != null; ) {
-        if (!line.isBlank() && !line.startsWith("#")) {
-          String[] parts = line.trim().split("\\s+");
-          vectors.put(parts[0], HexFormat.of().parseHex(parts[1]));
-        }
-      }
-    }
-    return vectors;
   }
 }

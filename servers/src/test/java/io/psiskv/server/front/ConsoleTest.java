@@ -2,7 +2,6 @@ package io.psiskv.server.front;
 
 import static com.google.common.truth.Truth.assertThat;
 
-import io.psiskv.server.BackgroundStartTest;
 import io.psiskv.server.control.ProcStat;
 import io.psiskv.server.front.Console.Decision;
 import io.psiskv.server.front.Console.Mode;
@@ -18,7 +17,7 @@ import org.junit.jupiter.api.Test;
 /**
  * The console's decision whether to read stdin, from the /proc fields it is made of, and its
  * command dispatch, on in-memory streams. The real thing (a server started with {@code &} on a
- * pseudo-terminal) is {@link BackgroundStartTest}.
+ * pseudo-terminal) is {@code BackgroundStartTest}.
  */
 class ConsoleTest {
   /** /dev/pts/0's device number as tty_nr and st_rdev give it: major 136, minor 0. */

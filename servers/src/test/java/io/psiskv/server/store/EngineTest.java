@@ -27,7 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
  * a retry gets the stored result without a second effect, a stale id is refused, racing
  * putIfAbsent writers of one key have exactly one winner, and the state replays after a reopen.
  */
-public class EngineTest {
+class EngineTest {
   @TempDir Path dir;
   private Engine engine;
 

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  */
 @Tag("process")
 @Tag("server-pair")
-public class ExactlyOnceTest {
+class ExactlyOnceTest {
   @RegisterExtension
   final ServerFixture server = ServerFixture.builder().manualStart().build();
 
