@@ -6,9 +6,11 @@ import io.psiskv.server.control.ControlAuth;
 import io.psiskv.server.control.ControlLink;
 import io.psiskv.server.control.Supervisor;
 import io.psiskv.server.front.Console;
+import io.psiskv.server.front.DataEndpoint;
 import io.psiskv.server.front.DataServerLauncher;
 import io.psiskv.server.front.FrontConsole;
 import io.psiskv.server.front.FrontListener;
+import io.psiskv.server.front.StartException;
 import java.io.IOException;
 import java.net.BindException;
 import java.net.InetSocketAddress;
@@ -81,26 +83,6 @@ import java.util.concurrent.CountDownLatch;
 public final class FrontServer {
   /** First stdout line of an adopted start, followed by the control port (the Data Server reads it). */
   public static final String CONTROL_PORT_LINE = "control port ";
-
-  /** Where HELLO redirects clients; immutable, replaced as a whole. */
-  public static final class DataEndpoint {
-    public final long pid;
-    public final int port;
-
-    public DataEndpoint(long pid, int port) {
-      this.pid = pid;
-      this.port = port;
-    }
-  }
-
-  /** A start failure with a message for the user. */
-  public static final class StartException extends IOException {
-    private static final long serialVersionUID = 1L;
-
-    public StartException(String message) {
-      super(message);
-    }
-  }
 
   private final ServerConfig config;
   private final FrontListener.Limits frontLimits;

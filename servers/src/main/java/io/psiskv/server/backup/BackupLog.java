@@ -2,7 +2,6 @@ package io.psiskv.server.backup;
 
 import static io.psiskv.server.backup.LogFormat.*;
 
-import io.psiskv.server.store.Engine;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.nio.channels.FileChannel;
@@ -334,7 +333,7 @@ public final class BackupLog implements AutoCloseable {
 
   /**
    * Whether the file was opened in an older format ({@link LogFormat#VERSION_1}): it must be
-   * rewritten ({@link #compact}) before the first append, which {@link Engine#open} does.
+   * rewritten ({@link #compact}) before the first append, which {@code Engine.open} does.
    */
   public boolean isOlderFormat() {
     return writer.isOlderFormat();

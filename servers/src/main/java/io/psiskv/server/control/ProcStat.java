@@ -1,6 +1,5 @@
 package io.psiskv.server.control;
 
-import io.psiskv.server.front.Console;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryIteratorException;
@@ -84,7 +83,7 @@ public final class ProcStat {
 
   /**
    * The job-control fields of a stat line, for the console's question "may this process read its
-   * terminal?" ({@link Console#decide}): field 5 pgrp (its process group), field 7 tty_nr (its
+   * terminal?" ({@code Console.decide}): field 5 pgrp (its process group), field 7 tty_nr (its
    * controlling terminal as a device number, 0 for none) and field 8 tpgid (the foreground process
    * group of that terminal, -1 for none).
    */

@@ -2,7 +2,6 @@ package io.psiskv.server.data;
 
 import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Status;
-import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.Engine;
 import io.psiskv.server.store.Store;
 import java.io.IOException;

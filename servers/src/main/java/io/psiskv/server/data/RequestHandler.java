@@ -14,6 +14,7 @@ import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
 import io.psiskv.server.ServerLogProblems;
 import io.psiskv.server.store.Engine;
+import io.psiskv.server.store.ServerStats;
 import io.psiskv.server.store.Sessions;
 import io.psiskv.server.store.Store;
 import io.psiskv.server.store.ValueArena;

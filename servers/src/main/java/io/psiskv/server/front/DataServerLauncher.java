@@ -66,7 +66,7 @@ public final class DataServerLauncher {
       peer = supervisor.track(builder);
     } catch (IOException e) {
       throw front.lifecycle().isStopping()
-          ? new FrontServer.StartException("stopped during start") : e;
+          ? new StartException("stopped during start") : e;
     }
     auth.writeTo(peer.process.getOutputStream()); // Its stdin: the pair secret, then closed.
     ServerLog.info("launched data server pid " + peer.pid());
@@ -95,17 +95,17 @@ public final class DataServerLauncher {
     try {
       while (hs == null) {
         if (front.lifecycle().isStopping() || supervisor.isStopped()) {
-          throw new FrontServer.StartException("stopped during start");
+          throw new StartException("stopped during start");
         }
         if (peer.isGone()) {
-          throw new FrontServer.StartException(peer.process != null
+          throw new StartException(peer.process != null
               ? "the data server exited during start with code " + peer.process.exitValue()
                   + " (see its log lines above)"
               : "the data server (pid " + peer.pid() + ") is gone");
         }
         long remaining = Deadlines.remainingMillis(deadline);
         if (remaining == 0) {
-          throw new FrontServer.StartException("the data server (pid " + peer.pid()
+          throw new StartException("the data server (pid " + peer.pid()
               + ") did not report ready (INIT) within " + ServerConfig.DATA_START_TIMEOUT_MILLIS
               + " ms");
         }
@@ -118,7 +118,7 @@ public final class DataServerLauncher {
           throw new IllegalStateException("a handshake future never fails", e);
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
-          throw new FrontServer.StartException("interrupted during start");
+          throw new StartException("interrupted during start");
         }
       }
     } finally {
@@ -133,12 +133,12 @@ public final class DataServerLauncher {
     }
     if (!front.lifecycle().linkUnlessStopping(peer, hs.link)) {
       // The stop found no link and sends SIGTERM; the Data Server stops on that.
-      throw new FrontServer.StartException("stopped during start");
+      throw new StartException("stopped during start");
     }
     ControlAcceptor.Handshake done = hs;
     hs.link.start(dataLinkHandler(peer));
     supervisor.ifUp(peer,
-        () -> front.setEndpoint(new FrontServer.DataEndpoint(peer.pid(), done.clientPort)));
+        () -> front.setEndpoint(new DataEndpoint(peer.pid(), done.clientPort)));
   }
 
   /** The Front Server's reactions to its Data Server's control connection. */

@@ -1,6 +1,5 @@
 package io.psiskv.server.front;
 
-import io.psiskv.server.FrontServer;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.backup.BackupLog;
@@ -25,12 +24,12 @@ public final class FrontConsole {
   private final FrontListener clients;
   private final Supervisor supervisor;
   /** Where HELLO sends clients now; null while the Data Server is down. */
-  private final Supplier<FrontServer.DataEndpoint> endpoint;
+  private final Supplier<DataEndpoint> endpoint;
   /** Asks the Front Server to stop both processes, with the reason for the log. */
   private final Consumer<String> requestStop;
 
   public FrontConsole(ServerConfig config, long startNanos, FrontListener clients,
-      Supervisor supervisor, Supplier<FrontServer.DataEndpoint> endpoint,
+      Supervisor supervisor, Supplier<DataEndpoint> endpoint,
       Consumer<String> requestStop) {
     this.config = config;
     this.startNanos = startNanos;
@@ -66,7 +65,7 @@ public final class FrontConsole {
    * control request (PROTOCOL.md §7.4). One {@code name: fields} line per subject.
    */
   private void printStatus() {
-    FrontServer.DataEndpoint e = endpoint.get();
+    DataEndpoint e = endpoint.get();
     System.out.printf("front server: pid %d, listening on %s:%d, up %s, data server relaunches"
             + " %d%n", ProcessHandle.current().pid(), config.bindAddress.getHostAddress(),
         clients.localPort(),

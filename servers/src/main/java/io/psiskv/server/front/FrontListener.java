@@ -8,7 +8,6 @@ import io.psiskv.protocol.Messages;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
-import io.psiskv.server.FrontServer;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
 import io.psiskv.server.ServerLogProblems;
@@ -190,7 +189,7 @@ public final class FrontListener {
   private final int maxConnections;
   private final int helloAddress;
   private final int maxValueBytes;
-  private final Supplier<FrontServer.DataEndpoint> endpoint;
+  private final Supplier<DataEndpoint> endpoint;
 
   // Owned by the loop thread.
   private final TimeoutQueue<Conn> requests;
@@ -225,7 +224,7 @@ public final class FrontListener {
    * @param endpoint where HELLO redirects: null answers UNAVAILABLE
    */
   public FrontListener(ServerSocketChannel server, Limits limits, int helloAddress,
-      int maxValueBytes, Supplier<FrontServer.DataEndpoint> endpoint) throws IOException {
+      int maxValueBytes, Supplier<DataEndpoint> endpoint) throws IOException {
     this.server = server;
     this.limits = limits;
     this.maxConnections = capForOpenFileLimit(limits.maxConnections);
@@ -496,7 +495,7 @@ public final class FrontListener {
     } else if (op == Opcode.PING) {
       len = Messages.status(c.bytes, h.opcode, Status.OK, 0, h.requestId);
     } else {
-      FrontServer.DataEndpoint e = endpoint.get();
+      DataEndpoint e = endpoint.get();
       len = e == null
           ? Messages.status(c.bytes, h.opcode, Status.UNAVAILABLE, 0, h.requestId)
           : Messages.helloOk(c.bytes, h.requestId, helloAddress, e.port);

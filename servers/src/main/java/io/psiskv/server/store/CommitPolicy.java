@@ -1,10 +1,9 @@
 package io.psiskv.server.store;
 
-import io.psiskv.server.data.EventLoop;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Decides, for each wake-up of an {@link EventLoop} that applied writes, who makes them durable:
+ * Decides, for each wake-up of an {@code EventLoop} that applied writes, who makes them durable:
  * the loop itself ({@link Engine#commit}, no thread hand-off: the lowest latency for a lone
  * writer) or the log's sync thread ({@link Engine#requestCommit}: the loop goes on serving while
  * the disk forces, and one force covers what every loop appended meanwhile). A loop commits

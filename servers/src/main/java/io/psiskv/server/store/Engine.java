@@ -5,7 +5,6 @@ import io.psiskv.server.ServerLog;
 import io.psiskv.server.backup.BackupLog;
 import io.psiskv.server.backup.FsyncPolicy;
 import io.psiskv.server.backup.LogFormat;
-import io.psiskv.server.data.ServerStats;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;

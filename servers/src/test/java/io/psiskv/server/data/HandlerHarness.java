@@ -2,7 +2,6 @@ package io.psiskv.server.data;
 
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLogProblems;
-import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.Engine;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;

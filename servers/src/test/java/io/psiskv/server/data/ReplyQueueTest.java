@@ -2,7 +2,6 @@ package io.psiskv.server.data;
 
 import static com.google.common.truth.Truth.assertThat;
 
-import io.psiskv.server.store.ByteArrayPool;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.util.Arrays;

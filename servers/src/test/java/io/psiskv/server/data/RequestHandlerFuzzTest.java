@@ -29,7 +29,6 @@ import io.psiskv.server.ServerLogProblems;
 import io.psiskv.server.backup.BackupLog;
 import io.psiskv.server.backup.BackupLogTestSupport;
 import io.psiskv.server.backup.FsyncPolicy;
-import io.psiskv.server.store.ByteArrayPool;
 import io.psiskv.server.store.Engine;
 import io.psiskv.server.store.Sessions;
 import io.psiskv.server.store.Store;

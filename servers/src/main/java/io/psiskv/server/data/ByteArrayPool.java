@@ -1,4 +1,4 @@
-package io.psiskv.server.store;
+package io.psiskv.server.data;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;

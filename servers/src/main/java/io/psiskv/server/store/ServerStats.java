@@ -1,9 +1,8 @@
-package io.psiskv.server.data;
+package io.psiskv.server.store;
 
 import io.psiskv.protocol.Protocol;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.backup.BackupLog;
-import io.psiskv.server.store.Engine;
 import java.io.IOException;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
@@ -35,17 +34,17 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 public final class ServerStats {
   /** Indices of {@link Counters}: requests served by opcode, GET hits and misses, bytes. */
-  static final int GETS = 0;
-  static final int PUTS = 1;
-  static final int PUTS_IF_ABSENT = 2;
-  static final int DELETES = 3;
-  static final int STATS_REQUESTS = 4;
-  static final int GET_HITS = 5;
-  static final int GET_MISSES = 6;
+  public static final int GETS = 0;
+  public static final int PUTS = 1;
+  public static final int PUTS_IF_ABSENT = 2;
+  public static final int DELETES = 3;
+  public static final int STATS_REQUESTS = 4;
+  public static final int GET_HITS = 5;
+  public static final int GET_MISSES = 6;
   /** Request bytes the handler consumed (whole requests, and parts of one in arrival). */
-  static final int BYTES_IN = 7;
+  public static final int BYTES_IN = 7;
   /** Answer bytes the handler queued. */
-  static final int BYTES_OUT = 8;
+  public static final int BYTES_OUT = 8;
   private static final int COUNTERS = 9;
   /** Wire names of the indices above, in snapshot order. */
   private static final String[] NAMES = {"ops_get", "ops_put", "ops_put_if_absent",
@@ -63,7 +62,7 @@ public final class ServerStats {
   static final long RSS_REFRESH_MILLIS = 1000;
 
   /** One serving thread's counters; written by that thread only. */
-  static final class Counters {
+  public static final class Counters {
     /**
      * Padded past a cache line on both sides, so two loops' counters never share one (the
      * arrays are allocated separately; the padding guards against neighbours in the heap).
@@ -72,7 +71,7 @@ public final class ServerStats {
     private final long[] slots = new long[PAD + COUNTERS + PAD];
 
     /** Adds {@code n} to counter {@code index}; the owning thread only. */
-    void add(int index, long n) {
+    public void add(int index, long n) {
       int i = PAD + index;
       SLOT.setOpaque(slots, i, (long) SLOT.getOpaque(slots, i) + n);
     }
@@ -117,14 +116,14 @@ public final class ServerStats {
   }
 
   /** New counters for a thread that serves requests; {@link #retire} them when it ends. */
-  Counters register() {
+  public Counters register() {
     Counters c = new Counters();
     live.add(c);
     return c;
   }
 
   /** A thread's counters are final: their sums move to the retired totals. */
-  void retire(Counters c) {
+  public void retire(Counters c) {
     synchronized (retired) {
       if (live.remove(c)) {
         for (int i = 0; i < COUNTERS; i++) {
