@@ -1,8 +1,6 @@
 package io.psiskv.server.control;
 
-import io.psiskv.server.DataServer;
 import io.psiskv.server.Deadlines;
-import io.psiskv.server.FrontServer;
 import io.psiskv.server.ServerLog;
 import java.io.File;
 import java.io.IOException;
@@ -16,7 +14,7 @@ import java.util.concurrent.TimeUnit;
 /**
  * Each server process supervises the other and relaunches it: the Front Server watches
  * and relaunches the Data Server, the Data Server watches and relaunches the Front Server. This
- * class is the rule, the same on both sides; {@link FrontServer} and {@link DataServer} supply
+ * class is the rule, the same on both sides; {@code FrontServer} and {@code DataServer} supply
  * how to launch their peer and what to do when it is down.
  *
  * <p><b>The numbers.</b>
