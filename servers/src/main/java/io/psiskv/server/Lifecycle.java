@@ -17,7 +17,7 @@ import java.util.concurrent.CountDownLatch;
  */
 public final class Lifecycle {
   /** A step that may fail with an I/O error. */
-  public interface Step {
+  interface Step {
     void run() throws IOException;
   }
 
@@ -38,7 +38,7 @@ public final class Lifecycle {
    *
    * @return whether it ran
    */
-  public boolean unlessStopping(Step step) throws IOException {
+  boolean unlessStopping(Step step) throws IOException {
     synchronized (lock) {
       if (stopping) {
         return false;
@@ -71,7 +71,7 @@ public final class Lifecycle {
    * every later caller waits until that has happened and gets false. A step under {@link
    * #unlessStopping} that ran has finished, and none runs from now on.
    */
-  public boolean beginStop() {
+  boolean beginStop() {
     boolean first;
     synchronized (lock) {
       first = !stopping;
@@ -89,7 +89,7 @@ public final class Lifecycle {
   }
 
   /** Waits, uninterruptibly, until the stop has finished. */
-  public void awaitStopped() {
+  void awaitStopped() {
     Uninterruptibles.await(stopped);
   }
 }

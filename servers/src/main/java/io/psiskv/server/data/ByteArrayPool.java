@@ -12,18 +12,18 @@ import java.util.ArrayDeque;
  *
  * <p>Not thread-safe: each event loop, and each blocking connection thread, has its own pool.
  */
-public final class ByteArrayPool {
+final class ByteArrayPool {
   private final int arrayBytes;
   private final int maxPooled;
   private final ArrayDeque<ByteBuffer> free = new ArrayDeque<>();
 
-  public ByteArrayPool(int arrayBytes, int maxPooled) {
+  ByteArrayPool(int arrayBytes, int maxPooled) {
     this.arrayBytes = arrayBytes;
     this.maxPooled = maxPooled;
   }
 
   /** The capacity of every buffer of this pool. */
-  public int arrayBytes() {
+  int arrayBytes() {
     return arrayBytes;
   }
 
@@ -44,7 +44,7 @@ public final class ByteArrayPool {
   }
 
   /** Buffers kept for reuse now (for tests and figures). */
-  public int pooled() {
+  int pooled() {
     return free.size();
   }
 }
