@@ -84,7 +84,7 @@ public final class Lifecycle {
   }
 
   /** The stop has finished: wakes {@link #awaitStopped} and the later callers of beginStop. */
-  public void stopped() {
+  void stopped() {
     stopped.countDown();
   }
 

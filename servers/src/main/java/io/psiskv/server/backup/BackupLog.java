@@ -186,7 +186,7 @@ public final class BackupLog implements AutoCloseable {
 
   /** Opens the log's files; a test substitutes channels that fail or stall on command. */
   interface ChannelOpener {
-    FileChannel open(Path path, Set<? extends OpenOption> options) throws IOException;
+    public FileChannel open(Path path, Set<? extends OpenOption> options) throws IOException;
   }
 
   /** Options of {@link #open}. Mutable, used only during open; defaults suit production. */

@@ -31,13 +31,13 @@ final class ByteArrayPool {
    * A cleared heap buffer of {@link #arrayBytes} bytes (use its {@code array()} directly or the
    * buffer); its content is undefined.
    */
-  public ByteBuffer take() {
+  ByteBuffer take() {
     ByteBuffer b = free.pollFirst();
     return b != null ? b.clear() : ByteBuffer.allocate(arrayBytes);
   }
 
   /** Returns a buffer taken from this pool; the caller must not use it afterwards. */
-  public void give(ByteBuffer b) {
+  void give(ByteBuffer b) {
     if (free.size() < maxPooled) {
       free.addFirst(b);
     }

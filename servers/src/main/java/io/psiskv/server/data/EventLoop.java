@@ -50,7 +50,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * resume of its session elsewhere), which only touch the concurrent queues, volatile flags and
  * {@link Selector#wakeup}.
  */
-public final class EventLoop implements Runnable {
+final class EventLoop implements Runnable {
   private final Engine engine;
   private final ServerConfig config;
   private final BodyBudget budget;

@@ -5,7 +5,7 @@ public final class DataEndpoint {
   public final long pid;
   public final int port;
 
-  public DataEndpoint(long pid, int port) {
+  DataEndpoint(long pid, int port) {
     this.pid = pid;
     this.port = port;
   }

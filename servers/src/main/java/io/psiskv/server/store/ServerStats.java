@@ -111,7 +111,7 @@ public final class ServerStats {
   private long rss = -1;
   private long rssReadNanos;
 
-  public ServerStats(Engine engine) {
+  ServerStats(Engine engine) {
     this.engine = engine;
   }
 

@@ -181,7 +181,7 @@ public final class Store {
   }
 
   /** Sum of the values' lengths; exact only without concurrent writers, like {@link #size}. */
-  public long valueBytes() {
+  long valueBytes() {
     long n = 0;
     for (Stripe s : stripes) {
       n += s.valueBytes();
@@ -424,7 +424,7 @@ public final class Store {
       return size;
     }
 
-    public synchronized long valueBytes() {
+    synchronized long valueBytes() {
       return valueBytes;
     }
 
