@@ -7,6 +7,7 @@ import static io.psiskv.bench.BenchFormat.seconds;
 import static io.psiskv.bench.BenchFormat.workload;
 
 import io.psiskv.bench.BenchOptions.UsageException;
+import io.psiskv.server.control.JavaCommand;
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.IOException;
@@ -249,7 +250,7 @@ public final class Bench {
       out.append("\nServers (DIR: a fresh temporary directory per instance):\n\n");
       commands.forEach((label, cmd) -> {
         List<String> shown = new ArrayList<>(cmd);
-        if (shown.get(0).equals(PsiskvServer.javaBinary())) {
+        if (shown.get(0).equals(JavaCommand.javaBinary())) {
           shown.set(0, "java");
         }
         out.append("- ").append(label).append(": `")
@@ -347,7 +348,7 @@ public final class Bench {
       int readPercent) throws IOException {
     List<String> cmd = new ArrayList<>();
     if (client.java) {
-      cmd.addAll(List.of(PsiskvServer.javaBinary(), "-cp", javaLoadClassPath(),
+      cmd.addAll(List.of(JavaCommand.javaBinary(), "-cp", javaLoadClassPath(),
           JavaLoad.class.getName(), "--client", client.program));
     } else {
       cmd.addAll(List.of(cTarget.resolve(client.program).toString(), "--no-preload"));

@@ -1,5 +1,6 @@
 package io.psiskv.bench;
 
+import io.psiskv.server.control.JavaCommand;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -40,14 +41,10 @@ final class PsiskvServer extends BenchServer {
 
   @Override
   List<String> command() {
-    List<String> cmd = new ArrayList<>(List.of(javaBinary(), "-jar", jar.toString(), "--port",
+    List<String> cmd = new ArrayList<>(List.of(JavaCommand.javaBinary(), "-jar", jar.toString(), "--port",
         "0", "--data-dir", workDir.resolve("data").toString()));
     cmd.addAll(options);
     return cmd;
-  }
-
-  static String javaBinary() {
-    return Path.of(System.getProperty("java.home"), "bin", "java").toString();
   }
 
   @Override

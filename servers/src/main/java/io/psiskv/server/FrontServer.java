@@ -9,6 +9,7 @@ import io.psiskv.server.front.Console;
 import io.psiskv.server.front.DataEndpoint;
 import io.psiskv.server.front.DataServerLauncher;
 import io.psiskv.server.front.FrontConsole;
+import io.psiskv.server.front.FrontLimits;
 import io.psiskv.server.front.FrontListener;
 import io.psiskv.server.front.StartException;
 import java.io.IOException;
@@ -85,7 +86,7 @@ public final class FrontServer {
   public static final String CONTROL_PORT_LINE = "control port ";
 
   private final ServerConfig config;
-  private final FrontListener.Limits frontLimits;
+  private final FrontLimits frontLimits;
   /** Started by the Data Server to replace a dead Front Server ({@code --adopt-data}). */
   private final boolean adopted;
   private final long startNanos = System.nanoTime();
@@ -106,7 +107,7 @@ public final class FrontServer {
   private volatile String stopReason = "";
   private volatile int exitCode = ServerConfig.EXIT_OK;
 
-  private FrontServer(ServerConfig config, FrontListener.Limits frontLimits) {
+  private FrontServer(ServerConfig config, FrontLimits frontLimits) {
     this.config = config;
     this.frontLimits = frontLimits;
     this.adopted = config.adoptDataPid != 0;
@@ -118,9 +119,9 @@ public final class FrontServer {
 
   public static void main(String[] args) {
     ServerConfig config = ServerOptions.parseOrExit(ServerConfig.Role.FRONT, args);
-    FrontListener.Limits frontLimits;
+    FrontLimits frontLimits;
     try {
-      frontLimits = FrontListener.Limits.fromSystemProperties();
+      frontLimits = FrontLimits.fromSystemProperties();
     } catch (IllegalArgumentException e) {
       System.err.println("psiskv-server: " + e.getMessage());
       System.exit(ServerConfig.EXIT_BAD_OPTION);

@@ -84,7 +84,7 @@ public final class ServerConfig {
   // --- Client connections. ---
 
   // Front connections, all served by one FrontListener loop (DESIGN.md §10). Tests override the
-  // first three and the summary interval with the system properties FrontListener.Limits names.
+  // first three and the summary interval with the system properties FrontLimits names.
 
   /**
    * Front connection: from accept, or from the moment the previous answer was written, the next

@@ -54,7 +54,7 @@ public final class FrontServerLauncher {
       Files.createFile(logFile);
     }
     PrivateFiles.file(logFile);
-    List<String> command = Supervisor.javaCommand(FrontServer.class, List.of(),
+    List<String> command = JavaCommand.of(FrontServer.class, List.of(),
         config.frontServerArgs(ProcessHandle.current().pid()));
     ProcessBuilder builder = new ProcessBuilder(command)
         .redirectInput(ProcessBuilder.Redirect.PIPE)

@@ -10,6 +10,7 @@ import io.psiskv.server.ServerLog;
 import io.psiskv.server.control.ControlAcceptor;
 import io.psiskv.server.control.ControlAuth;
 import io.psiskv.server.control.ControlLink;
+import io.psiskv.server.control.JavaCommand;
 import io.psiskv.server.control.PeerLinkHandler;
 import io.psiskv.server.control.Supervisor;
 import java.io.IOException;
@@ -54,7 +55,7 @@ public final class DataServerLauncher {
    * (the stop then deals with it).
    */
   public Supervisor.Peer launch() throws IOException {
-    List<String> command = Supervisor.javaCommand(DataServer.class,
+    List<String> command = JavaCommand.of(DataServer.class,
         ServerConfig.dataServerJvmOptions(),
         config.dataServerArgs(acceptor.port(), frontPort));
     ProcessBuilder builder = new ProcessBuilder(command)

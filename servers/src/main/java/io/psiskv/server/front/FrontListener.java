@@ -10,7 +10,6 @@ import io.psiskv.protocol.Rules;
 import io.psiskv.protocol.Status;
 import io.psiskv.server.ServerConfig;
 import io.psiskv.server.ServerLog;
-import io.psiskv.server.ServerLogProblems;
 import io.psiskv.server.ServerLogSummary;
 import io.psiskv.server.Sockets;
 import java.io.IOException;
@@ -52,7 +51,7 @@ import java.util.function.Supplier;
  * {@value ServerConfig#ERROR_LINGER_MILLIS} ms and {@value ServerConfig#ERROR_LINGER_MAX_BYTES}
  * bytes, then close.
  *
- * <p><b>Limits</b> ({@link Limits}; defaults in {@link ServerConfig}):
+ * <p><b>FrontLimits</b> ({@link FrontLimits}; defaults in {@link ServerConfig}):
  *
  * <ul>
  *   <li>Memory: one {@value Messages#MAX_FIXED_BYTES}-byte buffer per connection, used for the
@@ -85,8 +84,8 @@ import java.util.function.Supplier;
  * <p><b>Logging.</b> A connection that breaks a rule gets one line naming the peer and the rule
  * (at most {@value ServerConfig#LOG_PROBLEM_LINES_PER_INTERVAL} per summary interval; the rest are
  * counted). Timeouts, evictions, peers that vanish mid-request and failed accepts are only
- * counted, and logged as one {@link ServerLogSummary} line per interval. An exception met while serving
- * one connection (a bug) closes that connection only, with one line per interval.
+ * counted, and logged as one {@link ServerLogSummary} line per interval. An exception met while
+ * serving one connection (a bug) closes that connection only, with one line per interval.
  *
  * <p><b>Threads.</b> The loop thread owns the selector, the listening channel, every connection
  * and its buffer, the queues and the summary. Other threads call only {@link #start}, {@link
@@ -94,58 +93,6 @@ import java.util.function.Supplier;
  * HELLO, so it must be a cheap read that never blocks.
  */
 public final class FrontListener {
-  /**
-   * The limits of front connections: {@link ServerConfig}'s defaults, which the system properties
-   * named here override (tests use them to make a timeout short; users get the defaults).
-   */
-  public record Limits(int requestDeadlineMillis, int idleTimeoutMillis, int maxConnections,
-      long summaryIntervalMillis) {
-    public static final String REQUEST_DEADLINE_PROPERTY = "psiskv.front.requestDeadlineMillis";
-    public static final String IDLE_TIMEOUT_PROPERTY = "psiskv.front.idleTimeoutMillis";
-    public static final String MAX_CONNECTIONS_PROPERTY = "psiskv.front.maxConnections";
-    public static final String SUMMARY_INTERVAL_PROPERTY = ServerLogProblems.INTERVAL_PROPERTY;
-    /** Largest value of any override: an hour in milliseconds, or more connections than fds. */
-    private static final int MAX_OVERRIDE = 3_600_000;
-
-    static Limits defaults() {
-      return new Limits(ServerConfig.FRONT_REQUEST_DEADLINE_MILLIS,
-          ServerConfig.FRONT_IDLE_TIMEOUT_MILLIS, ServerConfig.MAX_FRONT_CONNECTIONS,
-          ServerConfig.LOG_SUMMARY_INTERVAL_MILLIS);
-    }
-
-    /**
-     * The defaults with the overrides of the system properties.
-     *
-     * @throws IllegalArgumentException naming the property whose value is not an integer from 1
-     *     to {@value #MAX_OVERRIDE}
-     */
-    public static Limits fromSystemProperties() {
-      Limits d = defaults();
-      return new Limits(
-          property(REQUEST_DEADLINE_PROPERTY, d.requestDeadlineMillis),
-          property(IDLE_TIMEOUT_PROPERTY, d.idleTimeoutMillis),
-          property(MAX_CONNECTIONS_PROPERTY, d.maxConnections),
-          property(SUMMARY_INTERVAL_PROPERTY, (int) d.summaryIntervalMillis));
-    }
-
-    private static int property(String name, int defaultValue) {
-      String value = System.getProperty(name);
-      if (value == null) {
-        return defaultValue;
-      }
-      try {
-        int n = Integer.parseInt(value.trim());
-        if (n >= 1 && n <= MAX_OVERRIDE) {
-          return n;
-        }
-      } catch (NumberFormatException e) {
-        // Reported below.
-      }
-      throw new IllegalArgumentException("system property " + name
-          + " must be an integer from 1 to " + MAX_OVERRIDE + ", not '" + value + "'");
-    }
-  }
-
   /** The states of a front connection; see the class comment. */
   private enum State {
     /** Reading a request: in the request and idle queues, interested in reading. */
@@ -184,7 +131,7 @@ public final class FrontListener {
   private final ServerSocketChannel server;
   private final Selector selector;
   private final SelectionKey serverKey;
-  private final Limits limits;
+  private final FrontLimits limits;
   /** The cap in force: the configured one, or less if the open-file limit says so. */
   private final int maxConnections;
   private final int helloAddress;
@@ -223,20 +170,21 @@ public final class FrontListener {
    * @param helloAddress the HELLO answer's IPv4 address (0: "the host you reached me at")
    * @param endpoint where HELLO redirects: null answers UNAVAILABLE
    */
-  public FrontListener(ServerSocketChannel server, Limits limits, int helloAddress,
+  public FrontListener(ServerSocketChannel server, FrontLimits limits, int helloAddress,
       int maxValueBytes, Supplier<DataEndpoint> endpoint) throws IOException {
     this.server = server;
     this.limits = limits;
-    this.maxConnections = capForOpenFileLimit(limits.maxConnections);
+    this.maxConnections = capForOpenFileLimit(limits.maxConnections());
     this.helloAddress = helloAddress;
     this.maxValueBytes = maxValueBytes;
     this.endpoint = endpoint;
-    this.requests = new TimeoutQueue<>(limits.requestDeadlineMillis);
-    this.idle = new TimeoutQueue<>(limits.idleTimeoutMillis);
-    summary = new ServerLogSummary("front connections", limits.summaryIntervalMillis, ServerLog::info);
+    this.requests = new TimeoutQueue<>(limits.requestDeadlineMillis());
+    this.idle = new TimeoutQueue<>(limits.idleTimeoutMillis());
+    summary = new ServerLogSummary("front connections", limits.summaryIntervalMillis(),
+        ServerLog::info);
     pastDeadline = summary.kind(
-        "closed past the " + limits.requestDeadlineMillis + " ms request deadline");
-    idleClosed = summary.kind("closed after " + limits.idleTimeoutMillis + " ms idle");
+        "closed past the " + limits.requestDeadlineMillis() + " ms request deadline");
+    idleClosed = summary.kind("closed after " + limits.idleTimeoutMillis() + " ms idle");
     evicted = summary.kind("evicted at the cap of " + maxConnections);
     vanished = summary.kind("closed by the peer mid-request");
     failed = summary.kind("failed (reset by the peer or another I/O error)");
@@ -265,9 +213,9 @@ public final class FrontListener {
       return;
     }
     ServerLog.info("front connections: served by one thread; request deadline "
-        + limits.requestDeadlineMillis + " ms, idle timeout " + limits.idleTimeoutMillis
+        + limits.requestDeadlineMillis() + " ms, idle timeout " + limits.idleTimeoutMillis()
         + " ms, at most " + maxConnections + " open"
-        + (maxConnections < limits.maxConnections ? " (not " + limits.maxConnections
+        + (maxConnections < limits.maxConnections() ? " (not " + limits.maxConnections()
             + ": the open-file limit is too low; raise ulimit -n)" : ""));
     thread = new Thread(this::run, "front-listener");
     thread.setDaemon(true);
@@ -430,8 +378,8 @@ public final class FrontListener {
   private void acceptFailed(IOException e) {
     long now = System.nanoTime();
     if (summary.record(acceptFailed, now)) {
-      ServerLog.warn("front connections: accept failed (" + ServerLog.describe(e) + "); closing the oldest"
-          + " incomplete connection to make room");
+      ServerLog.warn("front connections: accept failed (" + ServerLog.describe(e)
+          + "); closing the oldest incomplete connection to make room");
     }
     Conn victim = oldestIncomplete();
     if (victim != null) {

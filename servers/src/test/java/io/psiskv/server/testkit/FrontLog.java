@@ -1,13 +1,13 @@
 package io.psiskv.server.testkit;
 
 import io.psiskv.server.ServerConfig;
-import io.psiskv.server.front.FrontListener;
+import io.psiskv.server.front.FrontLimits;
 import java.util.List;
 import java.util.stream.Collectors;
 
 /**
  * The Front Server's connection limits as tests see them: the JVM options that override them
- * ({@link FrontListener.Limits}, for {@code ServerFixture.builder().jvmArgs}), and the {@link
+ * ({@link FrontLimits}, for {@code ServerFixture.builder().jvmArgs}), and the {@link
  * ServerLogSummary} lines read out of a server log: {@code front connections: 300 closed past the 2000
  * ms request deadline, 12 evicted at the cap of 4096, in the last 10 s}.
  */
@@ -19,22 +19,22 @@ public final class FrontLog {
 
   /** The JVM option for a summary line at most every {@code millis} ms. */
   public static String summaryIntervalArg(int millis) {
-    return "-D" + FrontListener.Limits.SUMMARY_INTERVAL_PROPERTY + "=" + millis;
+    return "-D" + FrontLimits.SUMMARY_INTERVAL_PROPERTY + "=" + millis;
   }
 
   /** The JVM option for the request deadline. */
   public static String requestDeadlineArg(int millis) {
-    return "-D" + FrontListener.Limits.REQUEST_DEADLINE_PROPERTY + "=" + millis;
+    return "-D" + FrontLimits.REQUEST_DEADLINE_PROPERTY + "=" + millis;
   }
 
   /** The JVM option for the idle timeout. */
   public static String idleTimeoutArg(int millis) {
-    return "-D" + FrontListener.Limits.IDLE_TIMEOUT_PROPERTY + "=" + millis;
+    return "-D" + FrontLimits.IDLE_TIMEOUT_PROPERTY + "=" + millis;
   }
 
   /** The JVM option for the connection cap. */
   public static String maxConnectionsArg(int connections) {
-    return "-D" + FrontListener.Limits.MAX_CONNECTIONS_PROPERTY + "=" + connections;
+    return "-D" + FrontLimits.MAX_CONNECTIONS_PROPERTY + "=" + connections;
   }
 
   /** The default request deadline, for tests outside this package. */
