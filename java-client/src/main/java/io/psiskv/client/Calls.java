@@ -128,19 +128,13 @@ final class Calls {
   /** {@link KvClient#put} and {@link KvClient#putIfAbsent}: OK, or KEY_EXISTS if not stored. */
   Status write(int key, byte[] value, boolean overwrite) {
     Objects.requireNonNull(value, "value");
-    int max = maxValueBytes();
-    if (value.length > max) {
-      throw new KvRejectedException(Status.TOO_LARGE, "value of " + value.length
-          + " bytes exceeds the server's maximum of " + max);
+    KvRejectedException tooLarge = Failures.valueTooLarge(value, maxValueBytes());
+    if (tooLarge != null) {
+      throw tooLarge;
     }
     return call(Opcode.PUT, key, id -> {
       connection.sendPut(buf, key, id, overwrite, value);
-      Status result = readResult(Opcode.PUT, key, id);
-      if (overwrite && result == Status.KEY_EXISTS) {
-        // §6.4: an overwriting PUT is answered OK (or an error), never "nothing changed".
-        throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
-      }
-      return result;
+      return ResponseCheck.checkPutResult(readResult(Opcode.PUT, key, id), overwrite);
     });
   }
 
@@ -156,9 +150,7 @@ final class Calls {
       int stored = ResponseCheck.readStoredLength(in, header, capacity);
       if (stored > capacity) {
         // Its first `capacity` bytes are still unread: this drops the connection (not retried).
-        throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
-            + Integer.toUnsignedString(key) + " has " + stored
-            + " bytes, more than the server's maximum of " + capacity);
+        throw Failures.storedTooLarge(key, stored, capacity);
       }
       byte[] value = in.readValue(stored); // Grows with what arrives, not with what is claimed.
       ResponseCheck.expectEnd(in, Opcode.GET);
@@ -240,8 +232,7 @@ final class Calls {
    */
   private <T> T call(Opcode op, int key, Attempt<T> attempt) {
     long deadline = callDeadline();
-    lockWithin(op, key, deadline);
-    long reconnectsBefore = reconnects;
+    long reconnectsBefore = lockWithin(op, key, deadline);
     try {
       checkUsable();
       if (inFlight.readerStarted()) {
@@ -352,7 +343,7 @@ final class Calls {
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+      throw Failures.interrupted(op, key, e);
     }
     return reconnects;
   }
@@ -430,8 +421,7 @@ final class Calls {
       } catch (ClosedByInterruptException e) {
         // This thread was interrupted: its caller wants it to stop, so the call ends here.
         disconnect();
-        throw closing.isClosed() ? closedError(e) : notRetried(new KvException(Status.IO_ERROR,
-            what(op, key) + " interrupted", e));
+        throw closing.isClosed() ? closedError(e) : notRetried(Failures.interrupted(op, key, e));
       } catch (IOException e) {
         disconnect();
         if (closing.isClosed()) {

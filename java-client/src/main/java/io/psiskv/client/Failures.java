@@ -39,6 +39,23 @@ final class Failures {
     return new KvException(Status.IO_ERROR, "protocol error: " + mismatch);
   }
 
+  /** A value to send longer than the server's maximum: refused before it is sent, or null. */
+  static KvRejectedException valueTooLarge(byte[] value, int maxValueBytes) {
+    return value.length <= maxValueBytes ? null : new KvRejectedException(Status.TOO_LARGE,
+        "value of " + value.length + " bytes exceeds the server's maximum of " + maxValueBytes);
+  }
+
+  /** A stored value longer than the GET's capacity (its first bytes are still unread). */
+  static KvRejectedException storedTooLarge(int key, int stored, int capacity) {
+    return new KvRejectedException(Status.TOO_LARGE, "the value of key "
+        + Integer.toUnsignedString(key) + " has " + stored
+        + " bytes, more than the server's maximum of " + capacity);
+  }
+
+  static KvException interrupted(Opcode op, int key, Throwable cause) {
+    return new KvException(Status.IO_ERROR, what(op, key) + " interrupted", cause);
+  }
+
   /** The server answered UNAVAILABLE (PROTOCOL.md §12.1): retried like a broken connection. */
   static final class Unavailable extends IOException {
     private static final long serialVersionUID = 1L;

@@ -2,13 +2,13 @@ package io.psiskv.client;
 
 import static io.psiskv.client.Failures.closedError;
 import static io.psiskv.client.Failures.timeoutError;
-import static io.psiskv.client.Failures.what;
 
 import io.psiskv.protocol.Opcode;
-import io.psiskv.protocol.Status;
 import java.net.Socket;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Iterator;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -91,7 +91,7 @@ final class InFlight {
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new KvException(Status.IO_ERROR, what(op, key) + " interrupted", e);
+      throw Failures.interrupted(op, key, e);
     } finally {
       queueLock.unlock();
     }
@@ -135,12 +135,13 @@ final class InFlight {
    * inStep}, closes that connection and removes and returns the requests sent on it. Re-arms the
    * timer for the new oldest request.
    */
-  ArrayDeque<Pending> remove(Pending p, boolean inStep) {
-    ArrayDeque<Pending> dropped = new ArrayDeque<>();
+  List<Pending> remove(Pending p, boolean inStep) {
+    List<Pending> dropped = List.of(); // nothing allocated for an answer in step
     queueLock.lock();
     try {
       requests.pollFirst();
       if (!inStep) {
+        dropped = new ArrayList<>();
         p.conn.close();
         for (Iterator<Pending> it = requests.iterator(); it.hasNext(); ) {
           Pending q = it.next();

@@ -2,7 +2,6 @@ package io.psiskv.client;
 
 import static io.psiskv.client.Failures.closedError;
 import static io.psiskv.client.Failures.describe;
-import static io.psiskv.client.Failures.protocolError;
 import static io.psiskv.client.Failures.what;
 
 import io.psiskv.client.Failures.Unavailable;
@@ -11,7 +10,7 @@ import io.psiskv.protocol.Header;
 import io.psiskv.protocol.Opcode;
 import io.psiskv.protocol.Status;
 import java.io.IOException;
-import java.util.ArrayDeque;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
@@ -49,10 +48,10 @@ final class Pipeline {
   <T> CompletableFuture<T> submit(Opcode op, int key, boolean overwrite, byte[] value) {
     CompletableFuture<T> future = new CompletableFuture<>();
     long deadline = calls.callDeadline();
-    int max = calls.maxValueBytes();
-    if (value != null && value.length > max) {
-      future.completeExceptionally(new KvRejectedException(Status.TOO_LARGE, "value of "
-          + value.length + " bytes exceeds the server's maximum of " + max));
+    KvRejectedException tooLarge =
+        value == null ? null : Failures.valueTooLarge(value, calls.maxValueBytes());
+    if (tooLarge != null) {
+      future.completeExceptionally(tooLarge);
       return future;
     }
     long reconnectsBefore;
@@ -125,7 +124,7 @@ final class Pipeline {
         inStep = false;
         failure = new KvException(Status.IO_ERROR, what(p.op, p.key) + " failed: " + e, e);
       }
-      ArrayDeque<Pending> dropped = inFlight.remove(p, inStep);
+      List<Pending> dropped = inFlight.remove(p, inStep);
       complete(p, result, failure);
       for (Pending q : dropped) {
         complete(q, null, closing.isClosed() ? closedError(failure) : new KvConnectionException(
@@ -146,9 +145,7 @@ final class Pipeline {
     Status status = Status.of(h.flagsOrStatus);
     switch (p.op) {
       case PUT:
-        if (p.overwrite && status == Status.KEY_EXISTS) {
-          throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
-        }
+        ResponseCheck.checkPutResult(status, p.overwrite);
         return p.overwrite ? null : status == Status.OK;
       case DELETE:
         return status == Status.OK;
@@ -159,9 +156,7 @@ final class Pipeline {
         int stored = ResponseCheck.readStoredLength(rin, h, p.capacity);
         if (stored > p.capacity) {
           p.valueUnread = true; // its first `capacity` bytes: the stream is not in step
-          throw new KvRejectedException(Status.TOO_LARGE, "the value of key "
-              + Integer.toUnsignedString(p.key) + " has " + stored
-              + " bytes, more than the server's maximum of " + p.capacity);
+          throw Failures.storedTooLarge(p.key, stored, p.capacity);
         }
         return Optional.of(rin.readValue(stored));
     }

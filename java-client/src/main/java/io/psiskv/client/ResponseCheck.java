@@ -70,6 +70,17 @@ final class ResponseCheck {
   }
 
   /**
+   * The result of a PUT: §6.4 answers an overwriting PUT OK (or an error), never KEY_EXISTS
+   * ("nothing changed"), which would be a protocol violation.
+   */
+  static Status checkPutResult(Status result, boolean overwrite) {
+    if (overwrite && result == Status.KEY_EXISTS) {
+      throw protocolError("KEY_EXISTS is not an answer to an overwriting PUT");
+    }
+    return result;
+  }
+
+  /**
    * Called once a response has been read to its end: nothing may follow it in the receive buffer.
    * A client with one request in flight hears nothing it did not ask for (PROTOCOL.md §2), so a
    * byte there is a protocol violation, and the connection is dropped as for any other. Bytes that
