@@ -289,7 +289,6 @@ final class RequestHandler {
             maxValueBytes);
         break;
       case GET:
-        counters.add(ServerStats.GETS, 1);
         getCapacity = capacity;
         if (engine.read(h.key, getAnswer)) {
           counters.add(ServerStats.GET_HITS, 1);

@@ -33,8 +33,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>Thread-safe.
  */
 public final class ServerStats {
-  /** Indices of {@link Counters}: requests served by opcode, GET hits and misses, bytes. */
-  public static final int GETS = 0;
+  /*
+   * Indices of Counters: requests served by opcode, GET hits and misses, bytes. GETS is not
+   * counted: every GET is a hit or a miss, so snapshot() derives ops_get from those two.
+   */
+  private static final int GETS = 0;
   public static final int PUTS = 1;
   public static final int PUTS_IF_ABSENT = 2;
   public static final int DELETES = 3;
@@ -160,15 +163,16 @@ public final class ServerStats {
       m.put("connections_total", p.connectionsAccepted());
       m.put("connections_refused", p.connectionsRefused());
     }
-    long[] sums = new long[COUNTERS];
+    long[] sums;
     synchronized (retired) {
-      for (int i = 0; i < COUNTERS; i++) {
-        sums[i] = retired[i];
-        for (Counters c : live) {
+      sums = retired.clone();
+      for (Counters c : live) {
+        for (int i = 0; i < COUNTERS; i++) {
           sums[i] += c.get(i);
         }
       }
     }
+    sums[GETS] = sums[GET_HITS] + sums[GET_MISSES]; // Every GET is one or the other.
     for (int i = 0; i < COUNTERS; i++) {
       m.put(NAMES[i], sums[i]);
     }
