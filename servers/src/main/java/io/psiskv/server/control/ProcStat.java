@@ -65,13 +65,9 @@ public final class ProcStat {
    * Does no I/O.
    */
   static Stat parse(String line) {
-    int close = line.lastIndexOf(')');
-    if (close < 0 || close + 2 >= line.length()) {
-      return null;
-    }
-    String[] f = line.substring(close + 2).trim().split(" ");
+    String[] f = fieldsAfterName(line);
     // f[0] is field 3 (state); utime and stime, fields 14 and 15, are f[11] and f[12].
-    if (f.length < 13 || f[0].length() != 1) {
+    if (f == null || f.length < 13 || f[0].length() != 1) {
       return null;
     }
     try {
@@ -79,6 +75,18 @@ public final class ProcStat {
     } catch (NumberFormatException e) {
       return null;
     }
+  }
+
+  /**
+   * The fields of a stat line after the command name (field 2, in parentheses, which may itself
+   * hold spaces and parentheses: the last ')' ends it); null if there are none.
+   */
+  private static String[] fieldsAfterName(String line) {
+    int close = line.lastIndexOf(')');
+    if (close < 0 || close + 2 >= line.length()) {
+      return null;
+    }
+    return line.substring(close + 2).trim().split(" ");
   }
 
   /**
@@ -96,13 +104,9 @@ public final class ProcStat {
 
   /** Parses the job-control fields of a stat line; null if it is not one. Does no I/O. */
   public static JobControl parseJobControl(String line) {
-    int close = line.lastIndexOf(')');
-    if (close < 0 || close + 2 >= line.length()) {
-      return null;
-    }
-    String[] f = line.substring(close + 2).trim().split(" ");
+    String[] f = fieldsAfterName(line);
     // f[0] is field 3, so pgrp (5), tty_nr (7) and tpgid (8) are f[2], f[4] and f[5].
-    if (f.length < 6) {
+    if (f == null || f.length < 6) {
       return null;
     }
     try {
@@ -118,8 +122,7 @@ public final class ProcStat {
       return null;
     }
     try {
-      return parseJobControl(new String(Files.readAllBytes(PROC.resolve("self/stat")),
-          StandardCharsets.ISO_8859_1));
+      return parseJobControl(readStat(PROC.resolve("self/stat")));
     } catch (IOException e) {
       return null;
     }
@@ -211,7 +214,11 @@ public final class ProcStat {
 
   /** The stat file's fields; ISO-8859-1 because a thread's name may hold any bytes. */
   private static Stat read(Path stat) throws IOException {
-    return parse(new String(Files.readAllBytes(stat), StandardCharsets.ISO_8859_1));
+    return parse(readStat(stat));
+  }
+
+  private static String readStat(Path stat) throws IOException {
+    return new String(Files.readAllBytes(stat), StandardCharsets.ISO_8859_1);
   }
 
   /** A thread's stat, or null if it cannot be parsed or the thread exited meanwhile. */
