@@ -4,6 +4,7 @@ import io.psiskv.client.KvClient;
 import io.psiskv.client.KvException;
 import io.psiskv.protocol.Protocol;
 import io.psiskv.protocol.Status;
+import io.psiskv.server.ServerConfig;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
@@ -189,10 +190,7 @@ public final class PsiskvCli implements Runnable {
     if (s != Status.IO_ERROR) {
       return s + ": " + s.message();
     }
-    Throwable root = e;
-    while (root.getCause() != null && root.getCause() != root) {
-      root = root.getCause();
-    }
+    Throwable root = root(e);
     if (root == e) {
       return e.getMessage();
     }
@@ -207,39 +205,25 @@ public final class PsiskvCli implements Runnable {
     return m == null || m.isBlank() ? "connection failed" : m;
   }
 
-  private static String rootMessage(Throwable e) {
+  /** The last cause in {@code e}'s chain. */
+  private static Throwable root(Throwable e) {
     Throwable root = e;
     while (root.getCause() != null && root.getCause() != root) {
       root = root.getCause();
     }
-    String m = root.getMessage();
-    return m == null || m.isBlank() ? "unexpected failure" : m;
+    return root;
   }
 
-  /**
-   * The build's version: the servers module's {@code version.txt}, which the build fills in (the
-   * CLI ships in the server jar), or "unknown" for classes not built by Maven.
-   */
-  static String version() {
-    try (java.io.InputStream in =
-        PsiskvCli.class.getResourceAsStream("/io/psiskv/server/version.txt")) {
-      if (in != null) {
-        String v = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
-        if (!v.isEmpty() && !v.startsWith("${")) {
-          return v;
-        }
-      }
-    } catch (java.io.IOException e) {
-      // Reported as unknown below.
-    }
-    return "unknown";
+  private static String rootMessage(Throwable e) {
+    String m = root(e).getMessage();
+    return m == null || m.isBlank() ? "unexpected failure" : m;
   }
 
   /** {@code --version}: the build's version, and the protocol version it speaks. */
   static final class Version implements CommandLine.IVersionProvider {
     @Override
     public String[] getVersion() {
-      return new String[] {"psiskv-cli " + version() + " (protocol " + Protocol.VERSION + ")"};
+      return new String[] {"psiskv-cli " + ServerConfig.version() + " (protocol " + Protocol.VERSION + ")"};
     }
   }
 }

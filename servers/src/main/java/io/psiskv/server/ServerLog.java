@@ -182,10 +182,10 @@ public final class ServerLog {
    * text, so that text is what is matched.
    */
   static String describeBind(BindException e, String address, int port) {
-    String m = e.getMessage() == null ? "" : e.getMessage().toLowerCase(Locale.ROOT);
-    if (m.contains("in use")) {
+    if (portInUse(e)) {
       return "port " + port + " is in use on " + address;
     }
+    String m = e.getMessage() == null ? "" : e.getMessage().toLowerCase(Locale.ROOT);
     if (m.contains("assign requested address") || m.contains("not available")) {
       return "address " + address + " is not available (not an address of this host)";
     }

@@ -1,7 +1,6 @@
 package io.psiskv.server;
 
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Waits that an interrupt does not cut short: for a stop that must finish, a thread that must end,
@@ -24,28 +23,6 @@ public final class Uninterruptibles {
     }
     if (interrupted) {
       Thread.currentThread().interrupt();
-    }
-  }
-
-  /**
-   * Waits until {@code latch} reaches zero or {@code timeoutMillis} have passed, whichever comes
-   * first; an interrupt does not move the deadline. True if the latch reached zero.
-   */
-  static boolean await(CountDownLatch latch, long timeoutMillis) {
-    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
-    boolean interrupted = false;
-    try {
-      while (true) {
-        try {
-          return latch.await(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
-        } catch (InterruptedException e) {
-          interrupted = true;
-        }
-      }
-    } finally {
-      if (interrupted) {
-        Thread.currentThread().interrupt();
-      }
     }
   }
 
